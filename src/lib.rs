@@ -1,0 +1,11 @@
+//! fedcheck: a conformance harness for SIP <-> XMPP federation gateways.
+//!
+//! Layout mirrors the architecture (see README "Architecture"):
+//! - [`xmpp`]: sans-IO XMPP stream codec and S2S negotiation state machines.
+//! - [`proxy`]: the reference edge proxy, a thin tokio driver around [`xmpp`].
+//! - [`harness`]: scenario model, loader, runner (actors), matcher, normaliser, reports.
+//!   The harness talks to any system under test over the wire only.
+
+pub mod harness;
+pub mod proxy;
+pub mod xmpp;

@@ -1,0 +1,8 @@
+//! XMPP: the sans-IO core. Nothing here touches a socket or reads a clock; time comes in
+//! as an argument and I/O leaves as output values (see README "Architecture").
+
+pub mod codec;
+pub mod conditions;
+pub mod element;
+pub mod jid;
+pub mod ns;
