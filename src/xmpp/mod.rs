@@ -3,6 +3,7 @@
 
 pub mod codec;
 pub mod conditions;
+pub mod dialback;
 pub mod element;
 pub mod jid;
 pub mod ns;
