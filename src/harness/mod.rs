@@ -1,4 +1,11 @@
 //! The conformance harness: scenario model → load → run (actors against a target) →
-//! matcher → normalise → report. It talks to a system under test over the wire only.
+//! matcher → normalise → report. It talks to a system under test over the wire only:
+//! nothing here reaches into the bundled proxy's internals (the bundled target only
+//! starts it with a configuration and reads back its listening addresses).
 
+pub mod report;
+pub mod run;
+pub mod suite;
+pub mod target;
 pub mod transcript;
+pub mod verdict;

@@ -1,0 +1,1036 @@
+//! The scenario runner: plays the scenario's actors against a SUT over real sockets.
+//!
+//! All socket readers feed one channel; the executor is a single sequential loop over the
+//! steps, so the transcript is in step order and deterministic for a deterministic SUT:
+//! a received unit is logged when a step consumes it, not when it happened to arrive.
+//! Every wait is bounded by the step's timeout; nothing sleeps for a fixed time except an
+//! `expect_none` window, which is the point of that step.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use super::catalogue::{Catalogue, Level};
+use super::load::{Action, ActorKind, ExpectItem, PortKind, Scenario, Step};
+use super::template::{self, Template};
+use super::transcript::{Dir, Transcript, Unit};
+use super::verdict::{Failure, Verdict};
+use crate::xmpp::codec::{Decoder, Event, Limits, StreamHeader};
+use crate::xmpp::dialback;
+use crate::xmpp::element::{Element, NsContext};
+use crate::xmpp::ns;
+
+/// What the runner needs to know about a system under test: where to reach it.
+#[derive(Debug, Clone)]
+pub struct SutEndpoints {
+    /// The SUT's XMPP domain (`{sut}` in scenarios).
+    pub domain: String,
+    /// Its S2S listener (`jabber:server`).
+    pub s2s: SocketAddr,
+    /// Its XEP-0114 component listener, if it has one.
+    pub component: Option<SocketAddr>,
+}
+
+/// Errors that make a run `error` rather than `fail`: the scenario or the harness is broken.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("step {step} (line {line}): {message}")]
+    Scenario { step: usize, line: usize, message: String },
+    #[error("harness I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// How a step ended when it did not simply hold.
+enum StepEnd {
+    Failed(Failure),
+    Broken(RunError),
+}
+
+type StepResult = Result<(), StepEnd>;
+
+/// One unit received from the SUT, waiting in a stream's inbox.
+#[derive(Debug, Clone)]
+struct Received {
+    at: Duration,
+    unit: Unit,
+    raw: Vec<u8>,
+}
+
+enum NetEvent {
+    Unit { stream: String, rec: Received },
+    Accepted { actor: String, stream: TcpStream, peer: SocketAddr, local: SocketAddr },
+}
+
+struct StreamState {
+    actor: String,
+    port: PortKind,
+    writer: Option<OwnedWriteHalf>,
+    inbox: VecDeque<Received>,
+    /// Parses what the harness sends so the transcript shows structure; `None` once the
+    /// harness has sent bytes that are not XML (hostile steps), after which sends are raw.
+    sent_decoder: Option<Decoder>,
+    header_sent: bool,
+    /// The last stream header the SUT sent on this stream.
+    sut_header: Option<StreamHeader>,
+    /// The stream id the harness sent in its own response header (when it is the receiver).
+    own_id: Option<String>,
+    eof: bool,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for StreamState {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// Everything a finished run produced.
+pub struct RunResult {
+    pub verdict: Verdict,
+    pub failure: Option<Failure>,
+    pub reason: Option<String>,
+    pub transcript: Transcript,
+}
+
+/// Listeners bound before the SUT starts, so its static routes can point at them.
+pub struct ActorListeners {
+    listeners: BTreeMap<String, TcpListener>,
+}
+
+impl ActorListeners {
+    /// Bind one listener per XMPP actor: at `fixed[domain]` if given (a third-party SUT
+    /// configured to dial it there), else on an ephemeral loopback port.
+    pub async fn bind(scenario: &Scenario, fixed: &BTreeMap<String, SocketAddr>) -> Result<Self, RunError> {
+        let mut listeners = BTreeMap::new();
+        for a in &scenario.actors {
+            if let ActorKind::Xmpp { domain, .. } = &a.kind {
+                let addr = fixed.get(domain).copied().unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+                listeners.insert(a.name.clone(), TcpListener::bind(addr).await?);
+            }
+        }
+        Ok(ActorListeners { listeners })
+    }
+
+    /// domain → listening address, for the SUT's routes.
+    pub fn routes(&self, scenario: &Scenario) -> Result<BTreeMap<String, SocketAddr>, RunError> {
+        let mut routes = BTreeMap::new();
+        for a in &scenario.actors {
+            if let (ActorKind::Xmpp { domain, .. }, Some(l)) = (&a.kind, self.listeners.get(&a.name)) {
+                routes.insert(domain.clone(), l.local_addr()?);
+            }
+        }
+        Ok(routes)
+    }
+}
+
+const STREAM_OPEN_ATTRS: &str =
+    "xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback'";
+
+/// The namespace context templates are written in for a stream of this kind.
+fn template_ctx(port: PortKind) -> NsContext {
+    let default = match port {
+        PortKind::S2s => ns::SERVER,
+        PortKind::Component => ns::COMPONENT_ACCEPT,
+    };
+    NsContext::new(default).with_prefix("stream", ns::STREAM).with_prefix("db", ns::DIALBACK)
+}
+
+pub struct Runner<'a> {
+    scenario: &'a Scenario,
+    catalogue: &'a Catalogue,
+    sut: SutEndpoints,
+    start: Instant,
+    transcript: Transcript,
+    tx: mpsc::UnboundedSender<NetEvent>,
+    rx: mpsc::UnboundedReceiver<NetEvent>,
+    streams: HashMap<String, StreamState>,
+    /// Connections the SUT opened to an actor that no step has claimed yet.
+    pending_accepts: HashMap<String, VecDeque<(TcpStream, SocketAddr, SocketAddr)>>,
+    captures: HashMap<String, String>,
+    accept_tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Runner<'_> {
+    fn drop(&mut self) {
+        for t in &self.accept_tasks {
+            t.abort();
+        }
+    }
+}
+
+impl<'a> Runner<'a> {
+    pub fn new(scenario: &'a Scenario, catalogue: &'a Catalogue, sut: SutEndpoints, listeners: ActorListeners) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut accept_tasks = Vec::new();
+        for (actor, listener) in listeners.listeners {
+            let tx = tx.clone();
+            accept_tasks.push(tokio::spawn(async move {
+                while let Ok((stream, peer)) = listener.accept().await {
+                    let local = stream.local_addr().unwrap_or(peer);
+                    if tx.send(NetEvent::Accepted { actor: actor.clone(), stream, peer, local }).is_err() {
+                        break;
+                    }
+                }
+            }));
+        }
+        Runner {
+            scenario,
+            catalogue,
+            sut,
+            start: Instant::now(),
+            transcript: Transcript::default(),
+            tx,
+            rx,
+            streams: HashMap::new(),
+            pending_accepts: HashMap::new(),
+            captures: HashMap::new(),
+            accept_tasks,
+        }
+    }
+
+    /// Execute every step; stop at the first that does not hold.
+    pub async fn run(mut self) -> RunResult {
+        let steps = self.scenario.steps.clone();
+        for step in &steps {
+            if let Some(note) = &step.note {
+                self.note(&format!("step {}: {note}", step.index + 1));
+            }
+            match self.step(step).await {
+                Ok(()) => {}
+                Err(StepEnd::Failed(f)) => {
+                    self.drain_leftovers();
+                    let verdict = if f.level == Level::Must { Verdict::Fail } else { Verdict::Warn };
+                    return RunResult { verdict, failure: Some(f), reason: None, transcript: self.transcript };
+                }
+                Err(StepEnd::Broken(e)) => {
+                    self.drain_leftovers();
+                    return RunResult {
+                        verdict: Verdict::Error,
+                        failure: None,
+                        reason: Some(e.to_string()),
+                        transcript: self.transcript,
+                    };
+                }
+            }
+        }
+        self.drain_leftovers();
+        RunResult { verdict: Verdict::Pass, failure: None, reason: None, transcript: self.transcript }
+    }
+
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    fn note(&mut self, text: &str) {
+        let at = self.now();
+        self.transcript.push(at, "harness", "", Dir::ToSut, Unit::Note(text.to_string()), Vec::new());
+    }
+
+    /// Units that arrived but no step consumed: listed at the end of the transcript so
+    /// nothing the SUT sent is silently dropped from the record.
+    fn drain_leftovers(&mut self) {
+        while let Ok(ev) = self.rx.try_recv() {
+            self.absorb(ev);
+        }
+        let mut names: Vec<String> = self.streams.keys().cloned().collect();
+        names.sort();
+        let mut first = true;
+        for name in names {
+            let Some(st) = self.streams.get_mut(&name) else { continue };
+            let actor = st.actor.clone();
+            let units: Vec<Received> = st.inbox.drain(..).collect();
+            for r in units {
+                if matches!(r.unit, Unit::Whitespace(_)) {
+                    continue;
+                }
+                if first {
+                    self.note("received but not consumed by any step:");
+                    first = false;
+                }
+                self.transcript.push(r.at, &actor, &name, Dir::FromSut, r.unit, r.raw);
+            }
+        }
+    }
+
+    fn absorb(&mut self, ev: NetEvent) {
+        match ev {
+            NetEvent::Unit { stream, rec } => {
+                if let Some(st) = self.streams.get_mut(&stream) {
+                    st.inbox.push_back(rec);
+                }
+            }
+            NetEvent::Accepted { actor, stream, peer, local } => {
+                self.pending_accepts.entry(actor).or_default().push_back((stream, peer, local));
+            }
+        }
+    }
+
+    /// Wait for the next network event until `deadline`; false on timeout.
+    async fn pump(&mut self, deadline: tokio::time::Instant) -> bool {
+        match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+            Ok(Some(ev)) => {
+                self.absorb(ev);
+                true
+            }
+            Ok(None) | Err(_) => false,
+        }
+    }
+
+    fn broken(step: &Step, message: impl Into<String>) -> StepEnd {
+        StepEnd::Broken(RunError::Scenario { step: step.index + 1, line: step.line, message: message.into() })
+    }
+
+    fn failure(&self, step: &Step, stream: &str, expected: impl Into<String>, got: impl Into<String>) -> StepEnd {
+        let covers = if step.covers.is_empty() { self.scenario.covers.clone() } else { step.covers.clone() };
+        let level = covers
+            .iter()
+            .filter_map(|id| self.catalogue.get(id))
+            .map(|r| r.level)
+            .min()
+            .unwrap_or(Level::Must);
+        StepEnd::Failed(Failure {
+            step: step.index + 1,
+            line: step.line,
+            covers,
+            level,
+            stream: stream.to_string(),
+            expected: expected.into(),
+            got: got.into(),
+        })
+    }
+
+    // ---- variables -------------------------------------------------------------------
+
+    fn lookup(&self, name: &str) -> Option<String> {
+        if name == "sut" {
+            return Some(self.sut.domain.clone());
+        }
+        if let Some((stream, field)) = name.split_once('.') {
+            let st = self.streams.get(stream)?;
+            return match field {
+                "id" => st.sut_header.as_ref()?.id.clone(),
+                "key" => {
+                    let id = st.sut_header.as_ref()?.id.clone()?;
+                    let (domain, secret) = self.actor_identity(&st.actor)?;
+                    Some(dialback::key(&secret, &self.sut.domain, &domain, &id))
+                }
+                _ => None,
+            };
+        }
+        if let Some(v) = self.captures.get(name) {
+            return Some(v.clone());
+        }
+        self.scenario.actors.iter().find(|a| a.name == name).map(|a| match &a.kind {
+            ActorKind::Xmpp { domain, .. } | ActorKind::Component { domain, .. } => domain.clone(),
+        })
+    }
+
+    fn actor_identity(&self, actor: &str) -> Option<(String, String)> {
+        self.scenario.actors.iter().find(|a| a.name == actor).map(|a| match &a.kind {
+            ActorKind::Xmpp { domain, secret } | ActorKind::Component { domain, secret } => {
+                (domain.clone(), secret.clone())
+            }
+        })
+    }
+
+    fn substitute(&self, step: &Step, text: &str) -> Result<String, StepEnd> {
+        template::substitute(text, &|name| self.lookup(name)).map_err(|e| Self::broken(step, e.to_string()))
+    }
+
+    // ---- stream plumbing -------------------------------------------------------------
+
+    fn attach(&mut self, name: &str, actor: &str, port: PortKind, stream: TcpStream) {
+        let (mut read, write) = stream.into_split();
+        let tx = self.tx.clone();
+        let start = self.start;
+        let sname = name.to_string();
+        let reader = tokio::spawn(async move {
+            let mut dec = Some(Decoder::new(Limits { max_stanza_bytes: 16 * 1024 * 1024, max_depth: 256 }));
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                let n = match read.read(&mut buf).await {
+                    Ok(0) => {
+                        let _ = tx.send(NetEvent::Unit {
+                            stream: sname.clone(),
+                            rec: Received { at: start.elapsed(), unit: Unit::Eof, raw: Vec::new() },
+                        });
+                        return;
+                    }
+                    Ok(n) => n,
+                    Err(_) => {
+                        let _ = tx.send(NetEvent::Unit {
+                            stream: sname.clone(),
+                            rec: Received { at: start.elapsed(), unit: Unit::Reset, raw: Vec::new() },
+                        });
+                        return;
+                    }
+                };
+                let chunk = &buf[..n];
+                let Some(d) = dec.as_mut() else {
+                    let unit = Unit::Undecodable {
+                        bytes: chunk.to_vec(),
+                        reason: "after an earlier decoding error".into(),
+                    };
+                    let _ = tx.send(NetEvent::Unit {
+                        stream: sname.clone(),
+                        rec: Received { at: start.elapsed(), unit, raw: chunk.to_vec() },
+                    });
+                    continue;
+                };
+                d.feed(chunk);
+                loop {
+                    match d.next_event() {
+                        Ok(Some(ev)) => {
+                            let raw = d.last_raw().to_vec();
+                            let unit = event_unit(ev);
+                            let _ = tx.send(NetEvent::Unit {
+                                stream: sname.clone(),
+                                rec: Received { at: start.elapsed(), unit, raw },
+                            });
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            let unit = Unit::Undecodable { bytes: chunk.to_vec(), reason: e.to_string() };
+                            let _ = tx.send(NetEvent::Unit {
+                                stream: sname.clone(),
+                                rec: Received { at: start.elapsed(), unit, raw: chunk.to_vec() },
+                            });
+                            dec = None;
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        let st = StreamState {
+            actor: actor.to_string(),
+            port,
+            writer: Some(write),
+            inbox: VecDeque::new(),
+            sent_decoder: Some(Decoder::new(Limits { max_stanza_bytes: 16 * 1024 * 1024, max_depth: 256 })),
+            header_sent: false,
+            sut_header: None,
+            own_id: None,
+            eof: false,
+            reader,
+        };
+        self.streams.insert(name.to_string(), st);
+    }
+
+    async fn connect(&mut self, step: &Step, name: &str, actor: &str, port: PortKind) -> StepResult {
+        let addr = match port {
+            PortKind::S2s => self.sut.s2s,
+            PortKind::Component => match self.sut.component {
+                Some(a) => a,
+                None => return Err(Self::broken(step, "the target has no component port")),
+            },
+        };
+        let deadline = tokio::time::Instant::now() + self.scenario.timeout;
+        let stream = match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(self.failure(step, name, format!("TCP connect to {addr}"), e.to_string())),
+            Err(_) => return Err(self.failure(step, name, format!("TCP connect to {addr}"), "timed out")),
+        };
+        let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().map_err(|e| StepEnd::Broken(e.into()))?;
+        let at = self.now();
+        self.transcript.push(at, actor, name, Dir::ToSut, Unit::Connected { local, peer: addr }, Vec::new());
+        self.attach(name, actor, port, stream);
+        Ok(())
+    }
+
+    /// Wait for the SUT to connect to `actor`'s listener and register it as `name`.
+    async fn accept(&mut self, step: &Step, name: &str, actor: &str, timeout: Duration) -> StepResult {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some((stream, peer, local)) = self.pending_accepts.get_mut(actor).and_then(|q| q.pop_front()) {
+                let _ = stream.set_nodelay(true);
+                let at = self.now();
+                self.transcript.push(at, actor, name, Dir::FromSut, Unit::Connected { local, peer }, Vec::new());
+                self.attach(name, actor, PortKind::S2s, stream);
+                return Ok(());
+            }
+            if !self.pump(deadline).await {
+                return Err(self.failure(
+                    step,
+                    name,
+                    format!("the SUT opens a connection to {actor}"),
+                    format!("no connection after {}", fmt_dur(timeout)),
+                ));
+            }
+        }
+    }
+
+    async fn send_text(&mut self, step: &Step, name: &str, text: &str) -> StepResult {
+        let at = self.now();
+        let Some(st) = self.streams.get_mut(name) else {
+            return Err(Self::broken(step, format!("stream `{name}` is not open")));
+        };
+        let actor = st.actor.clone();
+        let Some(w) = st.writer.as_mut() else {
+            return Err(Self::broken(step, format!("stream `{name}` was closed by an earlier step")));
+        };
+        if let Err(e) = w.write_all(text.as_bytes()).await {
+            // The SUT may legitimately have closed the connection already; record it.
+            self.transcript.push(
+                at,
+                &actor,
+                name,
+                Dir::ToSut,
+                Unit::Undecodable { bytes: text.as_bytes().to_vec(), reason: format!("not sent: {e}") },
+                text.as_bytes().to_vec(),
+            );
+            return Ok(());
+        }
+        let mut units = Vec::new();
+        match st.sent_decoder.as_mut() {
+            Some(d) => {
+                d.feed(text.as_bytes());
+                loop {
+                    match d.next_event() {
+                        Ok(Some(ev)) => {
+                            if matches!(ev, Event::Header(_)) {
+                                st.header_sent = true;
+                            }
+                            units.push((event_unit(ev), d.last_raw().to_vec()));
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            units.push((
+                                Unit::Undecodable { bytes: text.as_bytes().to_vec(), reason: e.to_string() },
+                                text.as_bytes().to_vec(),
+                            ));
+                            st.sent_decoder = None;
+                            break;
+                        }
+                    }
+                }
+            }
+            None => units.push((
+                Unit::Undecodable { bytes: text.as_bytes().to_vec(), reason: "sent after non-XML bytes".into() },
+                text.as_bytes().to_vec(),
+            )),
+        }
+        for (unit, raw) in units {
+            self.transcript.push(at, &actor, name, Dir::ToSut, unit, raw);
+        }
+        Ok(())
+    }
+
+    /// Take the next non-whitespace unit of stream `name`, waiting until `deadline`.
+    /// Whitespace keepalives are logged and skipped.
+    async fn next_unit(&mut self, name: &str, deadline: tokio::time::Instant) -> Option<Received> {
+        loop {
+            let st = self.streams.get_mut(name)?;
+            if let Some(r) = st.inbox.pop_front() {
+                let actor = st.actor.clone();
+                if let Unit::Header(h) = &r.unit {
+                    st.sut_header = Some(h.clone());
+                }
+                if matches!(r.unit, Unit::Eof | Unit::Reset) {
+                    st.eof = true;
+                }
+                self.transcript.push(r.at, &actor, name, Dir::FromSut, r.unit.clone(), r.raw.clone());
+                if matches!(r.unit, Unit::Whitespace(_)) {
+                    continue;
+                }
+                return Some(r);
+            }
+            if st.eof {
+                return None;
+            }
+            if !self.pump(deadline).await {
+                return None;
+            }
+        }
+    }
+
+    fn record_captures(&mut self, caps: Vec<(String, String)>) {
+        for (k, v) in caps {
+            self.captures.insert(k, v);
+        }
+    }
+
+    fn parse_tpl(&self, step: &Step, name: &str, text: &str) -> Result<Template, StepEnd> {
+        let port = self.streams.get(name).map(|s| s.port).unwrap_or(PortKind::S2s);
+        template::parse_template(text, &template_ctx(port)).map_err(|e| Self::broken(step, e.to_string()))
+    }
+
+    async fn expect(&mut self, step: &Step, name: &str, text: &str, timeout: Duration, exact: bool) -> StepResult {
+        let text = self.substitute(step, text)?;
+        let tpl = self.parse_tpl(step, name, &text)?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        match self.next_unit(name, deadline).await {
+            None => {
+                let got = if self.streams.get(name).is_some_and(|s| s.eof) {
+                    "the connection was already closed".to_string()
+                } else {
+                    format!("nothing after {}", fmt_dur(timeout))
+                };
+                Err(self.failure(step, name, text.trim(), got))
+            }
+            Some(r) => match unit_event(&r.unit) {
+                Some(ev) => match template::match_unit(&tpl, &ev, exact) {
+                    Ok(caps) => {
+                        self.record_captures(caps);
+                        Ok(())
+                    }
+                    Err(m) => Err(self.failure(
+                        step,
+                        name,
+                        text.trim(),
+                        format!("{}\n  mismatch: {m}", template::describe_event(&ev)),
+                    )),
+                },
+                None => Err(self.failure(step, name, text.trim(), describe_unit(&r.unit))),
+            },
+        }
+    }
+
+    async fn expect_eof(&mut self, step: &Step, name: &str, timeout: Duration) -> StepResult {
+        let deadline = tokio::time::Instant::now() + timeout;
+        match self.next_unit(name, deadline).await {
+            Some(Received { unit: Unit::Eof | Unit::Reset, .. }) => Ok(()),
+            Some(r) => Err(self.failure(step, name, "the SUT closes the connection", describe_unit(&r.unit))),
+            None if self.streams.get(name).is_some_and(|s| s.eof) => Ok(()),
+            None => Err(self.failure(
+                step,
+                name,
+                "the SUT closes the connection",
+                format!("still open after {}", fmt_dur(timeout)),
+            )),
+        }
+    }
+
+    async fn expect_none(&mut self, step: &Step, name: &str, window: Duration) -> StepResult {
+        let deadline = tokio::time::Instant::now() + window;
+        match self.next_unit(name, deadline).await {
+            None => Ok(()),
+            Some(r) => Err(self.failure(
+                step,
+                name,
+                format!("nothing for {}", fmt_dur(window)),
+                describe_unit(&r.unit),
+            )),
+        }
+    }
+
+    async fn expect_all(&mut self, step: &Step, items: &[ExpectItem], timeout: Duration) -> StepResult {
+        // Per stream: the next k units must match that stream's k items in some order.
+        let mut by_stream: BTreeMap<String, Vec<(usize, Option<Template>, String)>> = BTreeMap::new();
+        for (i, it) in items.iter().enumerate() {
+            let (tpl, text) = match &it.template {
+                Some(t) => {
+                    let text = self.substitute(step, t)?;
+                    (Some(self.parse_tpl(step, &it.stream, &text)?), text)
+                }
+                None => (None, "EOF".to_string()),
+            };
+            by_stream.entry(it.stream.clone()).or_default().push((i, tpl, text));
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        for (name, wanted) in by_stream {
+            let mut got = Vec::new();
+            while got.len() < wanted.len() {
+                match self.next_unit(&name, deadline).await {
+                    Some(r) => got.push(r),
+                    None => {
+                        let missing: Vec<String> = wanted.iter().map(|w| w.2.trim().to_string()).collect();
+                        return Err(self.failure(
+                            step,
+                            &name,
+                            missing.join("\n"),
+                            format!("only {} of {} units after {}", got.len(), wanted.len(), fmt_dur(timeout)),
+                        ));
+                    }
+                }
+            }
+            // Small sets: find an assignment greedily with backtracking.
+            let mut used = vec![false; got.len()];
+            let mut caps = Vec::new();
+            if !assign(&wanted, 0, &got, &mut used, &mut caps) {
+                let expected: Vec<String> = wanted.iter().map(|w| w.2.trim().to_string()).collect();
+                let received: Vec<String> = got.iter().map(|r| describe_unit(&r.unit)).collect();
+                return Err(self.failure(step, &name, expected.join("\n"), received.join("\n")));
+            }
+            self.record_captures(caps);
+        }
+        Ok(())
+    }
+
+    async fn close(&mut self, step: &Step, name: &str, reset: bool) -> StepResult {
+        let at = self.now();
+        let Some(st) = self.streams.get_mut(name) else {
+            return Err(Self::broken(step, format!("stream `{name}` is not open")));
+        };
+        let actor = st.actor.clone();
+        if let Some(mut w) = st.writer.take() {
+            if reset {
+                // SO_LINGER 0 turns the close into an RST.
+                let _ = w.as_ref().set_linger(Some(Duration::ZERO));
+                drop(w);
+                st.reader.abort();
+                st.eof = true;
+            } else {
+                let _ = w.shutdown().await;
+            }
+        }
+        let unit = if reset { Unit::Reset } else { Unit::Eof };
+        self.transcript.push(at, &actor, name, Dir::ToSut, unit, Vec::new());
+        Ok(())
+    }
+
+    // ---- helpers: dialback -----------------------------------------------------------
+
+    fn stream_header(from: &str, to: &str, id: Option<&str>) -> String {
+        let id = id.map(|i| format!(" id='{i}'")).unwrap_or_default();
+        format!("<?xml version='1.0'?><stream:stream {STREAM_OPEN_ATTRS} from='{from}' to='{to}'{id} version='1.0'>")
+    }
+
+    /// Expect the SUT's stream header on `name` and, if it announced version 1.0, its features.
+    async fn expect_header_and_features(&mut self, step: &Step, name: &str, deadline: tokio::time::Instant) -> StepResult {
+        let r = self.next_unit(name, deadline).await;
+        let version = match r.as_ref().map(|r| &r.unit) {
+            Some(Unit::Header(h)) => h.version.clone(),
+            Some(u) => return Err(self.failure(step, name, "the SUT's stream header", describe_unit(u))),
+            None => return Err(self.failure(step, name, "the SUT's stream header", "nothing")),
+        };
+        if version.is_some() {
+            match self.next_unit(name, deadline).await.map(|r| r.unit) {
+                Some(Unit::Element(e)) if e.is(ns::STREAM, "features") => {}
+                Some(u) => return Err(self.failure(step, name, "<stream:features>", describe_unit(&u))),
+                None => return Err(self.failure(step, name, "<stream:features>", "nothing")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Serve one incoming connection as the authoritative/receiving server far enough to
+    /// answer `db:verify` on it: respond to its header with ours and dialback features.
+    async fn answer_incoming_header(&mut self, step: &Step, name: &str, actor_domain: &str, deadline: tokio::time::Instant) -> StepResult {
+        let r = self.next_unit(name, deadline).await;
+        let from = match r.as_ref().map(|r| &r.unit) {
+            Some(Unit::Header(h)) => h.from.clone().unwrap_or_else(|| self.sut.domain.clone()),
+            Some(u) => return Err(self.failure(step, name, "the SUT's stream header", describe_unit(u))),
+            None => return Err(self.failure(step, name, "the SUT's stream header", "nothing")),
+        };
+        let id = random_id();
+        if let Some(st) = self.streams.get_mut(name) {
+            st.own_id = Some(id.clone());
+        }
+        let header = Self::stream_header(actor_domain, &from, Some(&id));
+        self.send_text(step, name, &header).await?;
+        self.send_text(
+            step,
+            name,
+            "<stream:features><dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback></stream:features>",
+        )
+        .await
+    }
+
+    /// Answer a `db:verify` request as the authoritative server for `actor`.
+    async fn answer_verify(&mut self, step: &Step, name: &str, req: &Element) -> StepResult {
+        let (Some(from), Some(to), Some(id)) = (req.attr("from"), req.attr("to"), req.attr("id")) else {
+            return Err(self.failure(
+                step,
+                name,
+                "<db:verify from to id>key</db:verify> (XEP-0220 §2.1.2)",
+                req.to_xml(&template_ctx(PortKind::S2s)),
+            ));
+        };
+        let actor = self.streams.get(name).map(|s| s.actor.clone()).unwrap_or_default();
+        let Some((domain, secret)) = self.actor_identity(&actor) else {
+            return Err(Self::broken(step, format!("unknown actor `{actor}`")));
+        };
+        let valid = to == domain && dialback::keys_equal(&req.text(), &dialback::key(&secret, from, to, id));
+        let answer = format!(
+            "<db:verify from='{to}' to='{from}' id='{id}' type='{}'/>",
+            if valid { "valid" } else { "invalid" }
+        );
+        self.send_text(step, name, &answer).await
+    }
+
+    async fn dialback(&mut self, step: &Step, name: &str, actor: &str, from: Option<&str>, to: Option<&str>, verify_stream: &str) -> StepResult {
+        let timeout = self.scenario.timeout;
+        let deadline = tokio::time::Instant::now() + timeout * 2;
+        let Some((domain, secret)) = self.actor_identity(actor) else {
+            return Err(Self::broken(step, format!("unknown actor `{actor}`")));
+        };
+        let from = match from {
+            Some(f) => self.substitute(step, f)?,
+            None => domain.clone(),
+        };
+        let to = match to {
+            Some(t) => self.substitute(step, t)?,
+            None => self.sut.domain.clone(),
+        };
+        self.note(&format!("dialback on {name}: {from} → {to} (XEP-0220 §2.1)"));
+        if !self.streams.contains_key(name) {
+            self.connect(step, name, actor, PortKind::S2s).await?;
+        }
+        let header_sent = self.streams.get(name).is_some_and(|s| s.header_sent);
+        if !header_sent {
+            let h = Self::stream_header(&domain, &to, None);
+            self.send_text(step, name, &h).await?;
+        }
+        if self.streams.get(name).is_some_and(|s| s.sut_header.is_none()) {
+            self.expect_header_and_features(step, name, deadline).await?;
+        }
+        let Some(sid) = self.streams.get(name).and_then(|s| s.sut_header.as_ref()).and_then(|h| h.id.clone()) else {
+            return Err(self.failure(step, name, "a stream id in the SUT's header (RFC 6120 §4.7.3)", "none"));
+        };
+        let key = dialback::key(&secret, &to, &from, &sid);
+        self.send_text(step, name, &format!("<db:result from='{from}' to='{to}'>{key}</db:result>")).await?;
+        // Serve the SUT's verification (new connection or piggybacked) until the result comes.
+        loop {
+            // A result on our stream?
+            if let Some(front) = self.streams.get(name).and_then(|s| s.inbox.front()) {
+                if matches!(&front.unit, Unit::Element(_) | Unit::Eof | Unit::Reset | Unit::Undecodable { .. } | Unit::StreamClose) {
+                    let r = self.next_unit(name, deadline).await;
+                    return match r.map(|r| r.unit) {
+                        Some(Unit::Element(e)) if e.is(ns::DIALBACK, "result") && e.attr("type") == Some("valid") => Ok(()),
+                        Some(Unit::Element(e)) if e.is(ns::DIALBACK, "verify") && e.attr("type").is_none() => {
+                            self.answer_verify(step, name, &e).await?;
+                            continue;
+                        }
+                        Some(u) => Err(self.failure(
+                            step,
+                            name,
+                            format!("<db:result from='{to}' to='{from}' type='valid'/>"),
+                            describe_unit(&u),
+                        )),
+                        None => Err(self.failure(step, name, "<db:result type='valid'/>", "nothing")),
+                    };
+                }
+            }
+            // A new connection from the SUT to this actor: its verification stream.
+            if self.pending_accepts.get(actor).is_some_and(|q| !q.is_empty()) && !self.streams.contains_key(verify_stream) {
+                self.accept(step, verify_stream, actor, timeout).await?;
+                self.answer_incoming_header(step, verify_stream, &domain, deadline).await?;
+                continue;
+            }
+            // A db:verify at the front of any other stream of this actor.
+            let other = self
+                .streams
+                .iter()
+                .filter(|(n, s)| n.as_str() != name && s.actor == actor)
+                .find(|(_, s)| s.inbox.front().is_some_and(|r| matches!(&r.unit, Unit::Element(e) if e.is(ns::DIALBACK, "verify")) || matches!(&r.unit, Unit::Whitespace(_))))
+                .map(|(n, _)| n.clone());
+            if let Some(other) = other {
+                if let Some(r) = self.next_unit(&other, deadline).await {
+                    if let Unit::Element(e) = &r.unit {
+                        self.answer_verify(step, &other, e).await?;
+                    }
+                }
+                continue;
+            }
+            if !self.pump(deadline).await {
+                return Err(self.failure(
+                    step,
+                    name,
+                    format!("<db:result from='{to}' to='{from}' type='valid'/>"),
+                    format!("nothing after {}", fmt_dur(timeout * 2)),
+                ));
+            }
+        }
+    }
+
+    async fn accept_dialback(&mut self, step: &Step, name: &str, actor: &str, timeout: Duration, verify_stream: &str) -> StepResult {
+        let deadline = tokio::time::Instant::now() + timeout * 2;
+        let Some((domain, _)) = self.actor_identity(actor) else {
+            return Err(Self::broken(step, format!("unknown actor `{actor}`")));
+        };
+        self.note(&format!("accept dialback on {name}: the SUT → {domain} (XEP-0220 §2.2)"));
+        if !self.streams.contains_key(name) {
+            self.accept(step, name, actor, timeout).await?;
+        }
+        if self.streams.get(name).is_some_and(|s| s.own_id.is_none()) {
+            self.answer_incoming_header(step, name, &domain, deadline).await?;
+        }
+        // The SUT's db:result (answering any piggybacked db:verify on the way).
+        let (originating, key) = loop {
+            match self.next_unit(name, deadline).await.map(|r| r.unit) {
+                Some(Unit::Element(e)) if e.is(ns::DIALBACK, "result") && e.attr("type").is_none() => {
+                    match (e.attr("from"), e.attr("to")) {
+                        (Some(f), Some(t)) if t == domain => break (f.to_string(), e.text().trim().to_string()),
+                        _ => {
+                            return Err(self.failure(
+                                step,
+                                name,
+                                format!("<db:result from='{{sut}}' to='{domain}'>key</db:result> (XEP-0220 §2.1.1)"),
+                                e.to_xml(&template_ctx(PortKind::S2s)),
+                            ));
+                        }
+                    }
+                }
+                Some(Unit::Element(e)) if e.is(ns::DIALBACK, "verify") && e.attr("type").is_none() => {
+                    self.answer_verify(step, name, &e).await?;
+                }
+                Some(u) => return Err(self.failure(step, name, "<db:result from to>key</db:result>", describe_unit(&u))),
+                None => return Err(self.failure(step, name, "<db:result from to>key</db:result>", "nothing")),
+            }
+        };
+        let Some(own_id) = self.streams.get(name).and_then(|s| s.own_id.clone()) else {
+            return Err(Self::broken(step, "no stream id was sent on the accepted stream"));
+        };
+        // Verify against the SUT's authoritative role over a new stream (XEP-0220 §2.1.2).
+        self.connect(step, verify_stream, actor, PortKind::S2s).await?;
+        let h = Self::stream_header(&domain, &originating, None);
+        self.send_text(step, verify_stream, &h).await?;
+        self.expect_header_and_features(step, verify_stream, deadline).await?;
+        self.send_text(
+            step,
+            verify_stream,
+            &format!("<db:verify from='{domain}' to='{originating}' id='{own_id}'>{key}</db:verify>"),
+        )
+        .await?;
+        let valid = match self.next_unit(verify_stream, deadline).await.map(|r| r.unit) {
+            Some(Unit::Element(e)) if e.is(ns::DIALBACK, "verify") => {
+                e.attr("type") == Some("valid") && e.attr("id") == Some(own_id.as_str())
+            }
+            Some(u) => {
+                return Err(self.failure(
+                    step,
+                    verify_stream,
+                    format!("<db:verify from='{originating}' to='{domain}' id='{own_id}' type='valid'/>"),
+                    describe_unit(&u),
+                ));
+            }
+            None => return Err(self.failure(step, verify_stream, "<db:verify type='valid'/>", "nothing")),
+        };
+        let answer = if valid { "valid" } else { "invalid" };
+        self.send_text(step, name, &format!("<db:result from='{domain}' to='{originating}' type='{answer}'/>")).await?;
+        if valid {
+            Ok(())
+        } else {
+            Err(self.failure(
+                step,
+                verify_stream,
+                format!("<db:verify from='{originating}' to='{domain}' id='{own_id}' type='valid'/>"),
+                "the SUT's authoritative role did not confirm its own key",
+            ))
+        }
+    }
+
+    async fn step(&mut self, step: &Step) -> StepResult {
+        match &step.action {
+            Action::Connect { stream, actor, port } => {
+                if self.streams.contains_key(stream) {
+                    return Err(Self::broken(step, format!("stream `{stream}` is already open")));
+                }
+                self.connect(step, stream, actor, *port).await
+            }
+            Action::Accept { stream, actor, timeout } => self.accept(step, stream, actor, *timeout).await,
+            Action::Send { stream, text } => {
+                let text = self.substitute(step, text)?;
+                self.send_text(step, stream, &text).await
+            }
+            Action::Expect { stream, template, timeout, exact } => {
+                self.expect(step, stream, template, *timeout, *exact).await
+            }
+            Action::ExpectEof { stream, timeout } => self.expect_eof(step, stream, *timeout).await,
+            Action::ExpectNone { stream, window } => self.expect_none(step, stream, *window).await,
+            Action::ExpectAll { items, timeout } => self.expect_all(step, items, *timeout).await,
+            Action::Close { stream } => self.close(step, stream, false).await,
+            Action::Reset { stream } => self.close(step, stream, true).await,
+            Action::Dialback { stream, actor, from, to, verify_stream } => {
+                self.dialback(step, stream, actor, from.as_deref(), to.as_deref(), verify_stream).await
+            }
+            Action::AcceptDialback { stream, actor, timeout, verify_stream } => {
+                self.accept_dialback(step, stream, actor, *timeout, verify_stream).await
+            }
+        }
+    }
+}
+
+fn assign(
+    wanted: &[(usize, Option<Template>, String)],
+    i: usize,
+    got: &[Received],
+    used: &mut [bool],
+    caps: &mut Vec<(String, String)>,
+) -> bool {
+    let Some((_, tpl, _)) = wanted.get(i) else { return true };
+    for (j, r) in got.iter().enumerate() {
+        if used[j] {
+            continue;
+        }
+        let ok = match (tpl, &r.unit) {
+            (None, Unit::Eof | Unit::Reset) => Some(Vec::new()),
+            (Some(t), u) => unit_event(u).and_then(|ev| template::match_unit(t, &ev, false).ok()),
+            _ => None,
+        };
+        if let Some(c) = ok {
+            used[j] = true;
+            let n = caps.len();
+            caps.extend(c);
+            if assign(wanted, i + 1, got, used, caps) {
+                return true;
+            }
+            caps.truncate(n);
+            used[j] = false;
+        }
+    }
+    false
+}
+
+fn event_unit(ev: Event) -> Unit {
+    match ev {
+        Event::Header(h) => Unit::Header(h),
+        Event::Element(e) => Unit::Element(e),
+        Event::Close => Unit::StreamClose,
+        Event::Whitespace(n) => Unit::Whitespace(n),
+    }
+}
+
+fn unit_event(u: &Unit) -> Option<Event> {
+    match u {
+        Unit::Header(h) => Some(Event::Header(h.clone())),
+        Unit::Element(e) => Some(Event::Element(e.clone())),
+        Unit::StreamClose => Some(Event::Close),
+        _ => None,
+    }
+}
+
+/// One line describing what arrived, for failure reports.
+pub fn describe_unit(u: &Unit) -> String {
+    match u {
+        Unit::Eof => "the SUT closed the connection (EOF)".into(),
+        Unit::Reset => "the connection was reset".into(),
+        Unit::Undecodable { bytes, reason } => {
+            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
+            format!("undecodable bytes ({reason}): {text:?}")
+        }
+        Unit::Whitespace(n) => format!("whitespace ×{n}"),
+        Unit::Note(n) => format!("# {n}"),
+        Unit::Connected { peer, .. } => format!("a connection to {peer}"),
+        other => match unit_event(other) {
+            Some(ev) => template::describe_event(&ev),
+            None => format!("{other:?}"),
+        },
+    }
+}
+
+pub fn fmt_dur(d: Duration) -> String {
+    if d.as_millis() % 1000 == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// 128 random bits, hex: stream ids the harness sends as a receiving server.
+fn random_id() -> String {
+    let mut b = [0u8; 16];
+    if getrandom::fill(&mut b).is_err() {
+        // An id only has to be unique within the scenario for the harness's own streams.
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        b[..16].copy_from_slice(&t.as_nanos().to_le_bytes());
+    }
+    hex::encode(b)
+}

@@ -1,0 +1,5 @@
+//! One integration-test binary made of modules, so the crate links once.
+
+mod harness_errors;
+mod interop;
+mod scenarios;

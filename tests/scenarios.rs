@@ -1,0 +1,43 @@
+//! Every scenario file under `scenarios/` as its own test, against the bundled pair.
+//!
+//! The explicit expectations inside each scenario decide the verdict; the normalised
+//! transcript is also compared with its snapshot under `snapshots/` as a regression
+//! record (`cargo insta review` to accept a change after reading it against the spec).
+
+use std::path::{Path, PathBuf};
+
+use fedcheck::harness::catalogue::Catalogue;
+use fedcheck::harness::report;
+use fedcheck::harness::suite;
+use fedcheck::harness::target::Target;
+use fedcheck::harness::verdict::Verdict;
+use rstest::rstest;
+
+/// `scenarios/s2s/str-02-x.toml` → `s2s__str-02-x`.
+fn snapshot_name(path: &Path) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let rel = path.strip_prefix(&root).unwrap_or(path).with_extension("");
+    rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect::<Vec<_>>().join("__")
+}
+
+#[rstest]
+fn scenario(#[files("scenarios/**/*.toml")] path: PathBuf) {
+    let catalogue = Catalogue::builtin().expect("the built-in catalogue parses");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let outcome = rt.block_on(suite::run_file(&path, &Target::Bundled, &catalogue));
+    assert!(
+        outcome.verdict == Verdict::Pass,
+        "{} against the bundled pair:\n{}",
+        outcome.verdict,
+        report::details(&outcome, &catalogue)
+    );
+    let name = snapshot_name(&path);
+    insta::with_settings!({
+        snapshot_path => Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots"),
+        prepend_module_to_snapshot => false,
+        input_file => &path,
+        omit_expression => true,
+    }, {
+        insta::assert_snapshot!(name, outcome.normalised);
+    });
+}
