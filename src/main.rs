@@ -12,7 +12,11 @@ use fedcheck::harness::target::Target;
 use fedcheck::harness::{load, report, suite};
 
 #[derive(Parser)]
-#[command(name = "fedcheck", version, about = "Conformance test harness for SIP <-> XMPP federation gateways")]
+#[command(
+    name = "fedcheck",
+    version,
+    about = "Conformance test harness for SIP <-> XMPP federation gateways"
+)]
 struct Cli {
     /// Log filter (tracing env-filter syntax), e.g. `fedcheck=debug`.
     #[arg(long, global = true, default_value = "warn")]
@@ -57,14 +61,21 @@ enum Command {
 }
 
 fn default_paths(paths: Vec<PathBuf>) -> Vec<PathBuf> {
-    if paths.is_empty() { vec![PathBuf::from("scenarios")] } else { paths }
+    if paths.is_empty() {
+        vec![PathBuf::from("scenarios")]
+    } else {
+        paths
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     match real_main(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -75,10 +86,19 @@ fn main() -> ExitCode {
 }
 
 fn real_main(cli: Cli) -> anyhow::Result<u8> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     let catalogue = Catalogue::builtin().context("loading the requirement catalogue")?;
     match cli.command {
-        Command::Run { paths, target, jobs, strict, verbose } => {
+        Command::Run {
+            paths,
+            target,
+            jobs,
+            strict,
+            verbose,
+        } => {
             let target = match target {
                 Some(p) => Target::from_file(&p)?,
                 None => Target::Bundled,
@@ -87,13 +107,23 @@ fn real_main(cli: Cli) -> anyhow::Result<u8> {
             if files.is_empty() {
                 anyhow::bail!("no scenario files found");
             }
-            eprintln!("running {} scenarios against target `{}`", files.len(), target.name());
+            eprintln!(
+                "running {} scenarios against target `{}`",
+                files.len(),
+                target.name()
+            );
             let catalogue = Arc::new(catalogue);
             let target = Arc::new(target);
             let started = std::time::Instant::now();
-            let outcomes = rt.block_on(suite::run_all(files, target.clone(), catalogue.clone(), jobs, |o| {
-                eprintln!("{}", report::progress_line(o));
-            }));
+            let outcomes = rt.block_on(suite::run_all(
+                files,
+                target.clone(),
+                catalogue.clone(),
+                jobs,
+                |o| {
+                    eprintln!("{}", report::progress_line(o));
+                },
+            ));
             if verbose {
                 for o in &outcomes {
                     println!("── {} ──\n{}", o.path.display(), o.normalised);
@@ -108,7 +138,12 @@ fn real_main(cli: Cli) -> anyhow::Result<u8> {
             let mut bad = false;
             for f in files {
                 match load::load_file(&f, &catalogue) {
-                    Ok(s) => println!("{}\n    {}\n    covers: {}", f.display(), s.title, s.covers.join(" ")),
+                    Ok(s) => println!(
+                        "{}\n    {}\n    covers: {}",
+                        f.display(),
+                        s.title,
+                        s.covers.join(" ")
+                    ),
                     Err(e) => {
                         bad = true;
                         println!("{}\n    error: {e}", f.display());

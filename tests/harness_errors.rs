@@ -10,12 +10,17 @@ use fedcheck::harness::target::Target;
 use fedcheck::harness::verdict::Verdict;
 
 fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }
 
 fn run(name: &str) -> fedcheck::harness::verdict::Outcome {
     let catalogue = Catalogue::builtin().expect("catalogue");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(suite::run_file(&data(name), &Target::Bundled, &catalogue))
 }
 
@@ -26,7 +31,10 @@ fn toml_syntax_error_names_file_and_line() {
     let reason = o.reason.unwrap_or_default();
     assert!(reason.contains("syntax-error.toml:"), "{reason}");
     // The unclosed array starts on line 3; the parser notices by line 5 at the latest.
-    assert!(reason.contains(":3:") || reason.contains(":5:") || reason.contains(":4:"), "{reason}");
+    assert!(
+        reason.contains(":3:") || reason.contains(":5:") || reason.contains(":4:"),
+        "{reason}"
+    );
 }
 
 #[test]
@@ -50,11 +58,24 @@ fn failed_expectation_names_line_requirement_and_what_came() {
 #[test]
 fn cli_exit_codes_follow_the_verdicts() {
     let exe = env!("CARGO_BIN_EXE_fedcheck");
-    let fail = Command::new(exe).arg("run").arg(data("expects-too-much.toml")).output().expect("run fedcheck");
-    assert_eq!(fail.status.code(), Some(1), "{}", String::from_utf8_lossy(&fail.stdout));
+    let fail = Command::new(exe)
+        .arg("run")
+        .arg(data("expects-too-much.toml"))
+        .output()
+        .expect("run fedcheck");
+    assert_eq!(
+        fail.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&fail.stdout)
+    );
     let stdout = String::from_utf8_lossy(&fail.stdout);
     assert!(stdout.contains("expects-too-much.toml:21"), "{stdout}");
     assert!(stdout.contains("STR-02"), "{stdout}");
-    let err = Command::new(exe).arg("run").arg(data("syntax-error.toml")).output().expect("run fedcheck");
+    let err = Command::new(exe)
+        .arg("run")
+        .arg(data("syntax-error.toml"))
+        .output()
+        .expect("run fedcheck");
     assert_eq!(err.status.code(), Some(2));
 }

@@ -17,13 +17,19 @@ use rstest::rstest;
 fn snapshot_name(path: &Path) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
     let rel = path.strip_prefix(&root).unwrap_or(path).with_extension("");
-    rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect::<Vec<_>>().join("__")
+    rel.components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("__")
 }
 
 #[rstest]
 fn scenario(#[files("scenarios/**/*.toml")] path: PathBuf) {
     let catalogue = Catalogue::builtin().expect("the built-in catalogue parses");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let outcome = rt.block_on(suite::run_file(&path, &Target::Bundled, &catalogue));
     assert!(
         outcome.verdict == Verdict::Pass,

@@ -11,7 +11,10 @@ use super::verdict::{Outcome, Verdict};
 pub fn exit_code(outcomes: &[Outcome], strict: bool) -> i32 {
     if outcomes.iter().any(|o| o.verdict == Verdict::Error) {
         2
-    } else if outcomes.iter().any(|o| o.verdict == Verdict::Fail || (strict && o.verdict == Verdict::Warn)) {
+    } else if outcomes
+        .iter()
+        .any(|o| o.verdict == Verdict::Fail || (strict && o.verdict == Verdict::Warn))
+    {
         1
     } else {
         0
@@ -44,7 +47,13 @@ pub fn summary(outcomes: &[Outcome], catalogue: &Catalogue, target: &str) -> Str
     let _ = writeln!(out, "verdicts against target `{target}`:");
     let _ = writeln!(out, "  {:<10} {:<70} covers", "verdict", "scenario");
     for o in outcomes {
-        let _ = writeln!(out, "  {:<10} {:<70} {}", o.verdict.as_str(), display_path(&o.path), o.covers.join(" "));
+        let _ = writeln!(
+            out,
+            "  {:<10} {:<70} {}",
+            o.verdict.as_str(),
+            display_path(&o.path),
+            o.covers.join(" ")
+        );
     }
     let _ = writeln!(
         out,
@@ -62,7 +71,12 @@ pub fn summary(outcomes: &[Outcome], catalogue: &Catalogue, target: &str) -> Str
 /// What a user needs to act on one non-passing scenario.
 pub fn details(o: &Outcome, catalogue: &Catalogue) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "── {} ({}) ──", display_path(&o.path), o.verdict.as_str().to_uppercase());
+    let _ = writeln!(
+        out,
+        "── {} ({}) ──",
+        display_path(&o.path),
+        o.verdict.as_str().to_uppercase()
+    );
     if !o.title.is_empty() {
         let _ = writeln!(out, "   {}", o.title);
     }
@@ -70,11 +84,22 @@ pub fn details(o: &Outcome, catalogue: &Catalogue) -> String {
         let _ = writeln!(out, "   {r}");
     }
     if let Some(f) = &o.failure {
-        let _ = writeln!(out, "   at {}:{} (step {}, stream `{}`)", display_path(&o.path), f.line, f.step, f.stream);
+        let _ = writeln!(
+            out,
+            "   at {}:{} (step {}, stream `{}`)",
+            display_path(&o.path),
+            f.line,
+            f.step,
+            f.stream
+        );
         for id in &f.covers {
             match catalogue.get(id) {
                 Some(r) => {
-                    let _ = writeln!(out, "   requirement {id} [{}] {} — {}", r.levels_text, r.title, r.source);
+                    let _ = writeln!(
+                        out,
+                        "   requirement {id} [{}] {} — {}",
+                        r.levels_text, r.title, r.source
+                    );
                 }
                 None => {
                     let _ = writeln!(out, "   requirement {id}");
@@ -93,7 +118,11 @@ pub fn details(o: &Outcome, catalogue: &Catalogue) -> String {
     if !o.normalised.is_empty() {
         let lines: Vec<&str> = o.normalised.lines().collect();
         let skip = lines.len().saturating_sub(40);
-        let _ = writeln!(out, "   transcript{}:", if skip > 0 { " (last 40 lines)" } else { "" });
+        let _ = writeln!(
+            out,
+            "   transcript{}:",
+            if skip > 0 { " (last 40 lines)" } else { "" }
+        );
         for l in &lines[skip..] {
             let _ = writeln!(out, "     {l}");
         }

@@ -40,7 +40,11 @@ pub struct SutEndpoints {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("step {step} (line {line}): {message}")]
-    Scenario { step: usize, line: usize, message: String },
+    Scenario {
+        step: usize,
+        line: usize,
+        message: String,
+    },
     #[error("harness I/O: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -62,8 +66,16 @@ struct Received {
 }
 
 enum NetEvent {
-    Unit { stream: String, rec: Received },
-    Accepted { actor: String, stream: TcpStream, peer: SocketAddr, local: SocketAddr },
+    Unit {
+        stream: String,
+        rec: Received,
+    },
+    Accepted {
+        actor: String,
+        stream: TcpStream,
+        peer: SocketAddr,
+        local: SocketAddr,
+    },
 }
 
 struct StreamState {
@@ -105,11 +117,17 @@ pub struct ActorListeners {
 impl ActorListeners {
     /// Bind one listener per XMPP actor: at `fixed[domain]` if given (a third-party SUT
     /// configured to dial it there), else on an ephemeral loopback port.
-    pub async fn bind(scenario: &Scenario, fixed: &BTreeMap<String, SocketAddr>) -> Result<Self, RunError> {
+    pub async fn bind(
+        scenario: &Scenario,
+        fixed: &BTreeMap<String, SocketAddr>,
+    ) -> Result<Self, RunError> {
         let mut listeners = BTreeMap::new();
         for a in &scenario.actors {
             if let ActorKind::Xmpp { domain, .. } = &a.kind {
-                let addr = fixed.get(domain).copied().unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+                let addr = fixed
+                    .get(domain)
+                    .copied()
+                    .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
                 listeners.insert(a.name.clone(), TcpListener::bind(addr).await?);
             }
         }
@@ -120,7 +138,9 @@ impl ActorListeners {
     pub fn routes(&self, scenario: &Scenario) -> Result<BTreeMap<String, SocketAddr>, RunError> {
         let mut routes = BTreeMap::new();
         for a in &scenario.actors {
-            if let (ActorKind::Xmpp { domain, .. }, Some(l)) = (&a.kind, self.listeners.get(&a.name)) {
+            if let (ActorKind::Xmpp { domain, .. }, Some(l)) =
+                (&a.kind, self.listeners.get(&a.name))
+            {
                 routes.insert(domain.clone(), l.local_addr()?);
             }
         }
@@ -128,8 +148,7 @@ impl ActorListeners {
     }
 }
 
-const STREAM_OPEN_ATTRS: &str =
-    "xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback'";
+const STREAM_OPEN_ATTRS: &str = "xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback'";
 
 /// The namespace context templates are written in for a stream of this kind.
 fn template_ctx(port: PortKind) -> NsContext {
@@ -137,7 +156,9 @@ fn template_ctx(port: PortKind) -> NsContext {
         PortKind::S2s => ns::SERVER,
         PortKind::Component => ns::COMPONENT_ACCEPT,
     };
-    NsContext::new(default).with_prefix("stream", ns::STREAM).with_prefix("db", ns::DIALBACK)
+    NsContext::new(default)
+        .with_prefix("stream", ns::STREAM)
+        .with_prefix("db", ns::DIALBACK)
 }
 
 pub struct Runner<'a> {
@@ -164,7 +185,12 @@ impl Drop for Runner<'_> {
 }
 
 impl<'a> Runner<'a> {
-    pub fn new(scenario: &'a Scenario, catalogue: &'a Catalogue, sut: SutEndpoints, listeners: ActorListeners) -> Self {
+    pub fn new(
+        scenario: &'a Scenario,
+        catalogue: &'a Catalogue,
+        sut: SutEndpoints,
+        listeners: ActorListeners,
+    ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut accept_tasks = Vec::new();
         for (actor, listener) in listeners.listeners {
@@ -172,7 +198,15 @@ impl<'a> Runner<'a> {
             accept_tasks.push(tokio::spawn(async move {
                 while let Ok((stream, peer)) = listener.accept().await {
                     let local = stream.local_addr().unwrap_or(peer);
-                    if tx.send(NetEvent::Accepted { actor: actor.clone(), stream, peer, local }).is_err() {
+                    if tx
+                        .send(NetEvent::Accepted {
+                            actor: actor.clone(),
+                            stream,
+                            peer,
+                            local,
+                        })
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -204,8 +238,17 @@ impl<'a> Runner<'a> {
                 Ok(()) => {}
                 Err(StepEnd::Failed(f)) => {
                     self.drain_leftovers();
-                    let verdict = if f.level == Level::Must { Verdict::Fail } else { Verdict::Warn };
-                    return RunResult { verdict, failure: Some(f), reason: None, transcript: self.transcript };
+                    let verdict = if f.level == Level::Must {
+                        Verdict::Fail
+                    } else {
+                        Verdict::Warn
+                    };
+                    return RunResult {
+                        verdict,
+                        failure: Some(f),
+                        reason: None,
+                        transcript: self.transcript,
+                    };
                 }
                 Err(StepEnd::Broken(e)) => {
                     self.drain_leftovers();
@@ -219,7 +262,12 @@ impl<'a> Runner<'a> {
             }
         }
         self.drain_leftovers();
-        RunResult { verdict: Verdict::Pass, failure: None, reason: None, transcript: self.transcript }
+        RunResult {
+            verdict: Verdict::Pass,
+            failure: None,
+            reason: None,
+            transcript: self.transcript,
+        }
     }
 
     fn now(&self) -> Duration {
@@ -228,7 +276,14 @@ impl<'a> Runner<'a> {
 
     fn note(&mut self, text: &str) {
         let at = self.now();
-        self.transcript.push(at, "harness", "", Dir::ToSut, Unit::Note(text.to_string()), Vec::new());
+        self.transcript.push(
+            at,
+            "harness",
+            "",
+            Dir::ToSut,
+            Unit::Note(text.to_string()),
+            Vec::new(),
+        );
     }
 
     /// Units that arrived but no step consumed: listed at the end of the transcript so
@@ -241,7 +296,9 @@ impl<'a> Runner<'a> {
         names.sort();
         let mut first = true;
         for name in names {
-            let Some(st) = self.streams.get_mut(&name) else { continue };
+            let Some(st) = self.streams.get_mut(&name) else {
+                continue;
+            };
             let actor = st.actor.clone();
             let units: Vec<Received> = st.inbox.drain(..).collect();
             for r in units {
@@ -252,7 +309,8 @@ impl<'a> Runner<'a> {
                     self.note("received but not consumed by any step:");
                     first = false;
                 }
-                self.transcript.push(r.at, &actor, &name, Dir::FromSut, r.unit, r.raw);
+                self.transcript
+                    .push(r.at, &actor, &name, Dir::FromSut, r.unit, r.raw);
             }
         }
     }
@@ -264,8 +322,16 @@ impl<'a> Runner<'a> {
                     st.inbox.push_back(rec);
                 }
             }
-            NetEvent::Accepted { actor, stream, peer, local } => {
-                self.pending_accepts.entry(actor).or_default().push_back((stream, peer, local));
+            NetEvent::Accepted {
+                actor,
+                stream,
+                peer,
+                local,
+            } => {
+                self.pending_accepts
+                    .entry(actor)
+                    .or_default()
+                    .push_back((stream, peer, local));
             }
         }
     }
@@ -282,11 +348,25 @@ impl<'a> Runner<'a> {
     }
 
     fn broken(step: &Step, message: impl Into<String>) -> StepEnd {
-        StepEnd::Broken(RunError::Scenario { step: step.index + 1, line: step.line, message: message.into() })
+        StepEnd::Broken(RunError::Scenario {
+            step: step.index + 1,
+            line: step.line,
+            message: message.into(),
+        })
     }
 
-    fn failure(&self, step: &Step, stream: &str, expected: impl Into<String>, got: impl Into<String>) -> StepEnd {
-        let covers = if step.covers.is_empty() { self.scenario.covers.clone() } else { step.covers.clone() };
+    fn failure(
+        &self,
+        step: &Step,
+        stream: &str,
+        expected: impl Into<String>,
+        got: impl Into<String>,
+    ) -> StepEnd {
+        let covers = if step.covers.is_empty() {
+            self.scenario.covers.clone()
+        } else {
+            step.covers.clone()
+        };
         let level = covers
             .iter()
             .filter_map(|id| self.catalogue.get(id))
@@ -325,21 +405,32 @@ impl<'a> Runner<'a> {
         if let Some(v) = self.captures.get(name) {
             return Some(v.clone());
         }
-        self.scenario.actors.iter().find(|a| a.name == name).map(|a| match &a.kind {
-            ActorKind::Xmpp { domain, .. } | ActorKind::Component { domain, .. } => domain.clone(),
-        })
+        self.scenario
+            .actors
+            .iter()
+            .find(|a| a.name == name)
+            .map(|a| match &a.kind {
+                ActorKind::Xmpp { domain, .. } | ActorKind::Component { domain, .. } => {
+                    domain.clone()
+                }
+            })
     }
 
     fn actor_identity(&self, actor: &str) -> Option<(String, String)> {
-        self.scenario.actors.iter().find(|a| a.name == actor).map(|a| match &a.kind {
-            ActorKind::Xmpp { domain, secret } | ActorKind::Component { domain, secret } => {
-                (domain.clone(), secret.clone())
-            }
-        })
+        self.scenario
+            .actors
+            .iter()
+            .find(|a| a.name == actor)
+            .map(|a| match &a.kind {
+                ActorKind::Xmpp { domain, secret } | ActorKind::Component { domain, secret } => {
+                    (domain.clone(), secret.clone())
+                }
+            })
     }
 
     fn substitute(&self, step: &Step, text: &str) -> Result<String, StepEnd> {
-        template::substitute(text, &|name| self.lookup(name)).map_err(|e| Self::broken(step, e.to_string()))
+        template::substitute(text, &|name| self.lookup(name))
+            .map_err(|e| Self::broken(step, e.to_string()))
     }
 
     // ---- stream plumbing -------------------------------------------------------------
@@ -350,14 +441,21 @@ impl<'a> Runner<'a> {
         let start = self.start;
         let sname = name.to_string();
         let reader = tokio::spawn(async move {
-            let mut dec = Some(Decoder::new(Limits { max_stanza_bytes: 16 * 1024 * 1024, max_depth: 256 }));
+            let mut dec = Some(Decoder::new(Limits {
+                max_stanza_bytes: 16 * 1024 * 1024,
+                max_depth: 256,
+            }));
             let mut buf = vec![0u8; 16 * 1024];
             loop {
                 let n = match read.read(&mut buf).await {
                     Ok(0) => {
                         let _ = tx.send(NetEvent::Unit {
                             stream: sname.clone(),
-                            rec: Received { at: start.elapsed(), unit: Unit::Eof, raw: Vec::new() },
+                            rec: Received {
+                                at: start.elapsed(),
+                                unit: Unit::Eof,
+                                raw: Vec::new(),
+                            },
                         });
                         return;
                     }
@@ -365,7 +463,11 @@ impl<'a> Runner<'a> {
                     Err(_) => {
                         let _ = tx.send(NetEvent::Unit {
                             stream: sname.clone(),
-                            rec: Received { at: start.elapsed(), unit: Unit::Reset, raw: Vec::new() },
+                            rec: Received {
+                                at: start.elapsed(),
+                                unit: Unit::Reset,
+                                raw: Vec::new(),
+                            },
                         });
                         return;
                     }
@@ -378,7 +480,11 @@ impl<'a> Runner<'a> {
                     };
                     let _ = tx.send(NetEvent::Unit {
                         stream: sname.clone(),
-                        rec: Received { at: start.elapsed(), unit, raw: chunk.to_vec() },
+                        rec: Received {
+                            at: start.elapsed(),
+                            unit,
+                            raw: chunk.to_vec(),
+                        },
                     });
                     continue;
                 };
@@ -390,15 +496,26 @@ impl<'a> Runner<'a> {
                             let unit = event_unit(ev);
                             let _ = tx.send(NetEvent::Unit {
                                 stream: sname.clone(),
-                                rec: Received { at: start.elapsed(), unit, raw },
+                                rec: Received {
+                                    at: start.elapsed(),
+                                    unit,
+                                    raw,
+                                },
                             });
                         }
                         Ok(None) => break,
                         Err(e) => {
-                            let unit = Unit::Undecodable { bytes: chunk.to_vec(), reason: e.to_string() };
+                            let unit = Unit::Undecodable {
+                                bytes: chunk.to_vec(),
+                                reason: e.to_string(),
+                            };
                             let _ = tx.send(NetEvent::Unit {
                                 stream: sname.clone(),
-                                rec: Received { at: start.elapsed(), unit, raw: chunk.to_vec() },
+                                rec: Received {
+                                    at: start.elapsed(),
+                                    unit,
+                                    raw: chunk.to_vec(),
+                                },
                             });
                             dec = None;
                             break;
@@ -412,7 +529,10 @@ impl<'a> Runner<'a> {
             port,
             writer: Some(write),
             inbox: VecDeque::new(),
-            sent_decoder: Some(Decoder::new(Limits { max_stanza_bytes: 16 * 1024 * 1024, max_depth: 256 })),
+            sent_decoder: Some(Decoder::new(Limits {
+                max_stanza_bytes: 16 * 1024 * 1024,
+                max_depth: 256,
+            })),
             header_sent: false,
             sut_header: None,
             own_id: None,
@@ -422,7 +542,13 @@ impl<'a> Runner<'a> {
         self.streams.insert(name.to_string(), st);
     }
 
-    async fn connect(&mut self, step: &Step, name: &str, actor: &str, port: PortKind) -> StepResult {
+    async fn connect(
+        &mut self,
+        step: &Step,
+        name: &str,
+        actor: &str,
+        port: PortKind,
+    ) -> StepResult {
         let addr = match port {
             PortKind::S2s => self.sut.s2s,
             PortKind::Component => match self.sut.component {
@@ -433,25 +559,58 @@ impl<'a> Runner<'a> {
         let deadline = tokio::time::Instant::now() + self.scenario.timeout;
         let stream = match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(self.failure(step, name, format!("TCP connect to {addr}"), e.to_string())),
-            Err(_) => return Err(self.failure(step, name, format!("TCP connect to {addr}"), "timed out")),
+            Ok(Err(e)) => {
+                return Err(self.failure(
+                    step,
+                    name,
+                    format!("TCP connect to {addr}"),
+                    e.to_string(),
+                ));
+            }
+            Err(_) => {
+                return Err(self.failure(step, name, format!("TCP connect to {addr}"), "timed out"));
+            }
         };
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().map_err(|e| StepEnd::Broken(e.into()))?;
         let at = self.now();
-        self.transcript.push(at, actor, name, Dir::ToSut, Unit::Connected { local, peer: addr }, Vec::new());
+        self.transcript.push(
+            at,
+            actor,
+            name,
+            Dir::ToSut,
+            Unit::Connected { local, peer: addr },
+            Vec::new(),
+        );
         self.attach(name, actor, port, stream);
         Ok(())
     }
 
     /// Wait for the SUT to connect to `actor`'s listener and register it as `name`.
-    async fn accept(&mut self, step: &Step, name: &str, actor: &str, timeout: Duration) -> StepResult {
+    async fn accept(
+        &mut self,
+        step: &Step,
+        name: &str,
+        actor: &str,
+        timeout: Duration,
+    ) -> StepResult {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if let Some((stream, peer, local)) = self.pending_accepts.get_mut(actor).and_then(|q| q.pop_front()) {
+            if let Some((stream, peer, local)) = self
+                .pending_accepts
+                .get_mut(actor)
+                .and_then(|q| q.pop_front())
+            {
                 let _ = stream.set_nodelay(true);
                 let at = self.now();
-                self.transcript.push(at, actor, name, Dir::FromSut, Unit::Connected { local, peer }, Vec::new());
+                self.transcript.push(
+                    at,
+                    actor,
+                    name,
+                    Dir::FromSut,
+                    Unit::Connected { local, peer },
+                    Vec::new(),
+                );
                 self.attach(name, actor, PortKind::S2s, stream);
                 return Ok(());
             }
@@ -473,7 +632,10 @@ impl<'a> Runner<'a> {
         };
         let actor = st.actor.clone();
         let Some(w) = st.writer.as_mut() else {
-            return Err(Self::broken(step, format!("stream `{name}` was closed by an earlier step")));
+            return Err(Self::broken(
+                step,
+                format!("stream `{name}` was closed by an earlier step"),
+            ));
         };
         if let Err(e) = w.write_all(text.as_bytes()).await {
             // The SUT may legitimately have closed the connection already; record it.
@@ -482,7 +644,10 @@ impl<'a> Runner<'a> {
                 &actor,
                 name,
                 Dir::ToSut,
-                Unit::Undecodable { bytes: text.as_bytes().to_vec(), reason: format!("not sent: {e}") },
+                Unit::Undecodable {
+                    bytes: text.as_bytes().to_vec(),
+                    reason: format!("not sent: {e}"),
+                },
                 text.as_bytes().to_vec(),
             );
             return Ok(());
@@ -502,7 +667,10 @@ impl<'a> Runner<'a> {
                         Ok(None) => break,
                         Err(e) => {
                             units.push((
-                                Unit::Undecodable { bytes: text.as_bytes().to_vec(), reason: e.to_string() },
+                                Unit::Undecodable {
+                                    bytes: text.as_bytes().to_vec(),
+                                    reason: e.to_string(),
+                                },
                                 text.as_bytes().to_vec(),
                             ));
                             st.sent_decoder = None;
@@ -512,12 +680,16 @@ impl<'a> Runner<'a> {
                 }
             }
             None => units.push((
-                Unit::Undecodable { bytes: text.as_bytes().to_vec(), reason: "sent after non-XML bytes".into() },
+                Unit::Undecodable {
+                    bytes: text.as_bytes().to_vec(),
+                    reason: "sent after non-XML bytes".into(),
+                },
                 text.as_bytes().to_vec(),
             )),
         }
         for (unit, raw) in units {
-            self.transcript.push(at, &actor, name, Dir::ToSut, unit, raw);
+            self.transcript
+                .push(at, &actor, name, Dir::ToSut, unit, raw);
         }
         Ok(())
     }
@@ -535,7 +707,14 @@ impl<'a> Runner<'a> {
                 if matches!(r.unit, Unit::Eof | Unit::Reset) {
                     st.eof = true;
                 }
-                self.transcript.push(r.at, &actor, name, Dir::FromSut, r.unit.clone(), r.raw.clone());
+                self.transcript.push(
+                    r.at,
+                    &actor,
+                    name,
+                    Dir::FromSut,
+                    r.unit.clone(),
+                    r.raw.clone(),
+                );
                 if matches!(r.unit, Unit::Whitespace(_)) {
                     continue;
                 }
@@ -557,11 +736,23 @@ impl<'a> Runner<'a> {
     }
 
     fn parse_tpl(&self, step: &Step, name: &str, text: &str) -> Result<Template, StepEnd> {
-        let port = self.streams.get(name).map(|s| s.port).unwrap_or(PortKind::S2s);
-        template::parse_template(text, &template_ctx(port)).map_err(|e| Self::broken(step, e.to_string()))
+        let port = self
+            .streams
+            .get(name)
+            .map(|s| s.port)
+            .unwrap_or(PortKind::S2s);
+        template::parse_template(text, &template_ctx(port))
+            .map_err(|e| Self::broken(step, e.to_string()))
     }
 
-    async fn expect(&mut self, step: &Step, name: &str, text: &str, timeout: Duration, exact: bool) -> StepResult {
+    async fn expect(
+        &mut self,
+        step: &Step,
+        name: &str,
+        text: &str,
+        timeout: Duration,
+        exact: bool,
+    ) -> StepResult {
         let text = self.substitute(step, text)?;
         let tpl = self.parse_tpl(step, name, &text)?;
         let deadline = tokio::time::Instant::now() + timeout;
@@ -595,8 +786,16 @@ impl<'a> Runner<'a> {
     async fn expect_eof(&mut self, step: &Step, name: &str, timeout: Duration) -> StepResult {
         let deadline = tokio::time::Instant::now() + timeout;
         match self.next_unit(name, deadline).await {
-            Some(Received { unit: Unit::Eof | Unit::Reset, .. }) => Ok(()),
-            Some(r) => Err(self.failure(step, name, "the SUT closes the connection", describe_unit(&r.unit))),
+            Some(Received {
+                unit: Unit::Eof | Unit::Reset,
+                ..
+            }) => Ok(()),
+            Some(r) => Err(self.failure(
+                step,
+                name,
+                "the SUT closes the connection",
+                describe_unit(&r.unit),
+            )),
             None if self.streams.get(name).is_some_and(|s| s.eof) => Ok(()),
             None => Err(self.failure(
                 step,
@@ -620,9 +819,15 @@ impl<'a> Runner<'a> {
         }
     }
 
-    async fn expect_all(&mut self, step: &Step, items: &[ExpectItem], timeout: Duration) -> StepResult {
+    async fn expect_all(
+        &mut self,
+        step: &Step,
+        items: &[ExpectItem],
+        timeout: Duration,
+    ) -> StepResult {
         // Per stream: the next k units must match that stream's k items in some order.
-        let mut by_stream: BTreeMap<String, Vec<(usize, Option<Template>, String)>> = BTreeMap::new();
+        let mut by_stream: BTreeMap<String, Vec<(usize, Option<Template>, String)>> =
+            BTreeMap::new();
         for (i, it) in items.iter().enumerate() {
             let (tpl, text) = match &it.template {
                 Some(t) => {
@@ -631,7 +836,10 @@ impl<'a> Runner<'a> {
                 }
                 None => (None, "EOF".to_string()),
             };
-            by_stream.entry(it.stream.clone()).or_default().push((i, tpl, text));
+            by_stream
+                .entry(it.stream.clone())
+                .or_default()
+                .push((i, tpl, text));
         }
         let deadline = tokio::time::Instant::now() + timeout;
         for (name, wanted) in by_stream {
@@ -640,12 +848,18 @@ impl<'a> Runner<'a> {
                 match self.next_unit(&name, deadline).await {
                     Some(r) => got.push(r),
                     None => {
-                        let missing: Vec<String> = wanted.iter().map(|w| w.2.trim().to_string()).collect();
+                        let missing: Vec<String> =
+                            wanted.iter().map(|w| w.2.trim().to_string()).collect();
                         return Err(self.failure(
                             step,
                             &name,
                             missing.join("\n"),
-                            format!("only {} of {} units after {}", got.len(), wanted.len(), fmt_dur(timeout)),
+                            format!(
+                                "only {} of {} units after {}",
+                                got.len(),
+                                wanted.len(),
+                                fmt_dur(timeout)
+                            ),
                         ));
                     }
                 }
@@ -681,7 +895,8 @@ impl<'a> Runner<'a> {
             }
         }
         let unit = if reset { Unit::Reset } else { Unit::Eof };
-        self.transcript.push(at, &actor, name, Dir::ToSut, unit, Vec::new());
+        self.transcript
+            .push(at, &actor, name, Dir::ToSut, unit, Vec::new());
         Ok(())
     }
 
@@ -689,21 +904,32 @@ impl<'a> Runner<'a> {
 
     fn stream_header(from: &str, to: &str, id: Option<&str>) -> String {
         let id = id.map(|i| format!(" id='{i}'")).unwrap_or_default();
-        format!("<?xml version='1.0'?><stream:stream {STREAM_OPEN_ATTRS} from='{from}' to='{to}'{id} version='1.0'>")
+        format!(
+            "<?xml version='1.0'?><stream:stream {STREAM_OPEN_ATTRS} from='{from}' to='{to}'{id} version='1.0'>"
+        )
     }
 
     /// Expect the SUT's stream header on `name` and, if it announced version 1.0, its features.
-    async fn expect_header_and_features(&mut self, step: &Step, name: &str, deadline: tokio::time::Instant) -> StepResult {
+    async fn expect_header_and_features(
+        &mut self,
+        step: &Step,
+        name: &str,
+        deadline: tokio::time::Instant,
+    ) -> StepResult {
         let r = self.next_unit(name, deadline).await;
         let version = match r.as_ref().map(|r| &r.unit) {
             Some(Unit::Header(h)) => h.version.clone(),
-            Some(u) => return Err(self.failure(step, name, "the SUT's stream header", describe_unit(u))),
+            Some(u) => {
+                return Err(self.failure(step, name, "the SUT's stream header", describe_unit(u)));
+            }
             None => return Err(self.failure(step, name, "the SUT's stream header", "nothing")),
         };
         if version.is_some() {
             match self.next_unit(name, deadline).await.map(|r| r.unit) {
                 Some(Unit::Element(e)) if e.is(ns::STREAM, "features") => {}
-                Some(u) => return Err(self.failure(step, name, "<stream:features>", describe_unit(&u))),
+                Some(u) => {
+                    return Err(self.failure(step, name, "<stream:features>", describe_unit(&u)));
+                }
                 None => return Err(self.failure(step, name, "<stream:features>", "nothing")),
             }
         }
@@ -712,11 +938,19 @@ impl<'a> Runner<'a> {
 
     /// Serve one incoming connection as the authoritative/receiving server far enough to
     /// answer `db:verify` on it: respond to its header with ours and dialback features.
-    async fn answer_incoming_header(&mut self, step: &Step, name: &str, actor_domain: &str, deadline: tokio::time::Instant) -> StepResult {
+    async fn answer_incoming_header(
+        &mut self,
+        step: &Step,
+        name: &str,
+        actor_domain: &str,
+        deadline: tokio::time::Instant,
+    ) -> StepResult {
         let r = self.next_unit(name, deadline).await;
         let from = match r.as_ref().map(|r| &r.unit) {
             Some(Unit::Header(h)) => h.from.clone().unwrap_or_else(|| self.sut.domain.clone()),
-            Some(u) => return Err(self.failure(step, name, "the SUT's stream header", describe_unit(u))),
+            Some(u) => {
+                return Err(self.failure(step, name, "the SUT's stream header", describe_unit(u)));
+            }
             None => return Err(self.failure(step, name, "the SUT's stream header", "nothing")),
         };
         let id = random_id();
@@ -735,7 +969,8 @@ impl<'a> Runner<'a> {
 
     /// Answer a `db:verify` request as the authoritative server for `actor`.
     async fn answer_verify(&mut self, step: &Step, name: &str, req: &Element) -> StepResult {
-        let (Some(from), Some(to), Some(id)) = (req.attr("from"), req.attr("to"), req.attr("id")) else {
+        let (Some(from), Some(to), Some(id)) = (req.attr("from"), req.attr("to"), req.attr("id"))
+        else {
             return Err(self.failure(
                 step,
                 name,
@@ -743,11 +978,16 @@ impl<'a> Runner<'a> {
                 req.to_xml(&template_ctx(PortKind::S2s)),
             ));
         };
-        let actor = self.streams.get(name).map(|s| s.actor.clone()).unwrap_or_default();
+        let actor = self
+            .streams
+            .get(name)
+            .map(|s| s.actor.clone())
+            .unwrap_or_default();
         let Some((domain, secret)) = self.actor_identity(&actor) else {
             return Err(Self::broken(step, format!("unknown actor `{actor}`")));
         };
-        let valid = to == domain && dialback::keys_equal(&req.text(), &dialback::key(&secret, from, to, id));
+        let valid = to == domain
+            && dialback::keys_equal(&req.text(), &dialback::key(&secret, from, to, id));
         let answer = format!(
             "<db:verify from='{to}' to='{from}' id='{id}' type='{}'/>",
             if valid { "valid" } else { "invalid" }
@@ -755,7 +995,15 @@ impl<'a> Runner<'a> {
         self.send_text(step, name, &answer).await
     }
 
-    async fn dialback(&mut self, step: &Step, name: &str, actor: &str, from: Option<&str>, to: Option<&str>, verify_stream: &str) -> StepResult {
+    async fn dialback(
+        &mut self,
+        step: &Step,
+        name: &str,
+        actor: &str,
+        from: Option<&str>,
+        to: Option<&str>,
+        verify_stream: &str,
+    ) -> StepResult {
         let timeout = self.scenario.timeout;
         let deadline = tokio::time::Instant::now() + timeout * 2;
         let Some((domain, secret)) = self.actor_identity(actor) else {
@@ -769,7 +1017,9 @@ impl<'a> Runner<'a> {
             Some(t) => self.substitute(step, t)?,
             None => self.sut.domain.clone(),
         };
-        self.note(&format!("dialback on {name}: {from} → {to} (XEP-0220 §2.1)"));
+        self.note(&format!(
+            "dialback on {name}: {from} → {to} (XEP-0220 §2.1)"
+        ));
         if !self.streams.contains_key(name) {
             self.connect(step, name, actor, PortKind::S2s).await?;
         }
@@ -778,23 +1028,56 @@ impl<'a> Runner<'a> {
             let h = Self::stream_header(&domain, &to, None);
             self.send_text(step, name, &h).await?;
         }
-        if self.streams.get(name).is_some_and(|s| s.sut_header.is_none()) {
-            self.expect_header_and_features(step, name, deadline).await?;
+        if self
+            .streams
+            .get(name)
+            .is_some_and(|s| s.sut_header.is_none())
+        {
+            self.expect_header_and_features(step, name, deadline)
+                .await?;
         }
-        let Some(sid) = self.streams.get(name).and_then(|s| s.sut_header.as_ref()).and_then(|h| h.id.clone()) else {
-            return Err(self.failure(step, name, "a stream id in the SUT's header (RFC 6120 §4.7.3)", "none"));
+        let Some(sid) = self
+            .streams
+            .get(name)
+            .and_then(|s| s.sut_header.as_ref())
+            .and_then(|h| h.id.clone())
+        else {
+            return Err(self.failure(
+                step,
+                name,
+                "a stream id in the SUT's header (RFC 6120 §4.7.3)",
+                "none",
+            ));
         };
         let key = dialback::key(&secret, &to, &from, &sid);
-        self.send_text(step, name, &format!("<db:result from='{from}' to='{to}'>{key}</db:result>")).await?;
+        self.send_text(
+            step,
+            name,
+            &format!("<db:result from='{from}' to='{to}'>{key}</db:result>"),
+        )
+        .await?;
         // Serve the SUT's verification (new connection or piggybacked) until the result comes.
         loop {
             // A result on our stream?
             if let Some(front) = self.streams.get(name).and_then(|s| s.inbox.front()) {
-                if matches!(&front.unit, Unit::Element(_) | Unit::Eof | Unit::Reset | Unit::Undecodable { .. } | Unit::StreamClose) {
+                if matches!(
+                    &front.unit,
+                    Unit::Element(_)
+                        | Unit::Eof
+                        | Unit::Reset
+                        | Unit::Undecodable { .. }
+                        | Unit::StreamClose
+                ) {
                     let r = self.next_unit(name, deadline).await;
                     return match r.map(|r| r.unit) {
-                        Some(Unit::Element(e)) if e.is(ns::DIALBACK, "result") && e.attr("type") == Some("valid") => Ok(()),
-                        Some(Unit::Element(e)) if e.is(ns::DIALBACK, "verify") && e.attr("type").is_none() => {
+                        Some(Unit::Element(e))
+                            if e.is(ns::DIALBACK, "result") && e.attr("type") == Some("valid") =>
+                        {
+                            Ok(())
+                        }
+                        Some(Unit::Element(e))
+                            if e.is(ns::DIALBACK, "verify") && e.attr("type").is_none() =>
+                        {
                             self.answer_verify(step, name, &e).await?;
                             continue;
                         }
@@ -804,14 +1087,22 @@ impl<'a> Runner<'a> {
                             format!("<db:result from='{to}' to='{from}' type='valid'/>"),
                             describe_unit(&u),
                         )),
-                        None => Err(self.failure(step, name, "<db:result type='valid'/>", "nothing")),
+                        None => {
+                            Err(self.failure(step, name, "<db:result type='valid'/>", "nothing"))
+                        }
                     };
                 }
             }
             // A new connection from the SUT to this actor: its verification stream.
-            if self.pending_accepts.get(actor).is_some_and(|q| !q.is_empty()) && !self.streams.contains_key(verify_stream) {
+            if self
+                .pending_accepts
+                .get(actor)
+                .is_some_and(|q| !q.is_empty())
+                && !self.streams.contains_key(verify_stream)
+            {
                 self.accept(step, verify_stream, actor, timeout).await?;
-                self.answer_incoming_header(step, verify_stream, &domain, deadline).await?;
+                self.answer_incoming_header(step, verify_stream, &domain, deadline)
+                    .await?;
                 continue;
             }
             // A db:verify at the front of any other stream of this actor.
@@ -819,7 +1110,12 @@ impl<'a> Runner<'a> {
                 .streams
                 .iter()
                 .filter(|(n, s)| n.as_str() != name && s.actor == actor)
-                .find(|(_, s)| s.inbox.front().is_some_and(|r| matches!(&r.unit, Unit::Element(e) if e.is(ns::DIALBACK, "verify")) || matches!(&r.unit, Unit::Whitespace(_))))
+                .find(|(_, s)| {
+                    s.inbox.front().is_some_and(|r| {
+                        matches!(&r.unit, Unit::Element(e) if e.is(ns::DIALBACK, "verify"))
+                            || matches!(&r.unit, Unit::Whitespace(_))
+                    })
+                })
                 .map(|(n, _)| n.clone());
             if let Some(other) = other {
                 if let Some(r) = self.next_unit(&other, deadline).await {
@@ -840,24 +1136,38 @@ impl<'a> Runner<'a> {
         }
     }
 
-    async fn accept_dialback(&mut self, step: &Step, name: &str, actor: &str, timeout: Duration, verify_stream: &str) -> StepResult {
+    async fn accept_dialback(
+        &mut self,
+        step: &Step,
+        name: &str,
+        actor: &str,
+        timeout: Duration,
+        verify_stream: &str,
+    ) -> StepResult {
         let deadline = tokio::time::Instant::now() + timeout * 2;
         let Some((domain, _)) = self.actor_identity(actor) else {
             return Err(Self::broken(step, format!("unknown actor `{actor}`")));
         };
-        self.note(&format!("accept dialback on {name}: the SUT → {domain} (XEP-0220 §2.2)"));
+        self.note(&format!(
+            "accept dialback on {name}: the SUT → {domain} (XEP-0220 §2.2)"
+        ));
         if !self.streams.contains_key(name) {
             self.accept(step, name, actor, timeout).await?;
         }
         if self.streams.get(name).is_some_and(|s| s.own_id.is_none()) {
-            self.answer_incoming_header(step, name, &domain, deadline).await?;
+            self.answer_incoming_header(step, name, &domain, deadline)
+                .await?;
         }
         // The SUT's db:result (answering any piggybacked db:verify on the way).
         let (originating, key) = loop {
             match self.next_unit(name, deadline).await.map(|r| r.unit) {
-                Some(Unit::Element(e)) if e.is(ns::DIALBACK, "result") && e.attr("type").is_none() => {
+                Some(Unit::Element(e))
+                    if e.is(ns::DIALBACK, "result") && e.attr("type").is_none() =>
+                {
                     match (e.attr("from"), e.attr("to")) {
-                        (Some(f), Some(t)) if t == domain => break (f.to_string(), e.text().trim().to_string()),
+                        (Some(f), Some(t)) if t == domain => {
+                            break (f.to_string(), e.text().trim().to_string());
+                        }
                         _ => {
                             return Err(self.failure(
                                 step,
@@ -868,28 +1178,55 @@ impl<'a> Runner<'a> {
                         }
                     }
                 }
-                Some(Unit::Element(e)) if e.is(ns::DIALBACK, "verify") && e.attr("type").is_none() => {
+                Some(Unit::Element(e))
+                    if e.is(ns::DIALBACK, "verify") && e.attr("type").is_none() =>
+                {
                     self.answer_verify(step, name, &e).await?;
                 }
-                Some(u) => return Err(self.failure(step, name, "<db:result from to>key</db:result>", describe_unit(&u))),
-                None => return Err(self.failure(step, name, "<db:result from to>key</db:result>", "nothing")),
+                Some(u) => {
+                    return Err(self.failure(
+                        step,
+                        name,
+                        "<db:result from to>key</db:result>",
+                        describe_unit(&u),
+                    ));
+                }
+                None => {
+                    return Err(self.failure(
+                        step,
+                        name,
+                        "<db:result from to>key</db:result>",
+                        "nothing",
+                    ));
+                }
             }
         };
         let Some(own_id) = self.streams.get(name).and_then(|s| s.own_id.clone()) else {
-            return Err(Self::broken(step, "no stream id was sent on the accepted stream"));
+            return Err(Self::broken(
+                step,
+                "no stream id was sent on the accepted stream",
+            ));
         };
         // Verify against the SUT's authoritative role over a new stream (XEP-0220 §2.1.2).
-        self.connect(step, verify_stream, actor, PortKind::S2s).await?;
+        self.connect(step, verify_stream, actor, PortKind::S2s)
+            .await?;
         let h = Self::stream_header(&domain, &originating, None);
         self.send_text(step, verify_stream, &h).await?;
-        self.expect_header_and_features(step, verify_stream, deadline).await?;
+        self.expect_header_and_features(step, verify_stream, deadline)
+            .await?;
         self.send_text(
             step,
             verify_stream,
-            &format!("<db:verify from='{domain}' to='{originating}' id='{own_id}'>{key}</db:verify>"),
+            &format!(
+                "<db:verify from='{domain}' to='{originating}' id='{own_id}'>{key}</db:verify>"
+            ),
         )
         .await?;
-        let valid = match self.next_unit(verify_stream, deadline).await.map(|r| r.unit) {
+        let valid = match self
+            .next_unit(verify_stream, deadline)
+            .await
+            .map(|r| r.unit)
+        {
             Some(Unit::Element(e)) if e.is(ns::DIALBACK, "verify") => {
                 e.attr("type") == Some("valid") && e.attr("id") == Some(own_id.as_str())
             }
@@ -897,21 +1234,37 @@ impl<'a> Runner<'a> {
                 return Err(self.failure(
                     step,
                     verify_stream,
-                    format!("<db:verify from='{originating}' to='{domain}' id='{own_id}' type='valid'/>"),
+                    format!(
+                        "<db:verify from='{originating}' to='{domain}' id='{own_id}' type='valid'/>"
+                    ),
                     describe_unit(&u),
                 ));
             }
-            None => return Err(self.failure(step, verify_stream, "<db:verify type='valid'/>", "nothing")),
+            None => {
+                return Err(self.failure(
+                    step,
+                    verify_stream,
+                    "<db:verify type='valid'/>",
+                    "nothing",
+                ));
+            }
         };
         let answer = if valid { "valid" } else { "invalid" };
-        self.send_text(step, name, &format!("<db:result from='{domain}' to='{originating}' type='{answer}'/>")).await?;
+        self.send_text(
+            step,
+            name,
+            &format!("<db:result from='{domain}' to='{originating}' type='{answer}'/>"),
+        )
+        .await?;
         if valid {
             Ok(())
         } else {
             Err(self.failure(
                 step,
                 verify_stream,
-                format!("<db:verify from='{originating}' to='{domain}' id='{own_id}' type='valid'/>"),
+                format!(
+                    "<db:verify from='{originating}' to='{domain}' id='{own_id}' type='valid'/>"
+                ),
                 "the SUT's authoritative role did not confirm its own key",
             ))
         }
@@ -919,30 +1272,64 @@ impl<'a> Runner<'a> {
 
     async fn step(&mut self, step: &Step) -> StepResult {
         match &step.action {
-            Action::Connect { stream, actor, port } => {
+            Action::Connect {
+                stream,
+                actor,
+                port,
+            } => {
                 if self.streams.contains_key(stream) {
-                    return Err(Self::broken(step, format!("stream `{stream}` is already open")));
+                    return Err(Self::broken(
+                        step,
+                        format!("stream `{stream}` is already open"),
+                    ));
                 }
                 self.connect(step, stream, actor, *port).await
             }
-            Action::Accept { stream, actor, timeout } => self.accept(step, stream, actor, *timeout).await,
+            Action::Accept {
+                stream,
+                actor,
+                timeout,
+            } => self.accept(step, stream, actor, *timeout).await,
             Action::Send { stream, text } => {
                 let text = self.substitute(step, text)?;
                 self.send_text(step, stream, &text).await
             }
-            Action::Expect { stream, template, timeout, exact } => {
-                self.expect(step, stream, template, *timeout, *exact).await
-            }
+            Action::Expect {
+                stream,
+                template,
+                timeout,
+                exact,
+            } => self.expect(step, stream, template, *timeout, *exact).await,
             Action::ExpectEof { stream, timeout } => self.expect_eof(step, stream, *timeout).await,
             Action::ExpectNone { stream, window } => self.expect_none(step, stream, *window).await,
             Action::ExpectAll { items, timeout } => self.expect_all(step, items, *timeout).await,
             Action::Close { stream } => self.close(step, stream, false).await,
             Action::Reset { stream } => self.close(step, stream, true).await,
-            Action::Dialback { stream, actor, from, to, verify_stream } => {
-                self.dialback(step, stream, actor, from.as_deref(), to.as_deref(), verify_stream).await
+            Action::Dialback {
+                stream,
+                actor,
+                from,
+                to,
+                verify_stream,
+            } => {
+                self.dialback(
+                    step,
+                    stream,
+                    actor,
+                    from.as_deref(),
+                    to.as_deref(),
+                    verify_stream,
+                )
+                .await
             }
-            Action::AcceptDialback { stream, actor, timeout, verify_stream } => {
-                self.accept_dialback(step, stream, actor, *timeout, verify_stream).await
+            Action::AcceptDialback {
+                stream,
+                actor,
+                timeout,
+                verify_stream,
+            } => {
+                self.accept_dialback(step, stream, actor, *timeout, verify_stream)
+                    .await
             }
         }
     }
@@ -955,7 +1342,9 @@ fn assign(
     used: &mut [bool],
     caps: &mut Vec<(String, String)>,
 ) -> bool {
-    let Some((_, tpl, _)) = wanted.get(i) else { return true };
+    let Some((_, tpl, _)) = wanted.get(i) else {
+        return true;
+    };
     for (j, r) in got.iter().enumerate() {
         if used[j] {
             continue;
@@ -1029,7 +1418,9 @@ fn random_id() -> String {
     let mut b = [0u8; 16];
     if getrandom::fill(&mut b).is_err() {
         // An id only has to be unique within the scenario for the harness's own streams.
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         b[..16].copy_from_slice(&t.as_nanos().to_le_bytes());
     }
     hex::encode(b)

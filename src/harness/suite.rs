@@ -23,8 +23,10 @@ pub enum SuiteError {
 pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, SuiteError> {
     let mut out = Vec::new();
     for p in paths {
-        let meta = std::fs::metadata(p)
-            .map_err(|e| SuiteError::Discover { path: p.clone(), message: e.to_string() })?;
+        let meta = std::fs::metadata(p).map_err(|e| SuiteError::Discover {
+            path: p.clone(),
+            message: e.to_string(),
+        })?;
         if meta.is_dir() {
             walk(p, &mut out)?;
         } else {
@@ -37,9 +39,15 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, SuiteError> {
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), SuiteError> {
-    let rd = std::fs::read_dir(dir).map_err(|e| SuiteError::Discover { path: dir.to_path_buf(), message: e.to_string() })?;
+    let rd = std::fs::read_dir(dir).map_err(|e| SuiteError::Discover {
+        path: dir.to_path_buf(),
+        message: e.to_string(),
+    })?;
     for entry in rd {
-        let entry = entry.map_err(|e| SuiteError::Discover { path: dir.to_path_buf(), message: e.to_string() })?;
+        let entry = entry.map_err(|e| SuiteError::Discover {
+            path: dir.to_path_buf(),
+            message: e.to_string(),
+        })?;
         let p = entry.path();
         if p.is_dir() {
             walk(&p, out)?;
@@ -89,16 +97,30 @@ pub async fn run_scenario(s: &Scenario, target: &Target, catalogue: &Catalogue) 
         let list: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
         return base(
             Verdict::Inconclusive,
-            Some(format!("target `{}` does not claim: {}", target.name(), list.join(", "))),
+            Some(format!(
+                "target `{}` does not claim: {}",
+                target.name(),
+                list.join(", ")
+            )),
         );
     }
     let (endpoints, listeners, running) = match target::prepare(target, s).await {
         Ok(x) => x,
-        Err(e) => return base(Verdict::Error, Some(format!("could not start the target: {e}"))),
+        Err(e) => {
+            return base(
+                Verdict::Error,
+                Some(format!("could not start the target: {e}")),
+            );
+        }
     };
     let result = Runner::new(s, catalogue, endpoints, listeners).run().await;
     running.stop().await;
-    let normalised = normalise(&result.transcript, &NormaliseContext { sut_domains: target.domains() });
+    let normalised = normalise(
+        &result.transcript,
+        &NormaliseContext {
+            sut_domains: target.domains(),
+        },
+    );
     Outcome {
         path: s.path.clone(),
         title: s.title.clone(),
@@ -121,7 +143,11 @@ pub async fn run_all(
     jobs: usize,
     mut progress: impl FnMut(&Outcome),
 ) -> Vec<Outcome> {
-    let jobs = if target.parallel_safe() { jobs.max(1) } else { 1 };
+    let jobs = if target.parallel_safe() {
+        jobs.max(1)
+    } else {
+        1
+    };
     let sem = Arc::new(tokio::sync::Semaphore::new(jobs));
     let mut set = tokio::task::JoinSet::new();
     for (i, f) in files.iter().cloned().enumerate() {

@@ -28,7 +28,12 @@ pub enum TargetError {
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
     #[error("{path}:{line}:{col}: {message}")]
-    Syntax { path: PathBuf, line: usize, col: usize, message: String },
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        col: usize,
+        message: String,
+    },
 }
 
 /// A parsed target file.
@@ -100,34 +105,53 @@ impl Target {
     }
 
     pub fn from_file(path: &Path) -> Result<Self, TargetError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| TargetError::File { path: path.to_path_buf(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|e| TargetError::File {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
         Self::from_str(&text, path)
     }
 
     pub fn from_str(text: &str, path: &Path) -> Result<Self, TargetError> {
         let f: TargetFile = toml::from_str(text).map_err(|e| {
             let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
-            TargetError::Syntax { path: path.to_path_buf(), line, col, message: e.message().to_string() }
+            TargetError::Syntax {
+                path: path.to_path_buf(),
+                line,
+                col,
+                message: e.message().to_string(),
+            }
         })?;
-        let bad = |message: String| TargetError::File { path: path.to_path_buf(), message };
+        let bad = |message: String| TargetError::File {
+            path: path.to_path_buf(),
+            message,
+        };
         match f.kind.as_str() {
             "bundled" => Ok(Target::Bundled),
             "remote" => {
-                let x = f.xmpp.ok_or_else(|| bad("a remote target needs an [xmpp] section".into()))?;
+                let x = f
+                    .xmpp
+                    .ok_or_else(|| bad("a remote target needs an [xmpp] section".into()))?;
                 let addr = |what: &str, v: &str| -> Result<SocketAddr, TargetError> {
-                    v.parse().map_err(|_| bad(format!("{what} = {v:?} is not an IP:port address")))
+                    v.parse()
+                        .map_err(|_| bad(format!("{what} = {v:?} is not an IP:port address")))
                 };
                 let endpoints = SutEndpoints {
                     domain: x.domain.clone(),
                     s2s: addr("xmpp.s2s", &x.s2s)?,
-                    component: x.component.as_deref().map(|c| addr("xmpp.component", c)).transpose()?,
+                    component: x
+                        .component
+                        .as_deref()
+                        .map(|c| addr("xmpp.component", c))
+                        .transpose()?,
                 };
                 let mut routes = BTreeMap::new();
                 for (d, a) in &f.routes {
                     let sa = addr(&format!("routes.{d}"), a)?;
                     if !sa.ip().is_loopback() {
-                        return Err(bad(format!("routes.{d} = {a}: simulated servers listen on loopback only")));
+                        return Err(bad(format!(
+                            "routes.{d} = {a}: simulated servers listen on loopback only"
+                        )));
                     }
                     routes.insert(d.clone(), sa);
                 }
@@ -139,7 +163,9 @@ impl Target {
                     routes,
                 }))
             }
-            other => Err(bad(format!("kind = {other:?}: expected \"bundled\" or \"remote\""))),
+            other => Err(bad(format!(
+                "kind = {other:?}: expected \"bundled\" or \"remote\""
+            ))),
         }
     }
 }
@@ -168,7 +194,9 @@ pub async fn prepare(
             let listeners = ActorListeners::bind(scenario, &BTreeMap::new()).await?;
             let routes = listeners.routes(scenario)?;
             let cfg = bundled_config(scenario, routes);
-            let running = proxy::start(cfg).await.map_err(|e| RunError::Io(std::io::Error::other(e.to_string())))?;
+            let running = proxy::start(cfg)
+                .await
+                .map_err(|e| RunError::Io(std::io::Error::other(e.to_string())))?;
             let endpoints = SutEndpoints {
                 domain: BUNDLED_DOMAIN.to_string(),
                 s2s: running.s2s_addr,
@@ -191,9 +219,10 @@ fn bundled_config(scenario: &Scenario, routes: BTreeMap<String, SocketAddr>) -> 
         .actors
         .iter()
         .filter_map(|a| match &a.kind {
-            ActorKind::Component { domain, secret } => {
-                Some(proxy::ComponentConfig { domain: domain.clone(), secret: secret.clone() })
-            }
+            ActorKind::Component { domain, secret } => Some(proxy::ComponentConfig {
+                domain: domain.clone(),
+                secret: secret.clone(),
+            }),
             ActorKind::Xmpp { .. } => None,
         })
         .collect();
@@ -204,7 +233,10 @@ fn bundled_config(scenario: &Scenario, routes: BTreeMap<String, SocketAddr>) -> 
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         component_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
         dialback_secret: hex::encode(secret),
-        routes: routes.into_iter().map(|(d, a)| (d, a.to_string())).collect(),
+        routes: routes
+            .into_iter()
+            .map(|(d, a)| (d, a.to_string()))
+            .collect(),
         components,
         timeouts: proxy::Timeouts {
             connect: Duration::from_secs(2),
@@ -219,6 +251,11 @@ fn bundled_config(scenario: &Scenario, routes: BTreeMap<String, SocketAddr>) -> 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    let col = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
     (line, col)
 }

@@ -20,7 +20,10 @@ pub enum Dir {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Unit {
     /// TCP connection opened by the actor (`Dir::ToSut`) or by the SUT (`Dir::FromSut`).
-    Connected { local: SocketAddr, peer: SocketAddr },
+    Connected {
+        local: SocketAddr,
+        peer: SocketAddr,
+    },
     Header(StreamHeader),
     Element(Element),
     /// `</stream:stream>`.
@@ -28,7 +31,10 @@ pub enum Unit {
     /// Whitespace between top-level elements (keepalive); its length.
     Whitespace(usize),
     /// Bytes sent or received that do not decode as the next XML unit, with the reason.
-    Undecodable { bytes: Vec<u8>, reason: String },
+    Undecodable {
+        bytes: Vec<u8>,
+        reason: String,
+    },
     /// The sender half-closed TCP (FIN) — for `FromSut`, the SUT closed the connection.
     Eof,
     /// The connection was reset (RST).
@@ -60,8 +66,24 @@ pub struct Transcript {
 }
 
 impl Transcript {
-    pub fn push(&mut self, at: Duration, actor: &str, stream: &str, dir: Dir, unit: Unit, raw: Vec<u8>) {
+    pub fn push(
+        &mut self,
+        at: Duration,
+        actor: &str,
+        stream: &str,
+        dir: Dir,
+        unit: Unit,
+        raw: Vec<u8>,
+    ) {
         let seq = self.entries.len();
-        self.entries.push(Entry { seq, at, actor: actor.to_string(), stream: stream.to_string(), dir, unit, raw });
+        self.entries.push(Entry {
+            seq,
+            at,
+            actor: actor.to_string(),
+            stream: stream.to_string(),
+            dir,
+            unit,
+            raw,
+        });
     }
 }

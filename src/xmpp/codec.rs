@@ -14,7 +14,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_stanza_bytes: 256 * 1024, max_depth: 64 }
+        Limits {
+            max_stanza_bytes: 256 * 1024,
+            max_depth: 64,
+        }
     }
 }
 

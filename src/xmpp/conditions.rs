@@ -85,11 +85,21 @@ impl StanzaCondition {
     pub fn default_type(self) -> ErrorType {
         use StanzaCondition::*;
         match self {
-            BadRequest | JidMalformed | NotAcceptable | PolicyViolation | Redirect | Gone => ErrorType::Modify,
-            Conflict | FeatureNotImplemented | ServiceUnavailable | UnexpectedRequest | NotAllowed => ErrorType::Cancel,
-            Forbidden | NotAuthorized | RegistrationRequired | SubscriptionRequired => ErrorType::Auth,
+            BadRequest | JidMalformed | NotAcceptable | PolicyViolation | Redirect | Gone => {
+                ErrorType::Modify
+            }
+            Conflict
+            | FeatureNotImplemented
+            | ServiceUnavailable
+            | UnexpectedRequest
+            | NotAllowed => ErrorType::Cancel,
+            Forbidden | NotAuthorized | RegistrationRequired | SubscriptionRequired => {
+                ErrorType::Auth
+            }
             ResourceConstraint | RecipientUnavailable | RemoteServerTimeout => ErrorType::Wait,
-            InternalServerError | ItemNotFound | RemoteServerNotFound | UndefinedCondition => ErrorType::Cancel,
+            InternalServerError | ItemNotFound | RemoteServerNotFound | UndefinedCondition => {
+                ErrorType::Cancel
+            }
         }
     }
 }
@@ -135,11 +145,17 @@ pub struct StreamError {
 
 impl StreamError {
     pub fn new(condition: StreamCondition) -> Self {
-        StreamError { condition, text: None }
+        StreamError {
+            condition,
+            text: None,
+        }
     }
 
     pub fn with_text(condition: StreamCondition, text: impl Into<String>) -> Self {
-        StreamError { condition, text: Some(text.into()) }
+        StreamError {
+            condition,
+            text: Some(text.into()),
+        }
     }
 
     /// `<stream:error><cond xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>[<text/>]</stream:error>`
@@ -165,10 +181,16 @@ impl StreamError {
             if c.name == "text" {
                 text = Some(c.text());
             } else if condition.is_none() {
-                condition = Some(StreamCondition::from_name(&c.name).unwrap_or(StreamCondition::UndefinedCondition));
+                condition = Some(
+                    StreamCondition::from_name(&c.name)
+                        .unwrap_or(StreamCondition::UndefinedCondition),
+                );
             }
         }
-        Some(StreamError { condition: condition.unwrap_or(StreamCondition::UndefinedCondition), text })
+        Some(StreamError {
+            condition: condition.unwrap_or(StreamCondition::UndefinedCondition),
+            text,
+        })
     }
 }
 
@@ -191,7 +213,11 @@ pub struct StanzaError {
 
 impl StanzaError {
     pub fn new(condition: StanzaCondition) -> Self {
-        StanzaError { kind: condition.default_type(), condition, text: None }
+        StanzaError {
+            kind: condition.default_type(),
+            condition,
+            text: None,
+        }
     }
 
     /// `<error type='…'><cond xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>` in the
@@ -211,17 +237,25 @@ impl StanzaError {
         if e.name != "error" {
             return None;
         }
-        let kind = e.attr("type").and_then(ErrorType::from_name).unwrap_or(ErrorType::Cancel);
+        let kind = e
+            .attr("type")
+            .and_then(ErrorType::from_name)
+            .unwrap_or(ErrorType::Cancel);
         let mut condition = None;
         let mut text = None;
         for c in e.elements().filter(|c| c.ns == ns::STANZAS_ERR) {
             if c.name == "text" {
                 text = Some(c.text());
             } else if condition.is_none() {
-                condition = StanzaCondition::from_name(&c.name).or(Some(StanzaCondition::UndefinedCondition));
+                condition = StanzaCondition::from_name(&c.name)
+                    .or(Some(StanzaCondition::UndefinedCondition));
             }
         }
-        Some(StanzaError { kind, condition: condition?, text })
+        Some(StanzaError {
+            kind,
+            condition: condition?,
+            text,
+        })
     }
 }
 
@@ -259,14 +293,26 @@ mod tests {
         for c in StanzaCondition::ALL {
             assert_eq!(StanzaCondition::from_name(c.as_str()), Some(*c));
         }
-        assert_eq!(StreamCondition::ALL.len(), 25, "RFC 6120 §4.9.3 lists 25 conditions");
-        assert_eq!(StanzaCondition::ALL.len(), 22, "RFC 6120 §8.3.3 lists 22 conditions");
+        assert_eq!(
+            StreamCondition::ALL.len(),
+            25,
+            "RFC 6120 §4.9.3 lists 25 conditions"
+        );
+        assert_eq!(
+            StanzaCondition::ALL.len(),
+            22,
+            "RFC 6120 §8.3.3 lists 22 conditions"
+        );
     }
 
     #[test]
     fn unknown_stream_condition_is_undefined() {
-        let e = Element::new(ns::STREAM, "error").with_child(Element::new(ns::STREAMS_ERR, "made-up"));
-        assert_eq!(StreamError::from_element(&e).map(|e| e.condition), Some(StreamCondition::UndefinedCondition));
+        let e =
+            Element::new(ns::STREAM, "error").with_child(Element::new(ns::STREAMS_ERR, "made-up"));
+        assert_eq!(
+            StreamError::from_element(&e).map(|e| e.condition),
+            Some(StreamCondition::UndefinedCondition)
+        );
     }
 
     #[test]
@@ -276,7 +322,8 @@ mod tests {
             .with_attr("to", "b@y.test")
             .with_attr("id", "42")
             .with_child(Element::new(ns::SERVER, "body").with_text("hi"));
-        let b = bounce(&m, &StanzaError::new(StanzaCondition::RemoteServerTimeout)).expect("bounce");
+        let b =
+            bounce(&m, &StanzaError::new(StanzaCondition::RemoteServerTimeout)).expect("bounce");
         assert_eq!(b.attr("from"), Some("b@y.test"));
         assert_eq!(b.attr("to"), Some("a@x.test"));
         assert_eq!(b.attr("id"), Some("42"));

@@ -32,7 +32,11 @@ pub fn keys_equal(a: &str, b: &str) -> bool {
 
 /// `<db:result from to>key</db:result>` (XEP-0220 §2.1.1).
 pub fn result_request(from: &str, to: &str, key: &str) -> Element {
-    Element::new(ns::DIALBACK, "result").with_prefix("db").with_attr("from", from).with_attr("to", to).with_text(key)
+    Element::new(ns::DIALBACK, "result")
+        .with_prefix("db")
+        .with_attr("from", from)
+        .with_attr("to", to)
+        .with_text(key)
 }
 
 /// `<db:verify from to id>key</db:verify>` (XEP-0220 §2.1.2).
@@ -53,7 +57,12 @@ mod tests {
     #[test]
     fn xep0185_example() {
         assert_eq!(
-            key("s3cr3tf0rd14lb4ck", "xmpp.example.com", "example.org", "D60000229F"),
+            key(
+                "s3cr3tf0rd14lb4ck",
+                "xmpp.example.com",
+                "example.org",
+                "D60000229F"
+            ),
             "37c69b1cf07a3f67c04a5ef5902fa5114f2c76fe4a2686482ba5b89323075643"
         );
     }

@@ -41,7 +41,13 @@ pub struct Element {
 
 impl Element {
     pub fn new(ns: impl Into<String>, name: impl Into<String>) -> Self {
-        Element { ns: ns.into(), name: name.into(), prefix: None, attrs: Vec::new(), children: Vec::new() }
+        Element {
+            ns: ns.into(),
+            name: name.into(),
+            prefix: None,
+            attrs: Vec::new(),
+            children: Vec::new(),
+        }
     }
 
     /// Builder: set an unqualified attribute.
@@ -78,7 +84,10 @@ impl Element {
     }
 
     pub fn attr_ns(&self, ns: &str, name: &str) -> Option<&str> {
-        self.attrs.iter().find(|a| a.ns == ns && a.name == name).map(|a| a.value.as_str())
+        self.attrs
+            .iter()
+            .find(|a| a.ns == ns && a.name == name)
+            .map(|a| a.value.as_str())
     }
 
     /// Set (or replace) an unqualified attribute.
@@ -86,7 +95,12 @@ impl Element {
         self.set_attr_ns("", name, value)
     }
 
-    pub fn set_attr_ns(&mut self, ns: impl Into<String>, name: impl Into<String>, value: impl Into<String>) {
+    pub fn set_attr_ns(
+        &mut self,
+        ns: impl Into<String>,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) {
         let (ns, name, value) = (ns.into(), name.into(), value.into());
         match self.attrs.iter_mut().find(|a| a.ns == ns && a.name == name) {
             Some(a) => a.value = value,
@@ -95,7 +109,10 @@ impl Element {
     }
 
     pub fn remove_attr(&mut self, name: &str) -> Option<String> {
-        let i = self.attrs.iter().position(|a| a.ns.is_empty() && a.name == name)?;
+        let i = self
+            .attrs
+            .iter()
+            .position(|a| a.ns.is_empty() && a.name == name)?;
         Some(self.attrs.remove(i).value)
     }
 
@@ -230,7 +247,10 @@ pub struct NsContext {
 
 impl NsContext {
     pub fn new(default: impl Into<String>) -> Self {
-        NsContext { default: default.into(), prefixes: Vec::new() }
+        NsContext {
+            default: default.into(),
+            prefixes: Vec::new(),
+        }
     }
 
     pub fn with_prefix(mut self, prefix: impl Into<String>, uri: impl Into<String>) -> Self {
@@ -252,11 +272,19 @@ impl NsContext {
         if prefix == "xml" {
             return Some(XML_NS);
         }
-        self.prefixes.iter().rev().find(|(p, _)| p == prefix).map(|(_, u)| u.as_str())
+        self.prefixes
+            .iter()
+            .rev()
+            .find(|(p, _)| p == prefix)
+            .map(|(_, u)| u.as_str())
     }
 
     pub fn uri_prefix(&self, uri: &str) -> Option<&str> {
-        self.prefixes.iter().rev().find(|(_, u)| u == uri).map(|(p, _)| p.as_str())
+        self.prefixes
+            .iter()
+            .rev()
+            .find(|(_, u)| u == uri)
+            .map(|(p, _)| p.as_str())
     }
 }
 
@@ -305,7 +333,10 @@ mod tests {
             .with_attr("from", "a.test")
             .with_attr("to", "b.test")
             .with_text("k&y");
-        assert_eq!(r.to_xml(&ctx), "<db:result from='a.test' to='b.test'>k&amp;y</db:result>");
+        assert_eq!(
+            r.to_xml(&ctx),
+            "<db:result from='a.test' to='b.test'>k&amp;y</db:result>"
+        );
         let m = Element::new("jabber:server", "message")
             .with_child(Element::new("jabber:server", "body").with_text("<hi>"))
             .with_child(Element::new("urn:xmpp:ping", "ping"));
@@ -318,6 +349,9 @@ mod tests {
     #[test]
     fn unbound_prefix_is_declared() {
         let e = Element::new("jabber:server:dialback", "verify").with_prefix("db");
-        assert_eq!(e.to_xml(&NsContext::new("jabber:server")), "<db:verify xmlns:db='jabber:server:dialback'/>");
+        assert_eq!(
+            e.to_xml(&NsContext::new("jabber:server")),
+            "<db:verify xmlns:db='jabber:server:dialback'/>"
+        );
     }
 }
