@@ -78,8 +78,16 @@ enum NetEvent {
     },
 }
 
+/// Who opened a stream's TCP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Harness,
+    Sut,
+}
+
 struct StreamState {
     actor: String,
+    origin: Origin,
     port: PortKind,
     writer: Option<OwnedWriteHalf>,
     inbox: VecDeque<Received>,
@@ -393,8 +401,19 @@ impl<'a> Runner<'a> {
         if let Some((stream, field)) = name.split_once('.') {
             let st = self.streams.get(stream)?;
             return match field {
-                "id" => st.sut_header.as_ref()?.id.clone(),
-                "key" => {
+                // The id of the stream as its receiving side assigned it: the SUT's for a
+                // stream the harness opened, the harness's own for one the SUT opened.
+                "id" => match st.origin {
+                    Origin::Harness => st.sut_header.as_ref()?.id.clone(),
+                    Origin::Sut => st.own_id.clone(),
+                },
+                // XEP-0114 §3: the component handshake is hex(SHA-1(stream id + secret)).
+                "handshake" => {
+                    let id = st.sut_header.as_ref()?.id.clone()?;
+                    let (_, secret) = self.actor_identity(&st.actor)?;
+                    Some(crate::xmpp::component::handshake_digest(&id, &secret))
+                }
+                "key" if st.origin == Origin::Harness => {
                     let id = st.sut_header.as_ref()?.id.clone()?;
                     let (domain, secret) = self.actor_identity(&st.actor)?;
                     Some(dialback::key(&secret, &self.sut.domain, &domain, &id))
@@ -435,7 +454,7 @@ impl<'a> Runner<'a> {
 
     // ---- stream plumbing -------------------------------------------------------------
 
-    fn attach(&mut self, name: &str, actor: &str, port: PortKind, stream: TcpStream) {
+    fn attach(&mut self, name: &str, actor: &str, port: PortKind, origin: Origin, stream: TcpStream) {
         let (mut read, write) = stream.into_split();
         let tx = self.tx.clone();
         let start = self.start;
@@ -526,6 +545,7 @@ impl<'a> Runner<'a> {
         });
         let st = StreamState {
             actor: actor.to_string(),
+            origin,
             port,
             writer: Some(write),
             inbox: VecDeque::new(),
@@ -582,7 +602,7 @@ impl<'a> Runner<'a> {
             Unit::Connected { local, peer: addr },
             Vec::new(),
         );
-        self.attach(name, actor, port, stream);
+        self.attach(name, actor, port, Origin::Harness, stream);
         Ok(())
     }
 
@@ -611,7 +631,7 @@ impl<'a> Runner<'a> {
                     Unit::Connected { local, peer },
                     Vec::new(),
                 );
-                self.attach(name, actor, PortKind::S2s, stream);
+                self.attach(name, actor, PortKind::S2s, Origin::Sut, stream);
                 return Ok(());
             }
             if !self.pump(deadline).await {
@@ -659,8 +679,11 @@ impl<'a> Runner<'a> {
                 loop {
                     match d.next_event() {
                         Ok(Some(ev)) => {
-                            if matches!(ev, Event::Header(_)) {
+                            if let Event::Header(h) = &ev {
                                 st.header_sent = true;
+                                if st.origin == Origin::Sut {
+                                    st.own_id = h.id.clone();
+                                }
                             }
                             units.push((event_unit(ev), d.last_raw().to_vec()));
                         }
