@@ -1,7 +1,24 @@
-//! Sans-IO XML stream codec (RFC 6120 §4, §11). PLACEHOLDER: API only; implemented in the codec branch.
+//! Sans-IO XML stream codec (RFC 6120 §4, §11).
+//!
+//! An XMPP stream is one XML document that never ends while the connection lives, so a
+//! document parser that wants the whole input cannot be used. The [`Decoder`] frames the
+//! stream itself with a byte-level lexer that survives input split at any byte (it only
+//! remembers a few bits of state: inside a tag, which quote, inside CDATA, element depth),
+//! and hands every complete unit — the stream header, one top-level element, the closing
+//! tag — to a small strict parser over the complete slice. Both passes are linear: the
+//! lexer never rescans a byte (`scan` remembers how far it got) and each unit is parsed once.
+//!
+//! The parser implements the XMPP subset of XML 1.0 (RFC 6120 §11.1): no comments,
+//! processing instructions, DTDs or entity references other than the five predefined ones
+//! and character references. Rejecting the DOCTYPE outright is what makes entity-expansion
+//! attacks ("billion laughs") harmless.
+
+use std::fmt::Write as _;
+use std::ops::Range;
 
 use super::conditions::StreamCondition;
-use super::element::{Attr, Element, NsContext};
+use super::element::{Attr, Element, NsContext, Node, XML_NS, escape_attr};
+use super::ns;
 
 /// Resource limits of one stream (RFC 6120 §13.12: a limit must allow ≥ 10000 bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,7 +35,25 @@ impl Default for Limits {
     }
 }
 
+/// Largest stream header (prolog, optional XML declaration and the opening tag). Real
+/// headers are a few hundred bytes; the bound keeps an endless "header" from growing memory.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Buffer capacity kept while a stream is idle: above this, an empty buffer is released so
+/// that thousands of idle streams stay small after one large stanza.
+const IDLE_CAPACITY: usize = 8 * 1024;
+
+/// Consumed bytes are only moved out of the buffer once there are this many and they are at
+/// least half of it, so compaction stays amortised linear.
+const COMPACT_MIN: usize = 4 * 1024;
+
 /// The opening `<stream:stream>` tag (RFC 6120 §4.7).
+///
+/// The typed fields (`from`, `to`, `id`, `version`, `lang`) are authoritative: `attrs` also
+/// lists those attributes (in wire order, as decoded), but when the two disagree
+/// [`StreamHeader::to_xml`] writes the field value, and a field set to `None` removes the
+/// attribute. `attrs` thus contributes the order of the known attributes and every unknown
+/// extra attribute.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StreamHeader {
     /// Prefix bound to the stream namespace on the wire (`stream` by convention, STR-12).
@@ -45,60 +80,1351 @@ pub enum Event {
     Element(Element),
     /// `</stream:stream>`.
     Close,
-    /// Whitespace between top-level elements (a keepalive, RFC 6120 §4.6.1).
+    /// Whitespace between top-level elements (a keepalive, RFC 6120 §4.6.1). A run is
+    /// reported as soon as it is seen, so a run that arrives in several reads may be
+    /// reported as several events.
     Whitespace(usize),
 }
 
+/// Why a unit is not well-formed XML (XML 1.0 §2–§3, Namespaces in XML 1.0 §5).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Malformed {
+    #[error("invalid XML name")]
+    BadName,
+    #[error("invalid qualified name")]
+    BadQName,
+    #[error("expected '{0}'")]
+    Expected(char),
+    #[error("missing whitespace before an attribute")]
+    MissingWhitespace,
+    #[error("duplicate attribute '{0}'")]
+    DuplicateAttribute(String),
+    #[error("character U+{0:04X} is not allowed in XML")]
+    BadChar(u32),
+    #[error("malformed character or entity reference")]
+    BadReference,
+    #[error("'<' in an attribute value")]
+    LtInAttribute,
+    #[error("']]>' in character data")]
+    CdataEndInText,
+    #[error("malformed CDATA section")]
+    BadCdata,
+    #[error("markup ends before it is complete")]
+    Incomplete,
+    #[error("content after the element")]
+    TrailingContent,
+    #[error("malformed XML declaration")]
+    BadXmlDecl,
+    #[error("the stream header is a self-closing tag")]
+    EmptyStreamHeader,
+    #[error("end tag before the stream header")]
+    EndTagBeforeHeader,
+}
+
+/// XML that XMPP forbids (RFC 6120 §11.1).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Restricted {
+    #[error("comment")]
+    Comment,
+    #[error("processing instruction")]
+    ProcessingInstruction,
+    #[error("DTD or markup declaration")]
+    Doctype,
+    #[error("entity reference '&{0};'")]
+    EntityReference(String),
+}
+
+/// A decoding failure. After one, the stream is dead (RFC 6120 §4.9.1.1: stream errors are
+/// unrecoverable); [`CodecError::condition`] names the stream error to send.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CodecError {
     #[error("not well-formed XML: {0}")]
-    NotWellFormed(String),
+    NotWellFormed(Malformed),
+    #[error("end tag </{found}> does not match <{expected}>")]
+    MismatchedEndTag { expected: String, found: String },
+    #[error("character data at the top level of the stream")]
+    TextAtTopLevel,
+    #[error("data after the stream was closed")]
+    DataAfterClose,
+    #[error("restricted XML: {0}")]
+    Restricted(Restricted),
+    #[error("invalid UTF-8 at byte {offset} of a unit")]
+    InvalidUtf8 { offset: usize },
+    #[error("unsupported encoding: {0}")]
+    UnsupportedEncoding(String),
+    #[error("undeclared namespace prefix '{0}'")]
+    UndeclaredPrefix(String),
+    #[error("illegal namespace declaration: {0}")]
+    BadNamespaceDeclaration(String),
+    #[error("stream root is {{{ns}}}{name}, expected {{http://etherx.jabber.org/streams}}stream")]
+    BadStreamRoot { ns: String, name: String },
+    #[error("element larger than {limit} bytes")]
+    StanzaTooLarge { limit: usize },
+    #[error("element nested deeper than {limit} levels")]
+    TooDeep { limit: usize },
+    #[error("stream header larger than {limit} bytes")]
+    HeaderTooLarge { limit: usize },
+    #[error("whitespace run longer than {limit} bytes")]
+    WhitespaceTooLong { limit: usize },
 }
 
 impl CodecError {
-    /// The stream error this decoding failure must be reported with (RFC 6120 §4.9.3).
+    /// The stream error this decoding failure must be reported with (RFC 6120 §4.9.3,
+    /// STR-10).
+    ///
+    /// ```text
+    /// not-well-formed       §4.9.3.13  malformed XML, mismatched tags, top-level text
+    /// restricted-xml        §4.9.3.18  comments, PIs, DTDs, entity references (§11.1)
+    /// unsupported-encoding  §4.9.3.22  not UTF-8 (§11.6)
+    /// bad-namespace-prefix  §4.9.3.2   undeclared prefix
+    /// invalid-namespace     §4.9.3.10  root not {http://etherx.jabber.org/streams}stream
+    /// policy-violation      §4.9.3.14  a limit of §13.12 exceeded
+    /// ```
     pub fn condition(&self) -> StreamCondition {
-        StreamCondition::NotWellFormed
+        use CodecError::*;
+        match self {
+            NotWellFormed(_) | MismatchedEndTag { .. } | TextAtTopLevel | DataAfterClose => {
+                StreamCondition::NotWellFormed
+            }
+            Restricted(_) => StreamCondition::RestrictedXml,
+            InvalidUtf8 { .. } | UnsupportedEncoding(_) => StreamCondition::UnsupportedEncoding,
+            UndeclaredPrefix(_) | BadNamespaceDeclaration(_) => StreamCondition::BadNamespacePrefix,
+            BadStreamRoot { .. } => StreamCondition::InvalidNamespace,
+            StanzaTooLarge { .. } | TooDeep { .. } | HeaderTooLarge { .. } | WhitespaceTooLong { .. } => {
+                StreamCondition::PolicyViolation
+            }
+        }
     }
 }
 
+fn nwf(m: Malformed) -> CodecError {
+    CodecError::NotWellFormed(m)
+}
+
+/// `</stream:stream>`: the closing tag for the conventional `stream` prefix (RFC 6120 §4.4).
+pub fn encode_close() -> &'static str {
+    "</stream:stream>"
+}
+
+// ---------------------------------------------------------------------------------------
+// Decoder (framing)
+// ---------------------------------------------------------------------------------------
+
+/// Where the lexer is inside markup. Kept across feeds, so input may be split anywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lex {
+    /// Character data (or, before the header, the prolog).
+    Content,
+    /// Just after `<`.
+    Lt,
+    /// Inside a tag. `quote` is the open quote byte (0: none); `slash` whether the last
+    /// byte outside quotes was `/` (self-closing tag); `end` for `</…>`.
+    Tag { quote: u8, slash: bool, end: bool },
+    /// After `<!`, `matched` bytes of `[CDATA[` seen.
+    Bang { matched: usize },
+    /// Inside `<![CDATA[`, counting trailing `]` (at most 2).
+    Cdata { brackets: u8 },
+    /// Inside the XML declaration `<?…?>`; `q`: last byte was `?`.
+    Pi { q: bool },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Before the stream header (at the start, and after [`Decoder::restart`]).
+    Prolog,
+    /// Header seen; top-level elements follow.
+    Open,
+    /// `</stream:stream>` seen.
+    Closed,
+}
+
+/// What a completed tag was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TagKind {
+    Start,
+    Empty,
+    End,
+}
+
+const BOM: [u8; 3] = [0xEF, 0xBB, 0xBF];
+const CDATA_OPEN: &[u8] = b"[CDATA[";
+
 /// Incremental decoder: feed bytes in any split, pull events.
-#[derive(Debug, Default)]
+///
+/// Contract (tokio-util `Decoder` style): `Ok(None)` means more bytes are needed; an `Err`
+/// is final, and every later call returns the same error.
+#[derive(Debug)]
 pub struct Decoder {
-    _limits: Limits,
+    limits: Limits,
+    buf: Vec<u8>,
+    /// Bytes before this offset have been handed out as events.
+    consumed: usize,
+    /// Bytes before this offset have been lexed.
+    scan: usize,
+    /// Where the unit being lexed starts (meaningful when `in_unit`).
+    unit_start: usize,
+    in_unit: bool,
+    /// Raw bytes of the last returned unit.
+    raw: Range<usize>,
+    lex: Lex,
+    phase: Phase,
+    /// Element depth inside the current top-level unit.
+    depth: usize,
+    /// Consecutive top-level whitespace bytes, across events.
+    ws_run: usize,
+    /// The qualified name of the stream root as written, to match `</stream:stream>`.
+    root_qname: Option<String>,
+    ctx: Option<NsContext>,
+    dead: Option<CodecError>,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder::new(Limits::default())
+    }
 }
 
 impl Decoder {
     pub fn new(limits: Limits) -> Self {
-        Decoder { _limits: limits }
+        Decoder {
+            limits,
+            buf: Vec::new(),
+            consumed: 0,
+            scan: 0,
+            unit_start: 0,
+            in_unit: false,
+            raw: 0..0,
+            lex: Lex::Content,
+            phase: Phase::Prolog,
+            depth: 0,
+            ws_run: 0,
+            root_qname: None,
+            ctx: None,
+            dead: None,
+        }
     }
-    pub fn feed(&mut self, _data: &[u8]) {}
+
+    /// Append received bytes. Nothing is parsed until [`Decoder::next_event`].
+    pub fn feed(&mut self, data: &[u8]) {
+        if self.dead.is_none() {
+            self.buf.extend_from_slice(data);
+        }
+    }
+
+    /// The next complete unit, `Ok(None)` if more bytes are needed.
     pub fn next_event(&mut self) -> Result<Option<Event>, CodecError> {
+        if let Some(e) = &self.dead {
+            return Err(e.clone());
+        }
+        self.compact();
+        match self.step() {
+            Ok(ev) => Ok(ev),
+            Err(e) => {
+                tracing::debug!(error = %e, "stream decoding failed");
+                self.dead = Some(e.clone());
+                self.buf = Vec::new();
+                self.consumed = 0;
+                self.scan = 0;
+                self.raw = 0..0;
+                Err(e)
+            }
+        }
+    }
+
+    /// Raw bytes of the unit last returned by [`Decoder::next_event`], exactly as received
+    /// (for transcripts). Valid until the next call to `next_event`; empty after `Ok(None)`.
+    pub fn last_raw(&self) -> &[u8] {
+        self.buf.get(self.raw.clone()).unwrap_or(&[])
+    }
+
+    /// Expect a new stream header on the same connection (RFC 6120 §4.3.3: after STARTTLS
+    /// and SASL success both sides restart the stream). Bytes not yet returned are kept and
+    /// lexed again from scratch, as the first bytes of the new stream.
+    pub fn restart(&mut self) {
+        self.scan = self.consumed;
+        self.in_unit = false;
+        self.lex = Lex::Content;
+        self.phase = Phase::Prolog;
+        self.depth = 0;
+        self.ws_run = 0;
+        self.root_qname = None;
+        self.ctx = None;
+    }
+
+    /// Bytes received but not yet returned as events. After `<proceed/>` this must be 0:
+    /// anything else is plaintext injected before the TLS handshake (RFC 6120 §5.4.3.3).
+    pub fn buffered(&self) -> usize {
+        self.buf.len().saturating_sub(self.consumed)
+    }
+
+    /// The namespace context of the open stream (the header's default namespace and
+    /// prefixes), for serialising elements written into it. `None` before a header.
+    pub fn context(&self) -> Option<&NsContext> {
+        self.ctx.as_ref()
+    }
+
+    /// Drop the bytes already handed out (amortised) and release a large idle buffer.
+    fn compact(&mut self) {
+        self.raw = 0..0;
+        if self.consumed >= self.buf.len() {
+            self.buf.clear();
+            if self.buf.capacity() > IDLE_CAPACITY {
+                self.buf = Vec::new();
+            }
+            self.consumed = 0;
+            self.scan = 0;
+            self.unit_start = 0;
+        } else if self.consumed >= COMPACT_MIN && self.consumed * 2 >= self.buf.len() {
+            let n = self.consumed;
+            self.buf.drain(..n);
+            self.consumed = 0;
+            self.scan -= n;
+            self.unit_start = self.unit_start.saturating_sub(n);
+        }
+    }
+
+    fn step(&mut self) -> Result<Option<Event>, CodecError> {
+        match self.phase {
+            Phase::Prolog => self.step_prolog(),
+            Phase::Open => self.step_open(),
+            Phase::Closed => {
+                // Only whitespace may follow the end of the document (XML 1.0 §2.1 Misc).
+                while let Some(&b) = self.buf.get(self.scan) {
+                    if !is_ws(b) {
+                        return Err(CodecError::DataAfterClose);
+                    }
+                    self.scan += 1;
+                }
+                self.consumed = self.scan;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Lex the prolog and the header tag as one unit.
+    fn step_prolog(&mut self) -> Result<Option<Event>, CodecError> {
+        if !self.in_unit {
+            self.in_unit = true;
+            self.unit_start = self.consumed;
+            self.scan = self.consumed;
+            self.lex = Lex::Content;
+        }
+        while let Some(&b) = self.buf.get(self.scan) {
+            let off = self.scan - self.unit_start;
+            self.scan += 1;
+            if off >= MAX_HEADER_BYTES {
+                return Err(CodecError::HeaderTooLarge { limit: MAX_HEADER_BYTES });
+            }
+            match self.lex {
+                Lex::Content => match b {
+                    b'<' => self.lex = Lex::Lt,
+                    _ if is_ws(b) => {}
+                    // RFC 6120 §11.6: UTF-8 only; a UTF-16/32 byte order or NUL is not it.
+                    0xFE | 0xFF | 0x00 if off < 2 => {
+                        return Err(CodecError::UnsupportedEncoding("UTF-16 or UTF-32 input".into()));
+                    }
+                    _ if off < 3 && b == BOM[off] => {}
+                    _ => return Err(CodecError::TextAtTopLevel),
+                },
+                Lex::Lt => match b {
+                    b'?' => {
+                        let at = self.scan - 2 - self.unit_start;
+                        let after_bom = at == 3 && self.buf.get(self.unit_start..self.unit_start + 3) == Some(&BOM[..]);
+                        if at == 0 || after_bom {
+                            self.lex = Lex::Pi { q: false };
+                        } else {
+                            // RFC 6120 §11.1: no processing instructions (the XML
+                            // declaration is only allowed as the very first bytes).
+                            return Err(CodecError::Restricted(Restricted::ProcessingInstruction));
+                        }
+                    }
+                    b'!' => self.lex = Lex::Bang { matched: 0 },
+                    b'/' => return Err(nwf(Malformed::EndTagBeforeHeader)),
+                    0x00 => return Err(CodecError::UnsupportedEncoding("UTF-16 input".into())),
+                    _ => {
+                        self.lex = Lex::Tag { quote: 0, slash: false, end: false };
+                        self.scan -= 1;
+                    }
+                },
+                Lex::Pi { q } => {
+                    if q && b == b'>' {
+                        self.lex = Lex::Content;
+                    } else {
+                        self.lex = Lex::Pi { q: b == b'?' };
+                    }
+                }
+                Lex::Tag { .. } => {
+                    if let Some(kind) = self.lex_tag_byte(b) {
+                        if kind == TagKind::Empty {
+                            return Err(nwf(Malformed::EmptyStreamHeader));
+                        }
+                        return self.finish_header().map(Some);
+                    }
+                }
+                // RFC 6120 §11.1: no comments, no DTD (this is what defuses entity expansion).
+                Lex::Bang { .. } | Lex::Cdata { .. } => {
+                    return Err(CodecError::Restricted(if b == b'-' { Restricted::Comment } else { Restricted::Doctype }));
+                }
+            }
+        }
         Ok(None)
     }
-    /// Raw bytes of the unit last returned by [`Decoder::next_event`].
-    pub fn last_raw(&self) -> &[u8] {
-        &[]
-    }
-    pub fn restart(&mut self) {}
-    pub fn buffered(&self) -> usize {
-        0
-    }
-    pub fn context(&self) -> Option<&NsContext> {
+
+    /// Advance the tag state by one byte; `Some` when the tag just ended with `>`.
+    fn lex_tag_byte(&mut self, b: u8) -> Option<TagKind> {
+        let Lex::Tag { quote, slash, end } = self.lex else { return None };
+        if quote != 0 {
+            if b == quote {
+                self.lex = Lex::Tag { quote: 0, slash: false, end };
+            }
+            return None;
+        }
+        match b {
+            b'\'' | b'"' => self.lex = Lex::Tag { quote: b, slash: false, end },
+            b'>' => {
+                self.lex = Lex::Content;
+                return Some(if end {
+                    TagKind::End
+                } else if slash {
+                    TagKind::Empty
+                } else {
+                    TagKind::Start
+                });
+            }
+            _ => self.lex = Lex::Tag { quote: 0, slash: b == b'/', end },
+        }
         None
     }
+
+    fn unit_str(&self) -> Result<&str, CodecError> {
+        let bytes = self.buf.get(self.unit_start..self.scan).unwrap_or(&[]);
+        // RFC 6120 §11.6: streams are UTF-8; invalid sequences are unsupported-encoding.
+        std::str::from_utf8(bytes).map_err(|e| CodecError::InvalidUtf8 { offset: e.valid_up_to() })
+    }
+
+    fn finish_unit(&mut self) {
+        self.raw = self.unit_start..self.scan;
+        self.consumed = self.scan;
+        self.in_unit = false;
+        self.depth = 0;
+        self.lex = Lex::Content;
+    }
+
+    fn finish_header(&mut self) -> Result<Event, CodecError> {
+        let s = self.unit_str()?;
+        let mut p = Parser::new(s);
+        let (header, qname, ctx) = p.header()?;
+        self.finish_unit();
+        self.root_qname = Some(qname);
+        self.ctx = Some(ctx);
+        self.phase = Phase::Open;
+        self.ws_run = 0;
+        Ok(Event::Header(header))
+    }
+
+    fn step_open(&mut self) -> Result<Option<Event>, CodecError> {
+        if !self.in_unit {
+            // Top level: whitespace, or the `<` of the next unit.
+            let start = self.scan;
+            while let Some(&b) = self.buf.get(self.scan) {
+                if !is_ws(b) {
+                    break;
+                }
+                self.scan += 1;
+                self.ws_run += 1;
+                if self.ws_run > self.limits.max_stanza_bytes {
+                    return Err(CodecError::WhitespaceTooLong { limit: self.limits.max_stanza_bytes });
+                }
+            }
+            if self.scan > start {
+                self.raw = start..self.scan;
+                self.consumed = self.scan;
+                return Ok(Some(Event::Whitespace(self.scan - start)));
+            }
+            match self.buf.get(self.scan) {
+                None => return Ok(None),
+                Some(b'<') => {}
+                Some(_) => return Err(CodecError::TextAtTopLevel),
+            }
+            self.in_unit = true;
+            self.unit_start = self.scan;
+            self.scan += 1;
+            self.depth = 0;
+            self.ws_run = 0;
+            self.lex = Lex::Lt;
+        }
+        let max = self.limits.max_stanza_bytes;
+        while let Some(&b) = self.buf.get(self.scan) {
+            self.scan += 1;
+            if self.scan - self.unit_start > max {
+                // RFC 6120 §13.12: detected while incomplete, so at most `max` bytes are held.
+                return Err(CodecError::StanzaTooLarge { limit: max });
+            }
+            match self.lex {
+                Lex::Content => {
+                    if b == b'<' {
+                        self.lex = Lex::Lt;
+                    }
+                }
+                Lex::Lt => match b {
+                    b'/' => self.lex = Lex::Tag { quote: 0, slash: false, end: true },
+                    b'!' => self.lex = Lex::Bang { matched: 0 },
+                    // RFC 6120 §11.1
+                    b'?' => return Err(CodecError::Restricted(Restricted::ProcessingInstruction)),
+                    _ => {
+                        self.lex = Lex::Tag { quote: 0, slash: false, end: false };
+                        self.scan -= 1;
+                    }
+                },
+                Lex::Bang { matched } => {
+                    if matched == 0 && b == b'-' {
+                        return Err(CodecError::Restricted(Restricted::Comment));
+                    }
+                    if matched == 0 && b != b'[' {
+                        return Err(CodecError::Restricted(Restricted::Doctype));
+                    }
+                    if CDATA_OPEN.get(matched) != Some(&b) {
+                        return Err(nwf(Malformed::BadCdata));
+                    }
+                    if self.depth == 0 {
+                        // CDATA is character data: not allowed between stanzas.
+                        return Err(CodecError::TextAtTopLevel);
+                    }
+                    self.lex = if matched + 1 == CDATA_OPEN.len() {
+                        Lex::Cdata { brackets: 0 }
+                    } else {
+                        Lex::Bang { matched: matched + 1 }
+                    };
+                }
+                Lex::Cdata { brackets } => {
+                    self.lex = match b {
+                        b']' => Lex::Cdata { brackets: (brackets + 1).min(2) },
+                        b'>' if brackets == 2 => Lex::Content,
+                        _ => Lex::Cdata { brackets: 0 },
+                    };
+                }
+                Lex::Pi { .. } => return Err(CodecError::Restricted(Restricted::ProcessingInstruction)),
+                Lex::Tag { .. } => match self.lex_tag_byte(b) {
+                    None => {}
+                    Some(TagKind::Start) => {
+                        self.depth += 1;
+                        if self.depth > self.limits.max_depth {
+                            return Err(CodecError::TooDeep { limit: self.limits.max_depth });
+                        }
+                    }
+                    Some(TagKind::Empty) => {
+                        if self.depth == 0 {
+                            return self.finish_element().map(Some);
+                        }
+                    }
+                    Some(TagKind::End) => {
+                        if self.depth == 0 {
+                            return self.finish_close().map(Some);
+                        }
+                        self.depth -= 1;
+                        if self.depth == 0 {
+                            return self.finish_element().map(Some);
+                        }
+                    }
+                },
+            }
+        }
+        Ok(None)
+    }
+
+    fn finish_element(&mut self) -> Result<Event, CodecError> {
+        let s = self.unit_str()?;
+        let empty = NsContext::default();
+        let ctx = self.ctx.as_ref().unwrap_or(&empty);
+        let el = parse_element_with(s, ctx, &self.limits)?;
+        self.finish_unit();
+        Ok(Event::Element(el))
+    }
+
+    fn finish_close(&mut self) -> Result<Event, CodecError> {
+        let s = self.unit_str()?;
+        let mut p = Parser::new(s);
+        let found = p.close_tag()?;
+        let expected = self.root_qname.as_deref().unwrap_or("stream:stream");
+        if found != expected {
+            return Err(CodecError::MismatchedEndTag { expected: expected.into(), found: found.into() });
+        }
+        self.finish_unit();
+        self.phase = Phase::Closed;
+        Ok(Event::Close)
+    }
 }
+
+// ---------------------------------------------------------------------------------------
+// Stream header
+// ---------------------------------------------------------------------------------------
+
+/// The header attributes with typed fields, in the order they are written when `attrs`
+/// does not say otherwise.
+const KNOWN_ATTRS: &[(&str, &str)] = &[("", "from"), ("", "to"), ("", "id"), ("", "version"), (XML_NS, "lang")];
 
 impl StreamHeader {
-    pub fn to_xml(&self, _prolog: bool) -> String {
-        String::new()
+    /// A `jabber:server` stream header (RFC 6120 §4.7), with `xmlns:db` (XEP-0220 §2.1)
+    /// when `dialback` is set.
+    pub fn s2s(
+        from: Option<&str>,
+        to: Option<&str>,
+        id: Option<&str>,
+        version: Option<&str>,
+        dialback: bool,
+    ) -> Self {
+        let mut declarations = vec![(None, ns::SERVER.to_string()), (Some("stream".to_string()), ns::STREAM.to_string())];
+        if dialback {
+            declarations.push((Some("db".to_string()), ns::DIALBACK.to_string()));
+        }
+        let mut h = StreamHeader {
+            stream_prefix: Some("stream".into()),
+            content_ns: ns::SERVER.into(),
+            from: from.map(Into::into),
+            to: to.map(Into::into),
+            id: id.map(Into::into),
+            version: version.map(Into::into),
+            lang: None,
+            declarations,
+            attrs: Vec::new(),
+        };
+        h.sync_attrs();
+        h
     }
+
+    /// A `jabber:component:accept` stream header (XEP-0114 §3): `to` is the component name
+    /// on the initiating side; the answer carries `from` and `id`.
+    pub fn component(from: Option<&str>, to: Option<&str>, id: Option<&str>) -> Self {
+        let mut h = StreamHeader {
+            stream_prefix: Some("stream".into()),
+            content_ns: ns::COMPONENT_ACCEPT.into(),
+            from: from.map(Into::into),
+            to: to.map(Into::into),
+            id: id.map(Into::into),
+            declarations: vec![
+                (None, ns::COMPONENT_ACCEPT.to_string()),
+                (Some("stream".to_string()), ns::STREAM.to_string()),
+            ],
+            ..StreamHeader::default()
+        };
+        h.sync_attrs();
+        h
+    }
+
+    /// Builder: set `xml:lang` (RFC 6120 §4.7.4).
+    pub fn with_lang(mut self, lang: impl Into<String>) -> Self {
+        self.lang = Some(lang.into());
+        self.sync_attrs();
+        self
+    }
+
+    fn field(&self, ns: &str, name: &str) -> Option<&str> {
+        match (ns, name) {
+            ("", "from") => self.from.as_deref(),
+            ("", "to") => self.to.as_deref(),
+            ("", "id") => self.id.as_deref(),
+            ("", "version") => self.version.as_deref(),
+            (XML_NS, "lang") => self.lang.as_deref(),
+            _ => None,
+        }
+    }
+
+    fn is_known(a: &Attr) -> bool {
+        KNOWN_ATTRS.iter().any(|(n, l)| a.ns == *n && a.name == *l)
+    }
+
+    /// The attributes as written: `attrs` order, known ones with their field value (or
+    /// dropped when the field is `None`), then known fields missing from `attrs`.
+    fn effective_attrs(&self) -> Vec<Attr> {
+        let mut out: Vec<Attr> = Vec::with_capacity(self.attrs.len() + KNOWN_ATTRS.len());
+        for a in &self.attrs {
+            if Self::is_known(a) {
+                if let Some(v) = self.field(&a.ns, &a.name) {
+                    if !out.iter().any(|o| o.ns == a.ns && o.name == a.name) {
+                        out.push(Attr { ns: a.ns.clone(), name: a.name.clone(), value: v.into() });
+                    }
+                }
+            } else {
+                out.push(a.clone());
+            }
+        }
+        for (n, l) in KNOWN_ATTRS {
+            if let Some(v) = self.field(n, l) {
+                if !out.iter().any(|o| o.ns == *n && o.name == *l) {
+                    out.push(Attr { ns: (*n).into(), name: (*l).into(), value: v.into() });
+                }
+            }
+        }
+        out
+    }
+
+    /// Make `attrs` agree with the typed fields (what a decoder would report for
+    /// [`StreamHeader::to_xml`]'s output).
+    pub fn sync_attrs(&mut self) {
+        self.attrs = self.effective_attrs();
+    }
+
+    /// The namespace declarations written: `declarations`, or when that is empty, the ones
+    /// implied by `content_ns` and `stream_prefix`.
+    fn effective_declarations(&self) -> Vec<(Option<String>, String)> {
+        if !self.declarations.is_empty() {
+            return self.declarations.clone();
+        }
+        match &self.stream_prefix {
+            Some(p) => {
+                let mut d = Vec::new();
+                if !self.content_ns.is_empty() {
+                    d.push((None, self.content_ns.clone()));
+                }
+                d.push((Some(p.clone()), ns::STREAM.to_string()));
+                d
+            }
+            None => vec![(None, ns::STREAM.to_string())],
+        }
+    }
+
+    fn root_qname(&self) -> String {
+        match &self.stream_prefix {
+            Some(p) if !p.is_empty() => format!("{p}:stream"),
+            _ => "stream".into(),
+        }
+    }
+
+    /// Serialise: `[<?xml version='1.0'?>]<stream:stream xmlns='…' xmlns:stream='…' …>`.
+    /// Declarations come first, then the attributes (see the type docs for which wins).
+    pub fn to_xml(&self, prolog: bool) -> String {
+        let mut out = String::new();
+        if prolog {
+            out.push_str("<?xml version='1.0'?>");
+        }
+        out.push('<');
+        out.push_str(&self.root_qname());
+        let decls = self.effective_declarations();
+        let mut ctx = NsContext::default();
+        for (p, uri) in &decls {
+            match p {
+                Some(p) => {
+                    let _ = write!(out, " xmlns:{p}='{}'", escape_attr(uri));
+                }
+                None => {
+                    let _ = write!(out, " xmlns='{}'", escape_attr(uri));
+                }
+            }
+            ctx.bind(p.clone(), uri.clone());
+        }
+        for a in self.effective_attrs() {
+            out.push(' ');
+            if a.ns.is_empty() {
+                out.push_str(&a.name);
+            } else if a.ns == XML_NS {
+                out.push_str("xml:");
+                out.push_str(&a.name);
+            } else {
+                let p = match ctx.uri_prefix(&a.ns) {
+                    Some(p) => p.to_string(),
+                    None => {
+                        let p = format!("ns{}", ctx.prefixes.len());
+                        let _ = write!(out, "xmlns:{p}='{}' ", escape_attr(&a.ns));
+                        ctx.bind(Some(p.clone()), a.ns.clone());
+                        p
+                    }
+                };
+                let _ = write!(out, "{p}:{}", a.name);
+            }
+            let _ = write!(out, "='{}'", escape_attr(&a.value));
+        }
+        out.push('>');
+        out
+    }
+
+    /// The closing tag matching this header's stream prefix.
+    pub fn close_xml(&self) -> String {
+        format!("</{}>", self.root_qname())
+    }
+
+    /// The namespace context the header establishes for the elements of the stream.
     pub fn ns_context(&self) -> NsContext {
-        NsContext::default()
+        let mut ctx = NsContext::default();
+        for (p, uri) in self.effective_declarations() {
+            ctx.bind(p, uri);
+        }
+        ctx
     }
 }
 
-/// Parse one element from text, in namespace context `ctx` (templates, tests).
-pub fn parse_element(_s: &str, _ctx: &NsContext) -> Result<Element, CodecError> {
-    Err(CodecError::NotWellFormed("unimplemented".into()))
+// ---------------------------------------------------------------------------------------
+// Parser (complete units only)
+// ---------------------------------------------------------------------------------------
+
+/// XML 1.0 §2.3 NameStartChar, as inclusive ranges.
+const NAME_START: &[(char, char)] = &[
+    (':', ':'),
+    ('A', 'Z'),
+    ('_', '_'),
+    ('a', 'z'),
+    ('\u{C0}', '\u{D6}'),
+    ('\u{D8}', '\u{F6}'),
+    ('\u{F8}', '\u{2FF}'),
+    ('\u{370}', '\u{37D}'),
+    ('\u{37F}', '\u{1FFF}'),
+    ('\u{200C}', '\u{200D}'),
+    ('\u{2070}', '\u{218F}'),
+    ('\u{2C00}', '\u{2FEF}'),
+    ('\u{3001}', '\u{D7FF}'),
+    ('\u{F900}', '\u{FDCF}'),
+    ('\u{FDF0}', '\u{FFFD}'),
+    ('\u{10000}', '\u{EFFFF}'),
+];
+
+/// XML 1.0 §2.3 NameChar, beyond NameStartChar.
+const NAME_MORE: &[(char, char)] =
+    &[('-', '-'), ('.', '.'), ('0', '9'), ('\u{B7}', '\u{B7}'), ('\u{300}', '\u{36F}'), ('\u{203F}', '\u{2040}')];
+
+/// XML 1.0 §4.6: the predefined entities, the only ones RFC 6120 §11.1 allows.
+const PREDEFINED_ENTITIES: &[(&str, char)] = &[("amp", '&'), ("lt", '<'), ("gt", '>'), ("apos", '\''), ("quot", '"')];
+
+fn in_ranges(c: char, r: &[(char, char)]) -> bool {
+    r.iter().any(|&(lo, hi)| lo <= c && c <= hi)
 }
+
+fn is_name_start(c: char) -> bool {
+    in_ranges(c, NAME_START)
+}
+
+fn is_name_char(c: char) -> bool {
+    in_ranges(c, NAME_START) || in_ranges(c, NAME_MORE)
+}
+
+/// XML 1.0 §2.2 Char (surrogates cannot occur in a `str`).
+fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && c != '\u{FFFE}' && c != '\u{FFFF}')
+}
+
+/// XML 1.0 §2.3 S.
+fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// A name split at its colon (Namespaces in XML 1.0 §4).
+#[derive(Debug, Clone, Copy)]
+struct QName<'a> {
+    raw: &'a str,
+    prefix: Option<&'a str>,
+    local: &'a str,
+}
+
+struct RawAttr<'a> {
+    name: QName<'a>,
+    value: String,
+}
+
+struct RawTag<'a> {
+    name: QName<'a>,
+    attrs: Vec<RawAttr<'a>>,
+    empty: bool,
+}
+
+struct Frame<'a> {
+    el: Element,
+    qname: &'a str,
+    /// Index into the context stack of this element's scope.
+    ctx: usize,
+    text: String,
+}
+
+struct Parser<'a> {
+    s: &'a str,
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn new(s: &'a str) -> Self {
+        Parser { s, b: s.as_bytes(), pos: 0 }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.pos).copied()
+    }
+
+    fn eat(&mut self, lit: &str) -> bool {
+        if self.b.get(self.pos..self.pos + lit.len()) == Some(lit.as_bytes()) {
+            self.pos += lit.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect(&mut self, c: char) -> Result<(), CodecError> {
+        let mut buf = [0u8; 4];
+        if self.eat(c.encode_utf8(&mut buf)) { Ok(()) } else { Err(nwf(Malformed::Expected(c))) }
+    }
+
+    fn skip_ws(&mut self) -> usize {
+        let start = self.pos;
+        while self.peek().is_some_and(is_ws) {
+            self.pos += 1;
+        }
+        self.pos - start
+    }
+
+    fn rest(&self) -> &'a str {
+        self.s.get(self.pos..).unwrap_or("")
+    }
+
+    /// XML 1.0 §2.3 Name.
+    fn name(&mut self) -> Result<&'a str, CodecError> {
+        let rest = self.rest();
+        let mut end = 0;
+        for (i, c) in rest.char_indices() {
+            let ok = if i == 0 { is_name_start(c) } else { is_name_char(c) };
+            if !ok {
+                break;
+            }
+            end = i + c.len_utf8();
+        }
+        if end == 0 {
+            return Err(nwf(if self.peek().is_none() { Malformed::Incomplete } else { Malformed::BadName }));
+        }
+        self.pos += end;
+        Ok(rest.get(..end).unwrap_or(""))
+    }
+
+    /// Namespaces in XML 1.0 §4 QName: at most one colon, with non-empty parts.
+    fn qname(&mut self) -> Result<QName<'a>, CodecError> {
+        let raw = self.name()?;
+        match raw.split_once(':') {
+            None => Ok(QName { raw, prefix: None, local: raw }),
+            Some((p, l)) if !p.is_empty() && !l.is_empty() && !l.contains(':') && l.starts_with(is_name_start) => {
+                Ok(QName { raw, prefix: Some(p), local: l })
+            }
+            Some(_) => Err(nwf(Malformed::BadQName)),
+        }
+    }
+
+    /// After `&`: a character reference or one of the predefined entities (RFC 6120 §11.1).
+    fn reference(&mut self, out: &mut String) -> Result<(), CodecError> {
+        if self.eat("#") {
+            let hex = self.eat("x");
+            let start = self.pos;
+            let mut v: u32 = 0;
+            while let Some(b) = self.peek() {
+                let d = match (hex, b) {
+                    (_, b'0'..=b'9') => b - b'0',
+                    (true, b'a'..=b'f') => b - b'a' + 10,
+                    (true, b'A'..=b'F') => b - b'A' + 10,
+                    _ => break,
+                };
+                v = v
+                    .checked_mul(if hex { 16 } else { 10 })
+                    .and_then(|v| v.checked_add(u32::from(d)))
+                    .ok_or(nwf(Malformed::BadReference))?;
+                self.pos += 1;
+            }
+            if self.pos == start || !self.eat(";") {
+                return Err(nwf(Malformed::BadReference));
+            }
+            // XML 1.0 §4.1 WFC: Legal Character.
+            match char::from_u32(v) {
+                Some(c) if is_xml_char(c) => out.push(c),
+                _ => return Err(nwf(Malformed::BadChar(v))),
+            }
+            return Ok(());
+        }
+        let name = self.name().map_err(|_| nwf(Malformed::BadReference))?;
+        if !self.eat(";") {
+            return Err(nwf(Malformed::BadReference));
+        }
+        match PREDEFINED_ENTITIES.iter().find(|(n, _)| *n == name) {
+            Some((_, c)) => {
+                out.push(*c);
+                Ok(())
+            }
+            None => Err(CodecError::Restricted(Restricted::EntityReference(name.into()))),
+        }
+    }
+
+    /// Check the characters of a run of ordinary text (XML 1.0 §2.2).
+    fn check_chars(run: &str) -> Result<(), CodecError> {
+        match run.chars().find(|&c| !is_xml_char(c)) {
+            Some(c) => Err(nwf(Malformed::BadChar(u32::from(c)))),
+            None => Ok(()),
+        }
+    }
+
+    /// A quoted attribute value, references decoded, normalised (XML 1.0 §3.3.3).
+    fn attr_value(&mut self) -> Result<String, CodecError> {
+        let q = match self.peek() {
+            Some(q @ (b'\'' | b'"')) => q,
+            Some(_) => return Err(nwf(Malformed::Expected('\''))),
+            None => return Err(nwf(Malformed::Incomplete)),
+        };
+        self.pos += 1;
+        let mut out = String::new();
+        let mut run = self.pos;
+        loop {
+            let Some(b) = self.peek() else { return Err(nwf(Malformed::Incomplete)) };
+            if b == q || matches!(b, b'<' | b'&' | b'\t' | b'\n' | b'\r') {
+                let chunk = self.s.get(run..self.pos).unwrap_or("");
+                Self::check_chars(chunk)?;
+                out.push_str(chunk);
+                self.pos += 1;
+                match b {
+                    b'<' => return Err(nwf(Malformed::LtInAttribute)),
+                    b'&' => self.reference(&mut out)?,
+                    b'\r' => {
+                        // §2.11: CR LF is one line end, normalised to one space.
+                        self.eat("\n");
+                        out.push(' ');
+                    }
+                    b'\t' | b'\n' => out.push(' '),
+                    _ => return Ok(out),
+                }
+                run = self.pos;
+            } else {
+                self.pos += 1;
+            }
+        }
+    }
+
+    /// After `<`: name, attributes, `>` or `/>`.
+    fn start_tag(&mut self) -> Result<RawTag<'a>, CodecError> {
+        let name = self.qname()?;
+        let mut attrs: Vec<RawAttr<'a>> = Vec::new();
+        loop {
+            let ws = self.skip_ws();
+            if self.eat("/>") {
+                return Ok(RawTag { name, attrs, empty: true });
+            }
+            if self.eat(">") {
+                return Ok(RawTag { name, attrs, empty: false });
+            }
+            if self.peek().is_none() {
+                return Err(nwf(Malformed::Incomplete));
+            }
+            if ws == 0 {
+                return Err(nwf(Malformed::MissingWhitespace));
+            }
+            let an = self.qname()?;
+            self.skip_ws();
+            self.expect('=')?;
+            self.skip_ws();
+            let value = self.attr_value()?;
+            // XML 1.0 §3.1 WFC: Unique Att Spec.
+            if attrs.iter().any(|a| a.name.raw == an.raw) {
+                return Err(nwf(Malformed::DuplicateAttribute(an.raw.into())));
+            }
+            attrs.push(RawAttr { name: an, value });
+        }
+    }
+
+    /// After `</`: the name and `>`.
+    fn end_tag_name(&mut self) -> Result<&'a str, CodecError> {
+        let n = self.qname()?;
+        self.skip_ws();
+        self.expect('>')?;
+        Ok(n.raw)
+    }
+
+    /// A complete `</…>` unit.
+    fn close_tag(&mut self) -> Result<&'a str, CodecError> {
+        if !self.eat("</") {
+            return Err(nwf(Malformed::Expected('<')));
+        }
+        let n = self.end_tag_name()?;
+        self.at_end()?;
+        Ok(n)
+    }
+
+    fn at_end(&self) -> Result<(), CodecError> {
+        if self.pos == self.b.len() { Ok(()) } else { Err(nwf(Malformed::TrailingContent)) }
+    }
+
+    /// Character data up to the next `<` (or the end), into `out` (XML 1.0 §2.4, §2.11).
+    fn text(&mut self, out: &mut String) -> Result<(), CodecError> {
+        let mut run = self.pos;
+        loop {
+            let b = self.peek();
+            if matches!(b, None | Some(b'<' | b'&' | b'\r' | b']')) {
+                let chunk = self.s.get(run..self.pos).unwrap_or("");
+                Self::check_chars(chunk)?;
+                out.push_str(chunk);
+                match b {
+                    None | Some(b'<') => return Ok(()),
+                    Some(b'&') => {
+                        self.pos += 1;
+                        self.reference(out)?;
+                    }
+                    Some(b'\r') => {
+                        self.pos += 1;
+                        self.eat("\n");
+                        out.push('\n');
+                    }
+                    _ => {
+                        if self.eat("]]>") {
+                            return Err(nwf(Malformed::CdataEndInText));
+                        }
+                        self.pos += 1;
+                        out.push(']');
+                    }
+                }
+                run = self.pos;
+            } else {
+                self.pos += 1;
+            }
+        }
+    }
+
+    /// After `<![CDATA[`: up to and including `]]>`.
+    fn cdata(&mut self, out: &mut String) -> Result<(), CodecError> {
+        let rest = self.rest();
+        let Some(end) = rest.find("]]>") else { return Err(nwf(Malformed::Incomplete)) };
+        let chunk = rest.get(..end).unwrap_or("");
+        Self::check_chars(chunk)?;
+        // §2.11 line ends apply inside CDATA too.
+        let mut it = chunk.split('\r').peekable();
+        let mut first = true;
+        while let Some(part) = it.next() {
+            if !first {
+                out.push('\n');
+            }
+            out.push_str(if first { part } else { part.strip_prefix('\n').unwrap_or(part) });
+            first = false;
+        }
+        self.pos += end + 3;
+        Ok(())
+    }
+
+    /// Resolve a start tag's namespaces in the scope `parent` (Namespaces in XML 1.0 §6).
+    /// Returns the element and the new scope when the tag declares anything.
+    fn resolve(tag: &RawTag<'a>, parent: &NsContext) -> Result<(Element, Option<NsContext>), CodecError> {
+        let mut scope: Option<NsContext> = None;
+        for a in &tag.attrs {
+            let decl = match (a.name.prefix, a.name.local) {
+                (None, "xmlns") => None,
+                (Some("xmlns"), p) => Some(p),
+                _ => continue,
+            };
+            check_declaration(decl, &a.value)?;
+            scope.get_or_insert_with(|| parent.clone()).bind(decl.map(String::from), a.value.clone());
+        }
+        let ctx = scope.as_ref().unwrap_or(parent);
+        let lookup = |p: &str| -> Result<String, CodecError> {
+            if p == "xmlns" {
+                return Err(CodecError::BadNamespaceDeclaration("element or attribute in the xmlns namespace".into()));
+            }
+            ctx.prefix_uri(p).map(String::from).ok_or_else(|| CodecError::UndeclaredPrefix(p.into()))
+        };
+        let ns = match tag.name.prefix {
+            Some(p) => lookup(p)?,
+            None => ctx.default.clone(),
+        };
+        let mut el = Element::new(ns, tag.name.local);
+        el.prefix = tag.name.prefix.map(String::from);
+        for a in &tag.attrs {
+            let ans = match (a.name.prefix, a.name.local) {
+                (None, "xmlns") | (Some("xmlns"), _) => continue,
+                (None, _) => String::new(),
+                (Some(p), _) => lookup(p)?,
+            };
+            // Namespaces in XML 1.0 §6.3: no two attributes with the same expanded name.
+            if el.attrs.iter().any(|x| x.ns == ans && x.name == a.name.local) {
+                return Err(nwf(Malformed::DuplicateAttribute(a.name.raw.into())));
+            }
+            el.attrs.push(Attr { ns: ans, name: a.name.local.into(), value: a.value.clone() });
+        }
+        Ok((el, scope))
+    }
+
+    /// One complete element starting at `<`, in scope `ctx`.
+    fn element(&mut self, ctx: &NsContext, limits: &Limits) -> Result<Element, CodecError> {
+        let mut scopes: Vec<NsContext> = vec![ctx.clone()];
+        let mut stack: Vec<Frame<'a>> = Vec::new();
+        self.expect('<')?;
+        loop {
+            // At the name of a start tag.
+            let tag = self.start_tag()?;
+            let parent = stack.last().map_or(0, |f| f.ctx);
+            let (el, scope) = Self::resolve(&tag, scopes.get(parent).unwrap_or(ctx))?;
+            let my_ctx = match scope {
+                Some(s) => {
+                    scopes.push(s);
+                    scopes.len() - 1
+                }
+                None => parent,
+            };
+            if stack.len() + 1 > limits.max_depth {
+                return Err(CodecError::TooDeep { limit: limits.max_depth });
+            }
+            if let Some(f) = stack.last_mut() {
+                flush_text(f);
+            }
+            if tag.empty {
+                match stack.last_mut() {
+                    Some(f) => f.el.children.push(Node::Element(el)),
+                    None => return Ok(el),
+                }
+                scopes.truncate(parent + 1);
+            } else {
+                stack.push(Frame { el, qname: tag.name.raw, ctx: my_ctx, text: String::new() });
+            }
+            // Content of the innermost open element, until a child start tag.
+            loop {
+                let Some(top) = stack.last_mut() else { return Err(nwf(Malformed::Incomplete)) };
+                self.text(&mut top.text)?;
+                if self.peek().is_none() {
+                    return Err(nwf(Malformed::Incomplete));
+                }
+                if self.eat("</") {
+                    let name = self.end_tag_name()?;
+                    let Some(mut f) = stack.pop() else { return Err(nwf(Malformed::Incomplete)) };
+                    if name != f.qname {
+                        return Err(CodecError::MismatchedEndTag { expected: f.qname.into(), found: name.into() });
+                    }
+                    flush_text(&mut f);
+                    let up = stack.last().map_or(0, |p| p.ctx);
+                    scopes.truncate(up + 1);
+                    match stack.last_mut() {
+                        Some(p) => p.el.children.push(Node::Element(f.el)),
+                        None => return Ok(f.el),
+                    }
+                } else if self.eat("<![CDATA[") {
+                    self.cdata(&mut top.text)?;
+                } else if self.eat("<!--") {
+                    return Err(CodecError::Restricted(Restricted::Comment));
+                } else if self.eat("<!") {
+                    return Err(CodecError::Restricted(Restricted::Doctype));
+                } else if self.eat("<?") {
+                    return Err(CodecError::Restricted(Restricted::ProcessingInstruction));
+                } else {
+                    self.expect('<')?;
+                    break;
+                }
+            }
+        }
+    }
+
+    /// After `<?xml`: XML 1.0 §2.8 XMLDecl. Only UTF-8 is accepted (RFC 6120 §11.6).
+    fn xml_decl(&mut self) -> Result<(), CodecError> {
+        let mut seen: Vec<&str> = Vec::new();
+        loop {
+            let ws = self.skip_ws();
+            if self.eat("?>") {
+                break;
+            }
+            if ws == 0 {
+                return Err(nwf(Malformed::BadXmlDecl));
+            }
+            let n = self.name().map_err(|_| nwf(Malformed::BadXmlDecl))?;
+            self.skip_ws();
+            self.expect('=').map_err(|_| nwf(Malformed::BadXmlDecl))?;
+            self.skip_ws();
+            let v = self.attr_value().map_err(|_| nwf(Malformed::BadXmlDecl))?;
+            // Pseudo-attributes in this order, each at most once, version first.
+            let order = ["version", "encoding", "standalone"];
+            let Some(i) = order.iter().position(|o| *o == n) else { return Err(nwf(Malformed::BadXmlDecl)) };
+            if seen.last().is_some_and(|l| order.iter().position(|o| o == l) >= Some(i)) || (seen.is_empty() && i != 0) {
+                return Err(nwf(Malformed::BadXmlDecl));
+            }
+            seen.push(order[i]);
+            match n {
+                "version" if v != "1.0" => return Err(nwf(Malformed::BadXmlDecl)),
+                "encoding" if !v.eq_ignore_ascii_case("UTF-8") => {
+                    return Err(CodecError::UnsupportedEncoding(v));
+                }
+                "standalone" if v != "yes" && v != "no" => return Err(nwf(Malformed::BadXmlDecl)),
+                _ => {}
+            }
+        }
+        if seen.is_empty() { Err(nwf(Malformed::BadXmlDecl)) } else { Ok(()) }
+    }
+
+    /// A complete header unit: `[BOM][<?xml …?>] S* <stream:stream …>`.
+    fn header(&mut self) -> Result<(StreamHeader, String, NsContext), CodecError> {
+        self.eat("\u{FEFF}");
+        if self.eat("<?") {
+            let target = self.name()?;
+            if target != "xml" {
+                return Err(CodecError::Restricted(Restricted::ProcessingInstruction));
+            }
+            self.xml_decl()?;
+        }
+        self.skip_ws();
+        self.expect('<')?;
+        let tag = self.start_tag()?;
+        self.at_end()?;
+        if tag.empty {
+            return Err(nwf(Malformed::EmptyStreamHeader));
+        }
+        let (root, scope) = Self::resolve(&tag, &NsContext::default())?;
+        // RFC 6120 §4.8.1: the root is `stream` in the streams namespace.
+        if !root.is(ns::STREAM, "stream") {
+            return Err(CodecError::BadStreamRoot { ns: root.ns, name: root.name });
+        }
+        let declarations: Vec<(Option<String>, String)> = tag
+            .attrs
+            .iter()
+            .filter_map(|a| match (a.name.prefix, a.name.local) {
+                (None, "xmlns") => Some((None, a.value.clone())),
+                (Some("xmlns"), p) => Some((Some(p.to_string()), a.value.clone())),
+                _ => None,
+            })
+            .collect();
+        let ctx = scope.unwrap_or_default();
+        let header = StreamHeader {
+            stream_prefix: root.prefix.clone(),
+            content_ns: ctx.default.clone(),
+            from: root.attr("from").map(String::from),
+            to: root.attr("to").map(String::from),
+            id: root.attr("id").map(String::from),
+            version: root.attr("version").map(String::from),
+            lang: root.lang().map(String::from),
+            declarations,
+            attrs: root.attrs,
+        };
+        Ok((header, tag.name.raw.to_string(), ctx))
+    }
+}
+
+fn flush_text(f: &mut Frame<'_>) {
+    if !f.text.is_empty() {
+        f.el.children.push(Node::Text(std::mem::take(&mut f.text)));
+    }
+}
+
+/// Namespaces in XML 1.0 §3 constraints on a declaration of `prefix` (None: default).
+fn check_declaration(prefix: Option<&str>, uri: &str) -> Result<(), CodecError> {
+    const XMLNS_NS: &str = "http://www.w3.org/2000/xmlns/";
+    let bad = |why: &str| Err(CodecError::BadNamespaceDeclaration(why.into()));
+    match prefix {
+        Some("xmlns") => bad("the xmlns prefix cannot be declared"),
+        Some("xml") if uri != XML_NS => bad("the xml prefix is bound to its own namespace"),
+        Some(p) if p != "xml" && uri == XML_NS => bad("the XML namespace cannot be bound to another prefix"),
+        Some(_) if uri.is_empty() => bad("a prefix cannot be undeclared in XML 1.0"),
+        None if uri == XML_NS => bad("the XML namespace cannot be the default"),
+        _ if uri == XMLNS_NS => bad("the xmlns namespace cannot be bound"),
+        _ => Ok(()),
+    }
+}
+
+/// Parse one element from text, in namespace context `ctx` (templates, tests). Leading and
+/// trailing whitespace is allowed; anything else around the element is an error.
+pub fn parse_element(s: &str, ctx: &NsContext) -> Result<Element, CodecError> {
+    parse_element_with(s, ctx, &Limits::default())
+}
+
+/// [`parse_element`] with explicit limits (the depth bound also bounds the recursion of
+/// serialising and dropping the result).
+pub fn parse_element_with(s: &str, ctx: &NsContext, limits: &Limits) -> Result<Element, CodecError> {
+    let mut p = Parser::new(s);
+    p.skip_ws();
+    let el = p.element(ctx, limits)?;
+    p.skip_ws();
+    p.at_end()?;
+    Ok(el)
+}
+
+#[cfg(test)]
+mod tests {}
