@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 use std::ops::Range;
 
 use super::conditions::StreamCondition;
-use super::element::{Attr, Element, NsContext, Node, XML_NS, escape_attr};
+use super::element::{Attr, Element, Node, NsContext, XML_NS, escape_attr};
 use super::ns;
 
 /// Resource limits of one stream (RFC 6120 §13.12: a limit must allow ≥ 10000 bytes).
@@ -31,7 +31,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_stanza_bytes: 256 * 1024, max_depth: 64 }
+        Limits {
+            max_stanza_bytes: 256 * 1024,
+            max_depth: 64,
+        }
     }
 }
 
@@ -191,9 +194,10 @@ impl CodecError {
             InvalidUtf8 { .. } | UnsupportedEncoding(_) => StreamCondition::UnsupportedEncoding,
             UndeclaredPrefix(_) | BadNamespaceDeclaration(_) => StreamCondition::BadNamespacePrefix,
             BadStreamRoot { .. } => StreamCondition::InvalidNamespace,
-            StanzaTooLarge { .. } | TooDeep { .. } | HeaderTooLarge { .. } | WhitespaceTooLong { .. } => {
-                StreamCondition::PolicyViolation
-            }
+            StanzaTooLarge { .. }
+            | TooDeep { .. }
+            | HeaderTooLarge { .. }
+            | WhitespaceTooLong { .. } => StreamCondition::PolicyViolation,
         }
     }
 }
@@ -340,7 +344,9 @@ impl Decoder {
 
     /// Expect a new stream header on the same connection (RFC 6120 §4.3.3: after STARTTLS
     /// and SASL success both sides restart the stream). Bytes not yet returned are kept and
-    /// lexed again from scratch, as the first bytes of the new stream.
+    /// lexed again from scratch, as the first bytes of the new stream. Call it right after
+    /// the event that ends the old stream (`<proceed/>`, `<success/>`), before the next
+    /// `next_event`: the new stream's prolog is not valid inside the old one.
     pub fn restart(&mut self) {
         self.scan = self.consumed;
         self.in_unit = false;
@@ -414,7 +420,9 @@ impl Decoder {
             let off = self.scan - self.unit_start;
             self.scan += 1;
             if off >= MAX_HEADER_BYTES {
-                return Err(CodecError::HeaderTooLarge { limit: MAX_HEADER_BYTES });
+                return Err(CodecError::HeaderTooLarge {
+                    limit: MAX_HEADER_BYTES,
+                });
             }
             match self.lex {
                 Lex::Content => match b {
@@ -422,7 +430,9 @@ impl Decoder {
                     _ if is_ws(b) => {}
                     // RFC 6120 §11.6: UTF-8 only; a UTF-16/32 byte order or NUL is not it.
                     0xFE | 0xFF | 0x00 if off < 2 => {
-                        return Err(CodecError::UnsupportedEncoding("UTF-16 or UTF-32 input".into()));
+                        return Err(CodecError::UnsupportedEncoding(
+                            "UTF-16 or UTF-32 input".into(),
+                        ));
                     }
                     _ if off < 3 && b == BOM[off] => {}
                     _ => return Err(CodecError::TextAtTopLevel),
@@ -430,7 +440,8 @@ impl Decoder {
                 Lex::Lt => match b {
                     b'?' => {
                         let at = self.scan - 2 - self.unit_start;
-                        let after_bom = at == 3 && self.buf.get(self.unit_start..self.unit_start + 3) == Some(&BOM[..]);
+                        let after_bom = at == 3
+                            && self.buf.get(self.unit_start..self.unit_start + 3) == Some(&BOM[..]);
                         if at == 0 || after_bom {
                             self.lex = Lex::Pi { q: false };
                         } else {
@@ -443,7 +454,11 @@ impl Decoder {
                     b'/' => return Err(nwf(Malformed::EndTagBeforeHeader)),
                     0x00 => return Err(CodecError::UnsupportedEncoding("UTF-16 input".into())),
                     _ => {
-                        self.lex = Lex::Tag { quote: 0, slash: false, end: false };
+                        self.lex = Lex::Tag {
+                            quote: 0,
+                            slash: false,
+                            end: false,
+                        };
                         self.scan -= 1;
                     }
                 },
@@ -464,7 +479,11 @@ impl Decoder {
                 }
                 // RFC 6120 §11.1: no comments, no DTD (this is what defuses entity expansion).
                 Lex::Bang { .. } | Lex::Cdata { .. } => {
-                    return Err(CodecError::Restricted(if b == b'-' { Restricted::Comment } else { Restricted::Doctype }));
+                    return Err(CodecError::Restricted(if b == b'-' {
+                        Restricted::Comment
+                    } else {
+                        Restricted::Doctype
+                    }));
                 }
             }
         }
@@ -473,15 +492,27 @@ impl Decoder {
 
     /// Advance the tag state by one byte; `Some` when the tag just ended with `>`.
     fn lex_tag_byte(&mut self, b: u8) -> Option<TagKind> {
-        let Lex::Tag { quote, slash, end } = self.lex else { return None };
+        let Lex::Tag { quote, slash, end } = self.lex else {
+            return None;
+        };
         if quote != 0 {
             if b == quote {
-                self.lex = Lex::Tag { quote: 0, slash: false, end };
+                self.lex = Lex::Tag {
+                    quote: 0,
+                    slash: false,
+                    end,
+                };
             }
             return None;
         }
         match b {
-            b'\'' | b'"' => self.lex = Lex::Tag { quote: b, slash: false, end },
+            b'\'' | b'"' => {
+                self.lex = Lex::Tag {
+                    quote: b,
+                    slash: false,
+                    end,
+                }
+            }
             b'>' => {
                 self.lex = Lex::Content;
                 return Some(if end {
@@ -492,7 +523,13 @@ impl Decoder {
                     TagKind::Start
                 });
             }
-            _ => self.lex = Lex::Tag { quote: 0, slash: b == b'/', end },
+            _ => {
+                self.lex = Lex::Tag {
+                    quote: 0,
+                    slash: b == b'/',
+                    end,
+                }
+            }
         }
         None
     }
@@ -500,7 +537,9 @@ impl Decoder {
     fn unit_str(&self) -> Result<&str, CodecError> {
         let bytes = self.buf.get(self.unit_start..self.scan).unwrap_or(&[]);
         // RFC 6120 §11.6: streams are UTF-8; invalid sequences are unsupported-encoding.
-        std::str::from_utf8(bytes).map_err(|e| CodecError::InvalidUtf8 { offset: e.valid_up_to() })
+        std::str::from_utf8(bytes).map_err(|e| CodecError::InvalidUtf8 {
+            offset: e.valid_up_to(),
+        })
     }
 
     fn finish_unit(&mut self) {
@@ -534,7 +573,9 @@ impl Decoder {
                 self.scan += 1;
                 self.ws_run += 1;
                 if self.ws_run > self.limits.max_stanza_bytes {
-                    return Err(CodecError::WhitespaceTooLong { limit: self.limits.max_stanza_bytes });
+                    return Err(CodecError::WhitespaceTooLong {
+                        limit: self.limits.max_stanza_bytes,
+                    });
                 }
             }
             if self.scan > start {
@@ -568,12 +609,22 @@ impl Decoder {
                     }
                 }
                 Lex::Lt => match b {
-                    b'/' => self.lex = Lex::Tag { quote: 0, slash: false, end: true },
+                    b'/' => {
+                        self.lex = Lex::Tag {
+                            quote: 0,
+                            slash: false,
+                            end: true,
+                        }
+                    }
                     b'!' => self.lex = Lex::Bang { matched: 0 },
                     // RFC 6120 §11.1
                     b'?' => return Err(CodecError::Restricted(Restricted::ProcessingInstruction)),
                     _ => {
-                        self.lex = Lex::Tag { quote: 0, slash: false, end: false };
+                        self.lex = Lex::Tag {
+                            quote: 0,
+                            slash: false,
+                            end: false,
+                        };
                         self.scan -= 1;
                     }
                 },
@@ -594,23 +645,31 @@ impl Decoder {
                     self.lex = if matched + 1 == CDATA_OPEN.len() {
                         Lex::Cdata { brackets: 0 }
                     } else {
-                        Lex::Bang { matched: matched + 1 }
+                        Lex::Bang {
+                            matched: matched + 1,
+                        }
                     };
                 }
                 Lex::Cdata { brackets } => {
                     self.lex = match b {
-                        b']' => Lex::Cdata { brackets: (brackets + 1).min(2) },
+                        b']' => Lex::Cdata {
+                            brackets: (brackets + 1).min(2),
+                        },
                         b'>' if brackets == 2 => Lex::Content,
                         _ => Lex::Cdata { brackets: 0 },
                     };
                 }
-                Lex::Pi { .. } => return Err(CodecError::Restricted(Restricted::ProcessingInstruction)),
+                Lex::Pi { .. } => {
+                    return Err(CodecError::Restricted(Restricted::ProcessingInstruction));
+                }
                 Lex::Tag { .. } => match self.lex_tag_byte(b) {
                     None => {}
                     Some(TagKind::Start) => {
                         self.depth += 1;
                         if self.depth > self.limits.max_depth {
-                            return Err(CodecError::TooDeep { limit: self.limits.max_depth });
+                            return Err(CodecError::TooDeep {
+                                limit: self.limits.max_depth,
+                            });
                         }
                     }
                     Some(TagKind::Empty) => {
@@ -648,7 +707,10 @@ impl Decoder {
         let found = p.close_tag()?;
         let expected = self.root_qname.as_deref().unwrap_or("stream:stream");
         if found != expected {
-            return Err(CodecError::MismatchedEndTag { expected: expected.into(), found: found.into() });
+            return Err(CodecError::MismatchedEndTag {
+                expected: expected.into(),
+                found: found.into(),
+            });
         }
         self.finish_unit();
         self.phase = Phase::Closed;
@@ -662,7 +724,13 @@ impl Decoder {
 
 /// The header attributes with typed fields, in the order they are written when `attrs`
 /// does not say otherwise.
-const KNOWN_ATTRS: &[(&str, &str)] = &[("", "from"), ("", "to"), ("", "id"), ("", "version"), (XML_NS, "lang")];
+const KNOWN_ATTRS: &[(&str, &str)] = &[
+    ("", "from"),
+    ("", "to"),
+    ("", "id"),
+    ("", "version"),
+    (XML_NS, "lang"),
+];
 
 impl StreamHeader {
     /// A `jabber:server` stream header (RFC 6120 §4.7), with `xmlns:db` (XEP-0220 §2.1)
@@ -674,7 +742,10 @@ impl StreamHeader {
         version: Option<&str>,
         dialback: bool,
     ) -> Self {
-        let mut declarations = vec![(None, ns::SERVER.to_string()), (Some("stream".to_string()), ns::STREAM.to_string())];
+        let mut declarations = vec![
+            (None, ns::SERVER.to_string()),
+            (Some("stream".to_string()), ns::STREAM.to_string()),
+        ];
         if dialback {
             declarations.push((Some("db".to_string()), ns::DIALBACK.to_string()));
         }
@@ -742,7 +813,11 @@ impl StreamHeader {
             if Self::is_known(a) {
                 if let Some(v) = self.field(&a.ns, &a.name) {
                     if !out.iter().any(|o| o.ns == a.ns && o.name == a.name) {
-                        out.push(Attr { ns: a.ns.clone(), name: a.name.clone(), value: v.into() });
+                        out.push(Attr {
+                            ns: a.ns.clone(),
+                            name: a.name.clone(),
+                            value: v.into(),
+                        });
                     }
                 }
             } else {
@@ -752,7 +827,11 @@ impl StreamHeader {
         for (n, l) in KNOWN_ATTRS {
             if let Some(v) = self.field(n, l) {
                 if !out.iter().any(|o| o.ns == *n && o.name == *l) {
-                    out.push(Attr { ns: (*n).into(), name: (*l).into(), value: v.into() });
+                    out.push(Attr {
+                        ns: (*n).into(),
+                        name: (*l).into(),
+                        value: v.into(),
+                    });
                 }
             }
         }
@@ -878,11 +957,23 @@ const NAME_START: &[(char, char)] = &[
 ];
 
 /// XML 1.0 §2.3 NameChar, beyond NameStartChar.
-const NAME_MORE: &[(char, char)] =
-    &[('-', '-'), ('.', '.'), ('0', '9'), ('\u{B7}', '\u{B7}'), ('\u{300}', '\u{36F}'), ('\u{203F}', '\u{2040}')];
+const NAME_MORE: &[(char, char)] = &[
+    ('-', '-'),
+    ('.', '.'),
+    ('0', '9'),
+    ('\u{B7}', '\u{B7}'),
+    ('\u{300}', '\u{36F}'),
+    ('\u{203F}', '\u{2040}'),
+];
 
 /// XML 1.0 §4.6: the predefined entities, the only ones RFC 6120 §11.1 allows.
-const PREDEFINED_ENTITIES: &[(&str, char)] = &[("amp", '&'), ("lt", '<'), ("gt", '>'), ("apos", '\''), ("quot", '"')];
+const PREDEFINED_ENTITIES: &[(&str, char)] = &[
+    ("amp", '&'),
+    ("lt", '<'),
+    ("gt", '>'),
+    ("apos", '\''),
+    ("quot", '"'),
+];
 
 fn in_ranges(c: char, r: &[(char, char)]) -> bool {
     r.iter().any(|&(lo, hi)| lo <= c && c <= hi)
@@ -941,7 +1032,11 @@ struct Parser<'a> {
 
 impl<'a> Parser<'a> {
     fn new(s: &'a str) -> Self {
-        Parser { s, b: s.as_bytes(), pos: 0 }
+        Parser {
+            s,
+            b: s.as_bytes(),
+            pos: 0,
+        }
     }
 
     fn peek(&self) -> Option<u8> {
@@ -959,7 +1054,11 @@ impl<'a> Parser<'a> {
 
     fn expect(&mut self, c: char) -> Result<(), CodecError> {
         let mut buf = [0u8; 4];
-        if self.eat(c.encode_utf8(&mut buf)) { Ok(()) } else { Err(nwf(Malformed::Expected(c))) }
+        if self.eat(c.encode_utf8(&mut buf)) {
+            Ok(())
+        } else {
+            Err(nwf(Malformed::Expected(c)))
+        }
     }
 
     fn skip_ws(&mut self) -> usize {
@@ -979,14 +1078,22 @@ impl<'a> Parser<'a> {
         let rest = self.rest();
         let mut end = 0;
         for (i, c) in rest.char_indices() {
-            let ok = if i == 0 { is_name_start(c) } else { is_name_char(c) };
+            let ok = if i == 0 {
+                is_name_start(c)
+            } else {
+                is_name_char(c)
+            };
             if !ok {
                 break;
             }
             end = i + c.len_utf8();
         }
         if end == 0 {
-            return Err(nwf(if self.peek().is_none() { Malformed::Incomplete } else { Malformed::BadName }));
+            return Err(nwf(if self.peek().is_none() {
+                Malformed::Incomplete
+            } else {
+                Malformed::BadName
+            }));
         }
         self.pos += end;
         Ok(rest.get(..end).unwrap_or(""))
@@ -996,9 +1103,22 @@ impl<'a> Parser<'a> {
     fn qname(&mut self) -> Result<QName<'a>, CodecError> {
         let raw = self.name()?;
         match raw.split_once(':') {
-            None => Ok(QName { raw, prefix: None, local: raw }),
-            Some((p, l)) if !p.is_empty() && !l.is_empty() && !l.contains(':') && l.starts_with(is_name_start) => {
-                Ok(QName { raw, prefix: Some(p), local: l })
+            None => Ok(QName {
+                raw,
+                prefix: None,
+                local: raw,
+            }),
+            Some((p, l))
+                if !p.is_empty()
+                    && !l.is_empty()
+                    && !l.contains(':')
+                    && l.starts_with(is_name_start) =>
+            {
+                Ok(QName {
+                    raw,
+                    prefix: Some(p),
+                    local: l,
+                })
             }
             Some(_) => Err(nwf(Malformed::BadQName)),
         }
@@ -1042,7 +1162,9 @@ impl<'a> Parser<'a> {
                 out.push(*c);
                 Ok(())
             }
-            None => Err(CodecError::Restricted(Restricted::EntityReference(name.into()))),
+            None => Err(CodecError::Restricted(Restricted::EntityReference(
+                name.into(),
+            ))),
         }
     }
 
@@ -1065,7 +1187,9 @@ impl<'a> Parser<'a> {
         let mut out = String::new();
         let mut run = self.pos;
         loop {
-            let Some(b) = self.peek() else { return Err(nwf(Malformed::Incomplete)) };
+            let Some(b) = self.peek() else {
+                return Err(nwf(Malformed::Incomplete));
+            };
             if b == q || matches!(b, b'<' | b'&' | b'\t' | b'\n' | b'\r') {
                 let chunk = self.s.get(run..self.pos).unwrap_or("");
                 Self::check_chars(chunk)?;
@@ -1096,10 +1220,18 @@ impl<'a> Parser<'a> {
         loop {
             let ws = self.skip_ws();
             if self.eat("/>") {
-                return Ok(RawTag { name, attrs, empty: true });
+                return Ok(RawTag {
+                    name,
+                    attrs,
+                    empty: true,
+                });
             }
             if self.eat(">") {
-                return Ok(RawTag { name, attrs, empty: false });
+                return Ok(RawTag {
+                    name,
+                    attrs,
+                    empty: false,
+                });
             }
             if self.peek().is_none() {
                 return Err(nwf(Malformed::Incomplete));
@@ -1139,7 +1271,11 @@ impl<'a> Parser<'a> {
     }
 
     fn at_end(&self) -> Result<(), CodecError> {
-        if self.pos == self.b.len() { Ok(()) } else { Err(nwf(Malformed::TrailingContent)) }
+        if self.pos == self.b.len() {
+            Ok(())
+        } else {
+            Err(nwf(Malformed::TrailingContent))
+        }
     }
 
     /// Character data up to the next `<` (or the end), into `out` (XML 1.0 §2.4, §2.11).
@@ -1180,7 +1316,9 @@ impl<'a> Parser<'a> {
     /// After `<![CDATA[`: up to and including `]]>`.
     fn cdata(&mut self, out: &mut String) -> Result<(), CodecError> {
         let rest = self.rest();
-        let Some(end) = rest.find("]]>") else { return Err(nwf(Malformed::Incomplete)) };
+        let Some(end) = rest.find("]]>") else {
+            return Err(nwf(Malformed::Incomplete));
+        };
         let chunk = rest.get(..end).unwrap_or("");
         Self::check_chars(chunk)?;
         // §2.11 line ends apply inside CDATA too.
@@ -1190,7 +1328,11 @@ impl<'a> Parser<'a> {
             if !first {
                 out.push('\n');
             }
-            out.push_str(if first { part } else { part.strip_prefix('\n').unwrap_or(part) });
+            out.push_str(if first {
+                part
+            } else {
+                part.strip_prefix('\n').unwrap_or(part)
+            });
             first = false;
         }
         self.pos += end + 3;
@@ -1199,7 +1341,10 @@ impl<'a> Parser<'a> {
 
     /// Resolve a start tag's namespaces in the scope `parent` (Namespaces in XML 1.0 §6).
     /// Returns the element and the new scope when the tag declares anything.
-    fn resolve(tag: &RawTag<'a>, parent: &NsContext) -> Result<(Element, Option<NsContext>), CodecError> {
+    fn resolve(
+        tag: &RawTag<'a>,
+        parent: &NsContext,
+    ) -> Result<(Element, Option<NsContext>), CodecError> {
         let mut scope: Option<NsContext> = None;
         for a in &tag.attrs {
             let decl = match (a.name.prefix, a.name.local) {
@@ -1208,14 +1353,20 @@ impl<'a> Parser<'a> {
                 _ => continue,
             };
             check_declaration(decl, &a.value)?;
-            scope.get_or_insert_with(|| parent.clone()).bind(decl.map(String::from), a.value.clone());
+            scope
+                .get_or_insert_with(|| parent.clone())
+                .bind(decl.map(String::from), a.value.clone());
         }
         let ctx = scope.as_ref().unwrap_or(parent);
         let lookup = |p: &str| -> Result<String, CodecError> {
             if p == "xmlns" {
-                return Err(CodecError::BadNamespaceDeclaration("element or attribute in the xmlns namespace".into()));
+                return Err(CodecError::BadNamespaceDeclaration(
+                    "element or attribute in the xmlns namespace".into(),
+                ));
             }
-            ctx.prefix_uri(p).map(String::from).ok_or_else(|| CodecError::UndeclaredPrefix(p.into()))
+            ctx.prefix_uri(p)
+                .map(String::from)
+                .ok_or_else(|| CodecError::UndeclaredPrefix(p.into()))
         };
         let ns = match tag.name.prefix {
             Some(p) => lookup(p)?,
@@ -1230,10 +1381,18 @@ impl<'a> Parser<'a> {
                 (Some(p), _) => lookup(p)?,
             };
             // Namespaces in XML 1.0 §6.3: no two attributes with the same expanded name.
-            if el.attrs.iter().any(|x| x.ns == ans && x.name == a.name.local) {
+            if el
+                .attrs
+                .iter()
+                .any(|x| x.ns == ans && x.name == a.name.local)
+            {
                 return Err(nwf(Malformed::DuplicateAttribute(a.name.raw.into())));
             }
-            el.attrs.push(Attr { ns: ans, name: a.name.local.into(), value: a.value.clone() });
+            el.attrs.push(Attr {
+                ns: ans,
+                name: a.name.local.into(),
+                value: a.value.clone(),
+            });
         }
         Ok((el, scope))
     }
@@ -1256,7 +1415,9 @@ impl<'a> Parser<'a> {
                 None => parent,
             };
             if stack.len() + 1 > limits.max_depth {
-                return Err(CodecError::TooDeep { limit: limits.max_depth });
+                return Err(CodecError::TooDeep {
+                    limit: limits.max_depth,
+                });
             }
             if let Some(f) = stack.last_mut() {
                 flush_text(f);
@@ -1268,20 +1429,32 @@ impl<'a> Parser<'a> {
                 }
                 scopes.truncate(parent + 1);
             } else {
-                stack.push(Frame { el, qname: tag.name.raw, ctx: my_ctx, text: String::new() });
+                stack.push(Frame {
+                    el,
+                    qname: tag.name.raw,
+                    ctx: my_ctx,
+                    text: String::new(),
+                });
             }
             // Content of the innermost open element, until a child start tag.
             loop {
-                let Some(top) = stack.last_mut() else { return Err(nwf(Malformed::Incomplete)) };
+                let Some(top) = stack.last_mut() else {
+                    return Err(nwf(Malformed::Incomplete));
+                };
                 self.text(&mut top.text)?;
                 if self.peek().is_none() {
                     return Err(nwf(Malformed::Incomplete));
                 }
                 if self.eat("</") {
                     let name = self.end_tag_name()?;
-                    let Some(mut f) = stack.pop() else { return Err(nwf(Malformed::Incomplete)) };
+                    let Some(mut f) = stack.pop() else {
+                        return Err(nwf(Malformed::Incomplete));
+                    };
                     if name != f.qname {
-                        return Err(CodecError::MismatchedEndTag { expected: f.qname.into(), found: name.into() });
+                        return Err(CodecError::MismatchedEndTag {
+                            expected: f.qname.into(),
+                            found: name.into(),
+                        });
                     }
                     flush_text(&mut f);
                     let up = stack.last().map_or(0, |p| p.ctx);
@@ -1324,8 +1497,14 @@ impl<'a> Parser<'a> {
             let v = self.attr_value().map_err(|_| nwf(Malformed::BadXmlDecl))?;
             // Pseudo-attributes in this order, each at most once, version first.
             let order = ["version", "encoding", "standalone"];
-            let Some(i) = order.iter().position(|o| *o == n) else { return Err(nwf(Malformed::BadXmlDecl)) };
-            if seen.last().is_some_and(|l| order.iter().position(|o| o == l) >= Some(i)) || (seen.is_empty() && i != 0) {
+            let Some(i) = order.iter().position(|o| *o == n) else {
+                return Err(nwf(Malformed::BadXmlDecl));
+            };
+            if seen
+                .last()
+                .is_some_and(|l| order.iter().position(|o| o == l) >= Some(i))
+                || (seen.is_empty() && i != 0)
+            {
                 return Err(nwf(Malformed::BadXmlDecl));
             }
             seen.push(order[i]);
@@ -1338,7 +1517,11 @@ impl<'a> Parser<'a> {
                 _ => {}
             }
         }
-        if seen.is_empty() { Err(nwf(Malformed::BadXmlDecl)) } else { Ok(()) }
+        if seen.is_empty() {
+            Err(nwf(Malformed::BadXmlDecl))
+        } else {
+            Ok(())
+        }
     }
 
     /// A complete header unit: `[BOM][<?xml …?>] S* <stream:stream …>`.
@@ -1361,7 +1544,10 @@ impl<'a> Parser<'a> {
         let (root, scope) = Self::resolve(&tag, &NsContext::default())?;
         // RFC 6120 §4.8.1: the root is `stream` in the streams namespace.
         if !root.is(ns::STREAM, "stream") {
-            return Err(CodecError::BadStreamRoot { ns: root.ns, name: root.name });
+            return Err(CodecError::BadStreamRoot {
+                ns: root.ns,
+                name: root.name,
+            });
         }
         let declarations: Vec<(Option<String>, String)> = tag
             .attrs
@@ -1401,7 +1587,9 @@ fn check_declaration(prefix: Option<&str>, uri: &str) -> Result<(), CodecError> 
     match prefix {
         Some("xmlns") => bad("the xmlns prefix cannot be declared"),
         Some("xml") if uri != XML_NS => bad("the xml prefix is bound to its own namespace"),
-        Some(p) if p != "xml" && uri == XML_NS => bad("the XML namespace cannot be bound to another prefix"),
+        Some(p) if p != "xml" && uri == XML_NS => {
+            bad("the XML namespace cannot be bound to another prefix")
+        }
         Some(_) if uri.is_empty() => bad("a prefix cannot be undeclared in XML 1.0"),
         None if uri == XML_NS => bad("the XML namespace cannot be the default"),
         _ if uri == XMLNS_NS => bad("the xmlns namespace cannot be bound"),
@@ -1417,7 +1605,11 @@ pub fn parse_element(s: &str, ctx: &NsContext) -> Result<Element, CodecError> {
 
 /// [`parse_element`] with explicit limits (the depth bound also bounds the recursion of
 /// serialising and dropping the result).
-pub fn parse_element_with(s: &str, ctx: &NsContext, limits: &Limits) -> Result<Element, CodecError> {
+pub fn parse_element_with(
+    s: &str,
+    ctx: &NsContext,
+    limits: &Limits,
+) -> Result<Element, CodecError> {
     let mut p = Parser::new(s);
     p.skip_ws();
     let el = p.element(ctx, limits)?;
@@ -1427,4 +1619,546 @@ pub fn parse_element_with(s: &str, ctx: &NsContext, limits: &Limits) -> Result<E
 }
 
 #[cfg(test)]
-mod tests {}
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    /// A Prosody-like S2S stream: prolog, `db` prefix, features, dialback, a message with
+    /// body and `xml:lang`, a keepalive, entities, CDATA, pretty-printing, close.
+    const S2S: &str = concat!(
+        "<?xml version='1.0'?>",
+        "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' ",
+        "xmlns:db='jabber:server:dialback' xml:lang='en' from='a.example' to='b.example' ",
+        "id='c2b7d3e4-0000-4000-8000-000000000001' version='1.0'>",
+        "<stream:features><dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback></stream:features>",
+        "<db:result from='a.example' to='b.example'>5e1b3c8f0a7d</db:result>",
+        "<message from='juliet@a.example/balcony' to='romeo@b.example' type='chat' xml:lang='en' id='m1'>",
+        "<body>Wherefore art thou? &amp; &#x41;&#66; &lt;3 \u{e9}\u{1F600}</body></message>",
+        " ",
+        "\n\n",
+        "<iq type='get' id='p1' from='a.example' to='b.example'>\n  <ping xmlns='urn:xmpp:ping'/>\n</iq>",
+        "<message to=\"romeo@b.example\"><body><![CDATA[<b>x</b> ]] > & ]]></body></message>",
+        "</stream:stream>"
+    );
+
+    /// Decode `data` fed in chunks of the given sizes (cycled), collecting events, the raw
+    /// bytes of each, and the final error.
+    fn decode_chunks(
+        data: &[u8],
+        sizes: &[usize],
+        limits: Limits,
+    ) -> (Vec<Event>, Vec<u8>, Option<CodecError>) {
+        let mut d = Decoder::new(limits);
+        let mut events = Vec::new();
+        let mut raw = Vec::new();
+        let mut pos = 0;
+        let mut i = 0;
+        loop {
+            loop {
+                match d.next_event() {
+                    Ok(Some(ev)) => {
+                        raw.extend_from_slice(d.last_raw());
+                        events.push(ev);
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        assert_eq!(d.next_event(), Err(e.clone()), "errors are sticky");
+                        return (merge_ws(events), raw, Some(e));
+                    }
+                }
+            }
+            if pos >= data.len() {
+                return (merge_ws(events), raw, None);
+            }
+            let n = sizes.get(i % sizes.len()).copied().unwrap_or(1).max(1);
+            let end = (pos + n).min(data.len());
+            d.feed(&data[pos..end]);
+            pos = end;
+            i += 1;
+        }
+    }
+
+    /// Whitespace is reported as it arrives; split runs are one run.
+    fn merge_ws(events: Vec<Event>) -> Vec<Event> {
+        let mut out: Vec<Event> = Vec::new();
+        for e in events {
+            if let (Event::Whitespace(n), Some(Event::Whitespace(m))) = (&e, out.last_mut()) {
+                *m += n;
+                continue;
+            }
+            out.push(e);
+        }
+        out
+    }
+
+    fn decode_all(data: &[u8]) -> (Vec<Event>, Option<CodecError>) {
+        let (ev, _, err) = decode_chunks(data, &[data.len().max(1)], Limits::default());
+        (ev, err)
+    }
+
+    #[test]
+    fn realistic_stream_decodes() {
+        let (events, raw, err) = decode_chunks(S2S.as_bytes(), &[S2S.len()], Limits::default());
+        assert_eq!(err, None);
+        assert_eq!(raw, S2S.as_bytes(), "raw units concatenate to the input");
+        assert_eq!(events.len(), 8, "{events:#?}");
+        let Event::Header(h) = &events[0] else {
+            panic!("header first: {events:?}")
+        };
+        assert_eq!(h.stream_prefix.as_deref(), Some("stream"));
+        assert_eq!(h.content_ns, ns::SERVER);
+        assert_eq!(h.from.as_deref(), Some("a.example"));
+        assert_eq!(h.to.as_deref(), Some("b.example"));
+        assert_eq!(
+            h.id.as_deref(),
+            Some("c2b7d3e4-0000-4000-8000-000000000001")
+        );
+        assert_eq!(h.version.as_deref(), Some("1.0"));
+        assert_eq!(h.lang.as_deref(), Some("en"));
+        assert_eq!(h.declarations.len(), 3);
+        assert_eq!(h.attrs.len(), 5);
+        let Event::Element(f) = &events[1] else {
+            panic!()
+        };
+        assert!(f.is(ns::STREAM, "features"));
+        assert!(f.child(ns::DIALBACK_FEATURE, "dialback").is_some());
+        let Event::Element(r) = &events[2] else {
+            panic!()
+        };
+        assert!(
+            r.is(ns::DIALBACK, "result"),
+            "db prefix from the header resolves: {r:?}"
+        );
+        assert_eq!(r.prefix.as_deref(), Some("db"));
+        assert_eq!(r.text(), "5e1b3c8f0a7d");
+        let Event::Element(m) = &events[3] else {
+            panic!()
+        };
+        assert!(m.is(ns::SERVER, "message"));
+        assert_eq!(m.lang(), Some("en"));
+        assert_eq!(
+            m.child(ns::SERVER, "body").map(|b| b.text()).as_deref(),
+            Some("Wherefore art thou? & AB <3 \u{e9}\u{1F600}")
+        );
+        assert_eq!(events[4], Event::Whitespace(3));
+        let Event::Element(iq) = &events[5] else {
+            panic!()
+        };
+        assert!(iq.child(ns::PING, "ping").is_some());
+        assert_eq!(
+            iq.children.len(),
+            3,
+            "whitespace text inside a stanza is kept"
+        );
+        let Event::Element(m2) = &events[6] else {
+            panic!()
+        };
+        assert_eq!(m2.attr("to"), Some("romeo@b.example"));
+        assert_eq!(
+            m2.child(ns::SERVER, "body").map(|b| b.text()).as_deref(),
+            Some("<b>x</b> ]] > & ")
+        );
+        assert_eq!(events[7], Event::Close);
+    }
+
+    #[test]
+    fn every_split_yields_the_same_events() {
+        let data = S2S.as_bytes();
+        let (whole, _, err) = decode_chunks(data, &[data.len()], Limits::default());
+        assert_eq!(err, None);
+        for i in 1..data.len() {
+            let (ev, raw, err) = decode_chunks(data, &[i, data.len()], Limits::default());
+            assert_eq!(err, None, "split at {i}");
+            assert_eq!(ev, whole, "split at {i}");
+            assert_eq!(raw, data, "split at {i}");
+        }
+        for sizes in [&[1][..], &[2], &[3, 1, 7], &[13, 5], &[64]] {
+            let (ev, raw, err) = decode_chunks(data, sizes, Limits::default());
+            assert_eq!(
+                (ev, raw, err),
+                (whole.clone(), data.to_vec(), None),
+                "chunks {sizes:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn kamailio_double_quotes_and_redeclared_db() {
+        let s = concat!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>",
+            "<stream:stream xmlns:stream=\"http://etherx.jabber.org/streams\" xmlns=\"jabber:server\" ",
+            "version=\"1.0\" xmlns:db=\"jabber:server:dialback\" from=\"sip.test\">",
+            "<stream:features/>",
+            "<db:result xmlns:db=\"jabber:server:dialback\" from=\"sip.test\" to=\"xmpp-a.test\">",
+            "0123456789abcdef0123456789abcdef01234567</db:result>",
+            "<x:result xmlns:x=\"jabber:server:dialback\" type=\"valid\"/>",
+        );
+        let (ev, err) = decode_all(s.as_bytes());
+        assert_eq!(err, None);
+        let Event::Header(h) = &ev[0] else { panic!() };
+        assert_eq!(h.id, None);
+        assert_eq!(h.from.as_deref(), Some("sip.test"));
+        let Event::Element(r) = &ev[2] else { panic!() };
+        assert!(r.is(ns::DIALBACK, "result"));
+        assert!(
+            r.attrs.iter().all(|a| a.name != "db" && a.name != "xmlns"),
+            "declarations are not attributes"
+        );
+        let Event::Element(x) = &ev[3] else { panic!() };
+        assert!(x.is(ns::DIALBACK, "result"));
+        assert_eq!(x.prefix.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn unprefixed_stream_root() {
+        let s = "<stream xmlns='http://etherx.jabber.org/streams' version='1.0'><q:x xmlns:q='urn:q'/></stream>";
+        let (ev, err) = decode_all(s.as_bytes());
+        assert_eq!(err, None);
+        let Event::Header(h) = &ev[0] else { panic!() };
+        assert_eq!(h.stream_prefix, None);
+        assert_eq!(h.content_ns, ns::STREAM);
+        assert!(matches!(&ev[1], Event::Element(e) if e.is("urn:q", "x")));
+        assert_eq!(ev[2], Event::Close);
+    }
+
+    #[test]
+    fn attribute_entities_and_normalisation() {
+        let ctx = NsContext::new(ns::SERVER);
+        let e = parse_element(
+            "<message to='a&amp;b' id='&#x41;&#65;' x=\"it&apos;s &quot;q&quot;\" y='a\tb\r\nc'/>",
+            &ctx,
+        )
+        .unwrap();
+        assert_eq!(e.attr("to"), Some("a&b"));
+        assert_eq!(e.attr("id"), Some("AA"));
+        assert_eq!(e.attr("x"), Some("it's \"q\""));
+        assert_eq!(e.attr("y"), Some("a b c"), "XML 1.0 §3.3.3 normalisation");
+        let t = parse_element("<b>a\r\nb\rc</b>", &ctx).unwrap();
+        assert_eq!(t.text(), "a\nb\nc", "XML 1.0 §2.11 line ends");
+    }
+
+    #[rstest]
+    #[case::simple(Element::new(ns::SERVER, "message").with_attr("to", "b@x.test").with_child(Element::new(ns::SERVER, "body").with_text("hi <&> ]]> 'q' \"d\"")))]
+    #[case::dialback(Element::new(ns::DIALBACK, "result").with_prefix("db").with_attr("from", "a").with_text("key"))]
+    #[case::foreign_child(Element::new(ns::SERVER, "iq").with_child(Element::new(ns::PING, "ping")))]
+    #[case::attrs(Element::new(ns::SERVER, "presence").with_attr("x", "tab\there\nnl\r'\"<>&"))]
+    #[case::lang({ let mut e = Element::new(ns::SERVER, "message"); e.set_attr_ns(XML_NS, "lang", "cs"); e })]
+    #[case::foreign_attr({ let mut e = Element::new("urn:a", "x"); e.set_attr_ns("urn:b", "y", "1"); e.with_child(Element::new("urn:a", "z").with_prefix("p")) })]
+    #[case::deep(Element::new("urn:a", "a").with_child(Element::new("urn:b", "b").with_child(Element::new("urn:a", "c").with_text("t"))))]
+    fn element_round_trip(#[case] e: Element) {
+        let ctx = NsContext::new(ns::SERVER)
+            .with_prefix("db", ns::DIALBACK)
+            .with_prefix("stream", ns::STREAM);
+        let xml = e.to_xml(&ctx);
+        assert_eq!(parse_element(&xml, &ctx), Ok(e), "{xml}");
+    }
+
+    #[rstest]
+    #[case::s2s(StreamHeader::s2s(Some("a.test"), Some("b.test"), None, Some("1.0"), true))]
+    #[case::s2s_plain(StreamHeader::s2s(None, Some("b.test"), Some("x'y"), Some("1.0"), false).with_lang("en"))]
+    #[case::component(StreamHeader::component(None, Some("gw.test"), None))]
+    #[case::decoded(match decode_all(S2S.as_bytes()).0.remove(0) { Event::Header(h) => h, _ => unreachable!() })]
+    fn header_round_trip(#[case] h: StreamHeader, #[values(true, false)] prolog: bool) {
+        let xml = h.to_xml(prolog);
+        let mut d = Decoder::default();
+        d.feed(xml.as_bytes());
+        assert_eq!(d.next_event(), Ok(Some(Event::Header(h.clone()))), "{xml}");
+        assert_eq!(d.last_raw(), xml.as_bytes());
+        assert_eq!(d.context(), Some(&h.ns_context()));
+    }
+
+    #[test]
+    fn header_fields_win_over_attrs() {
+        let mut h = StreamHeader::s2s(Some("a.test"), Some("b.test"), None, Some("1.0"), true);
+        h.attrs.push(Attr {
+            ns: String::new(),
+            name: "extra".into(),
+            value: "1".into(),
+        });
+        h.from = Some("c.test".into());
+        h.to = None;
+        let xml = h.to_xml(false);
+        assert_eq!(
+            xml,
+            "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' \
+             xmlns:db='jabber:server:dialback' from='c.test' version='1.0' extra='1'>"
+        );
+        assert_eq!(h.close_xml(), encode_close());
+        let ctx = h.ns_context();
+        assert_eq!(ctx.default, ns::SERVER);
+        assert_eq!(ctx.prefix_uri("db"), Some(ns::DIALBACK));
+    }
+
+    const HDR: &str =
+        "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'>";
+
+    const BILLION_LAUGHS: &str = concat!(
+        "<?xml version='1.0'?><!DOCTYPE lolz [<!ENTITY lol 'lol'>",
+        "<!ENTITY lol1 '&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;'>",
+        "<!ENTITY lol2 '&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;'>]>",
+        "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'>&lol2;"
+    );
+
+    /// One negative case per cause (STR-10): `hdr` prefixes a valid header.
+    #[rstest]
+    #[case::mismatched_tag(
+        true,
+        "<message><body>x</message></body>",
+        StreamCondition::NotWellFormed
+    )]
+    #[case::mismatched_stream_close(true, "</stream:foo>", StreamCondition::NotWellFormed)]
+    #[case::duplicate_attr(true, "<message a='1' a='2'/>", StreamCondition::NotWellFormed)]
+    #[case::duplicate_expanded_attr(
+        true,
+        "<message xmlns:p='u' xmlns:q='u' p:a='1' q:a='2'/>",
+        StreamCondition::NotWellFormed
+    )]
+    #[case::unquoted_attr(true, "<message a=1/>", StreamCondition::NotWellFormed)]
+    #[case::no_ws_between_attrs(true, "<message a='1'b='2'/>", StreamCondition::NotWellFormed)]
+    #[case::lt_in_attr(true, "<message a='<'/>", StreamCondition::NotWellFormed)]
+    #[case::bad_name(true, "<1message/>", StreamCondition::NotWellFormed)]
+    #[case::control_char(true, "<message>\u{1}</message>", StreamCondition::NotWellFormed)]
+    #[case::bad_char_ref(true, "<message>&#0;</message>", StreamCondition::NotWellFormed)]
+    #[case::bare_ampersand(true, "<message>a & b</message>", StreamCondition::NotWellFormed)]
+    #[case::cdata_end_in_text(true, "<message>]]></message>", StreamCondition::NotWellFormed)]
+    #[case::top_level_text(true, "hello", StreamCondition::NotWellFormed)]
+    #[case::top_level_cdata(true, "<![CDATA[x]]>", StreamCondition::NotWellFormed)]
+    #[case::data_after_close(true, "</stream:stream>x", StreamCondition::NotWellFormed)]
+    #[case::empty_header(
+        false,
+        "<stream:stream xmlns:stream='http://etherx.jabber.org/streams'/>",
+        StreamCondition::NotWellFormed
+    )]
+    #[case::end_tag_first(false, "</stream:stream>", StreamCondition::NotWellFormed)]
+    #[case::comment_in_stanza(
+        true,
+        "<message><!-- x --></message>",
+        StreamCondition::RestrictedXml
+    )]
+    #[case::comment_top(true, "<!-- x -->", StreamCondition::RestrictedXml)]
+    #[case::comment_prolog(false, "<!-- x -->", StreamCondition::RestrictedXml)]
+    #[case::pi_top(true, "<?foo bar?>", StreamCondition::RestrictedXml)]
+    #[case::pi_in_stanza(true, "<message><?foo?></message>", StreamCondition::RestrictedXml)]
+    #[case::xml_decl_mid_stream(true, "<?xml version='1.0'?>", StreamCondition::RestrictedXml)]
+    #[case::pi_prolog(false, "<?foo?><stream:stream>", StreamCondition::RestrictedXml)]
+    #[case::doctype_in_stanza(
+        true,
+        "<message><!DOCTYPE x></message>",
+        StreamCondition::RestrictedXml
+    )]
+    #[case::billion_laughs(false, BILLION_LAUGHS, StreamCondition::RestrictedXml)]
+    #[case::entity_ref(true, "<message>&lol;</message>", StreamCondition::RestrictedXml)]
+    #[case::entity_ref_in_attr(true, "<message a='&lol;'/>", StreamCondition::RestrictedXml)]
+    #[case::invalid_utf8(
+        true,
+        "<message><body>\u{FFFD}</body></message>",
+        StreamCondition::UnsupportedEncoding
+    )]
+    #[case::latin1_decl(
+        false,
+        "<?xml version='1.0' encoding='ISO-8859-1'?><stream:stream>",
+        StreamCondition::UnsupportedEncoding
+    )]
+    #[case::utf16_bom(false, "\u{FFFD}", StreamCondition::UnsupportedEncoding)]
+    #[case::undeclared_prefix(true, "<foo:bar/>", StreamCondition::BadNamespacePrefix)]
+    #[case::undeclared_attr_prefix(
+        true,
+        "<message foo:x='1'/>",
+        StreamCondition::BadNamespacePrefix
+    )]
+    #[case::undeclared_root_prefix(false, "<stream:stream>", StreamCondition::BadNamespacePrefix)]
+    #[case::rebind_xml(
+        true,
+        "<message xmlns:xml='urn:x'/>",
+        StreamCondition::BadNamespacePrefix
+    )]
+    #[case::wrong_stream_ns(
+        false,
+        "<stream:stream xmlns:stream='urn:wrong'>",
+        StreamCondition::InvalidNamespace
+    )]
+    #[case::wrong_root_name(
+        false,
+        "<stream:foo xmlns:stream='http://etherx.jabber.org/streams'>",
+        StreamCondition::InvalidNamespace
+    )]
+    #[case::too_deep(true, &"<a>".repeat(65), StreamCondition::PolicyViolation)]
+    #[case::too_large(true, &format!("<message><body>{}</body></message>", "x".repeat(300 * 1024)), StreamCondition::PolicyViolation)]
+    #[case::header_too_large(false, &format!("<stream:stream a='{}'>", "x".repeat(MAX_HEADER_BYTES)), StreamCondition::PolicyViolation)]
+    #[case::whitespace_flood(true, &" ".repeat(300 * 1024), StreamCondition::PolicyViolation)]
+    fn error_condition(#[case] hdr: bool, #[case] tail: &str, #[case] want: StreamCondition) {
+        // `\u{FFFD}` marks where a raw invalid byte goes (0xFF: invalid UTF-8, and a
+        // UTF-16 byte order mark when first).
+        let mut data = Vec::new();
+        if hdr {
+            data.extend_from_slice(HDR.as_bytes());
+        }
+        for (i, part) in tail.split('\u{FFFD}').enumerate() {
+            if i > 0 {
+                data.extend_from_slice(&[0xFF, 0xFE]);
+            }
+            data.extend_from_slice(part.as_bytes());
+        }
+        let (ev, err) = decode_all(&data);
+        let err = err.unwrap_or_else(|| panic!("no error; events {ev:?}"));
+        assert_eq!(err.condition(), want, "{err}");
+        if data.len() < 4096 {
+            let (ev1, _, err1) = decode_chunks(&data, &[1], Limits::default());
+            assert_eq!(
+                (merge_ws(ev1), err1),
+                (ev, Some(err)),
+                "byte-at-a-time agrees"
+            );
+        }
+    }
+
+    #[test]
+    fn oversized_stanza_fails_before_it_is_buffered() {
+        let limits = Limits {
+            max_stanza_bytes: 10_000,
+            max_depth: 16,
+        };
+        let mut d = Decoder::new(limits);
+        d.feed(HDR.as_bytes());
+        assert!(matches!(d.next_event(), Ok(Some(Event::Header(_)))));
+        let stanza = format!("<message><body>{}</body></message>", "y".repeat(1_000_000));
+        let mut failed_at = None;
+        for (i, b) in stanza.bytes().enumerate() {
+            d.feed(&[b]);
+            assert!(d.buffered() <= limits.max_stanza_bytes + 1);
+            if let Err(e) = d.next_event() {
+                assert_eq!(e, CodecError::StanzaTooLarge { limit: 10_000 });
+                failed_at = Some(i);
+                break;
+            }
+        }
+        assert_eq!(
+            failed_at,
+            Some(10_000),
+            "fails on the first byte over the limit"
+        );
+        assert_eq!(d.buffered(), 0, "a dead stream holds nothing");
+    }
+
+    #[test]
+    fn idle_buffer_is_released() {
+        let mut d = Decoder::default();
+        d.feed(HDR.as_bytes());
+        let big = format!("<message><body>{}</body></message>", "z".repeat(100_000));
+        d.feed(big.as_bytes());
+        assert!(matches!(d.next_event(), Ok(Some(Event::Header(_)))));
+        assert!(matches!(d.next_event(), Ok(Some(Event::Element(_)))));
+        assert_eq!(d.last_raw(), big.as_bytes());
+        assert_eq!(d.next_event(), Ok(None));
+        assert!(
+            d.buf.capacity() <= IDLE_CAPACITY,
+            "capacity {}",
+            d.buf.capacity()
+        );
+        assert_eq!(d.buffered(), 0);
+    }
+
+    #[test]
+    fn many_units_in_one_feed_compact_linearly() {
+        let mut d = Decoder::default();
+        d.feed(HDR.as_bytes());
+        let n = 20_000;
+        d.feed("<presence/>".repeat(n).as_bytes());
+        let mut count = 0;
+        while let Ok(Some(ev)) = d.next_event() {
+            if matches!(ev, Event::Element(_)) {
+                count += 1;
+                assert_eq!(d.last_raw(), b"<presence/>");
+            }
+        }
+        assert_eq!(count, n);
+    }
+
+    #[test]
+    fn restart_keeps_unread_bytes() {
+        // RFC 6120 §4.3.3 / §6.4.6: after SASL success the initiator sends a new header,
+        // possibly in the same read as the end of the old stream. The driver calls
+        // `restart` right after the event that ends the old stream.
+        let mut d = Decoder::default();
+        d.feed(HDR.as_bytes());
+        d.feed(b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/><?xml version='1.0'?><stream:stream ");
+        assert!(matches!(d.next_event(), Ok(Some(Event::Header(_)))));
+        assert!(matches!(d.next_event(), Ok(Some(Event::Element(e))) if e.is(ns::SASL, "success")));
+        assert!(d.buffered() > 0, "the start of the next header is held");
+        d.restart();
+        assert_eq!(d.context(), None);
+        assert_eq!(d.next_event(), Ok(None));
+        d.feed(b"xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' id='2'>");
+        let Ok(Some(Event::Header(h))) = d.next_event() else {
+            panic!("new header")
+        };
+        assert_eq!(h.id.as_deref(), Some("2"));
+        assert!(d.last_raw().starts_with(b"<?xml"));
+        assert_eq!(d.buffered(), 0);
+        assert!(d.context().is_some());
+    }
+
+    #[test]
+    fn restart_relexes_bytes_already_scanned() {
+        let mut d = Decoder::default();
+        d.feed(HDR.as_bytes());
+        d.feed(b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/><stream:str");
+        assert!(matches!(d.next_event(), Ok(Some(Event::Header(_)))));
+        assert!(matches!(d.next_event(), Ok(Some(Event::Element(_)))));
+        // The partial header is lexed as the start of an element of the old stream …
+        assert_eq!(d.next_event(), Ok(None));
+        // … and lexed again as a header after the restart.
+        d.restart();
+        d.feed(b"eam xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'>");
+        assert!(matches!(d.next_event(), Ok(Some(Event::Header(_)))));
+        assert_eq!(d.last_raw(), HDR.as_bytes());
+    }
+
+    #[test]
+    fn bom_and_whitespace_before_header() {
+        let mut data = BOM.to_vec();
+        data.extend_from_slice(b"<?xml version='1.0' encoding='utf-8' standalone='no'?>\n");
+        data.extend_from_slice(HDR.as_bytes());
+        let (ev, err) = decode_all(&data);
+        assert_eq!(err, None);
+        assert!(matches!(ev.as_slice(), [Event::Header(_)]));
+        let (ev, err) = decode_all(format!("\n {HDR}").as_bytes());
+        assert_eq!((ev.len(), err), (1, None));
+    }
+
+    #[test]
+    fn parse_element_rejects_trailing_content() {
+        let ctx = NsContext::new(ns::SERVER);
+        assert!(parse_element("  <a/>\n", &ctx).is_ok());
+        assert_eq!(
+            parse_element("<a/>x", &ctx),
+            Err(CodecError::NotWellFormed(Malformed::TrailingContent))
+        );
+        assert_eq!(
+            parse_element("<a/><b/>", &ctx),
+            Err(CodecError::NotWellFormed(Malformed::TrailingContent))
+        );
+        assert_eq!(
+            parse_element("<a>", &ctx),
+            Err(CodecError::NotWellFormed(Malformed::Incomplete))
+        );
+        assert_eq!(
+            parse_element("", &ctx),
+            Err(CodecError::NotWellFormed(Malformed::Expected('<')))
+        );
+    }
+
+    #[test]
+    fn no_panic_on_garbage_prefixes() {
+        // Every prefix of every case must be a clean `Ok(None)` or an error, never a panic.
+        for s in [
+            S2S,
+            BILLION_LAUGHS,
+            "<stream:stream xmlns:stream='http://etherx.jabber.org/streams'><a b='\u{e9}",
+        ] {
+            for i in 0..s.len() {
+                let _ = decode_all(&s.as_bytes()[..i]);
+            }
+        }
+    }
+}
