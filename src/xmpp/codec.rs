@@ -672,11 +672,10 @@ impl Decoder {
                             });
                         }
                     }
-                    Some(TagKind::Empty) => {
-                        if self.depth == 0 {
-                            return self.finish_element().map(Some);
-                        }
+                    Some(TagKind::Empty) if self.depth == 0 => {
+                        return self.finish_element().map(Some);
                     }
+                    Some(TagKind::Empty) => {}
                     Some(TagKind::End) => {
                         if self.depth == 0 {
                             return self.finish_close().map(Some);
@@ -811,28 +810,28 @@ impl StreamHeader {
         let mut out: Vec<Attr> = Vec::with_capacity(self.attrs.len() + KNOWN_ATTRS.len());
         for a in &self.attrs {
             if Self::is_known(a) {
-                if let Some(v) = self.field(&a.ns, &a.name) {
-                    if !out.iter().any(|o| o.ns == a.ns && o.name == a.name) {
-                        out.push(Attr {
-                            ns: a.ns.clone(),
-                            name: a.name.clone(),
-                            value: v.into(),
-                        });
-                    }
+                if let Some(v) = self.field(&a.ns, &a.name)
+                    && !out.iter().any(|o| o.ns == a.ns && o.name == a.name)
+                {
+                    out.push(Attr {
+                        ns: a.ns.clone(),
+                        name: a.name.clone(),
+                        value: v.into(),
+                    });
                 }
             } else {
                 out.push(a.clone());
             }
         }
         for (n, l) in KNOWN_ATTRS {
-            if let Some(v) = self.field(n, l) {
-                if !out.iter().any(|o| o.ns == *n && o.name == *l) {
-                    out.push(Attr {
-                        ns: (*n).into(),
-                        name: (*l).into(),
-                        value: v.into(),
-                    });
-                }
+            if let Some(v) = self.field(n, l)
+                && !out.iter().any(|o| o.ns == *n && o.name == *l)
+            {
+                out.push(Attr {
+                    ns: (*n).into(),
+                    name: (*l).into(),
+                    value: v.into(),
+                });
             }
         }
         out
@@ -980,10 +979,16 @@ fn in_ranges(c: char, r: &[(char, char)]) -> bool {
 }
 
 fn is_name_start(c: char) -> bool {
+    if c.is_ascii() {
+        return c.is_ascii_alphabetic() || c == '_' || c == ':';
+    }
     in_ranges(c, NAME_START)
 }
 
 fn is_name_char(c: char) -> bool {
+    if c.is_ascii() {
+        return c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '-' | '.');
+    }
     in_ranges(c, NAME_START) || in_ranges(c, NAME_MORE)
 }
 
@@ -1322,18 +1327,13 @@ impl<'a> Parser<'a> {
         let chunk = rest.get(..end).unwrap_or("");
         Self::check_chars(chunk)?;
         // §2.11 line ends apply inside CDATA too.
-        let mut it = chunk.split('\r').peekable();
-        let mut first = true;
-        while let Some(part) = it.next() {
-            if !first {
-                out.push('\n');
-            }
-            out.push_str(if first {
-                part
+        for (i, part) in chunk.split('\r').enumerate() {
+            if i == 0 {
+                out.push_str(part);
             } else {
-                part.strip_prefix('\n').unwrap_or(part)
-            });
-            first = false;
+                out.push('\n');
+                out.push_str(part.strip_prefix('\n').unwrap_or(part));
+            }
         }
         self.pos += end + 3;
         Ok(())
@@ -1835,6 +1835,12 @@ mod tests {
         assert_eq!(e.attr("y"), Some("a b c"), "XML 1.0 §3.3.3 normalisation");
         let t = parse_element("<b>a\r\nb\rc</b>", &ctx).unwrap();
         assert_eq!(t.text(), "a\nb\nc", "XML 1.0 §2.11 line ends");
+        let c = parse_element("<b><![CDATA[x\r\ny\rz&amp;]]>!</b>", &ctx).unwrap();
+        assert_eq!(
+            c.children,
+            vec![Node::Text("x\ny\nz&amp;!".into())],
+            "CDATA merges with text"
+        );
     }
 
     #[rstest]
@@ -2013,6 +2019,41 @@ mod tests {
     }
 
     #[test]
+    fn limits_are_inclusive() {
+        let deep = format!("{HDR}{}{}", "<a>".repeat(64), "</a>".repeat(64));
+        let (ev, err) = decode_all(deep.as_bytes());
+        assert_eq!(
+            (ev.len(), err),
+            (2, None),
+            "64 levels are allowed by default"
+        );
+        let limits = Limits {
+            max_stanza_bytes: 11,
+            max_depth: 2,
+        };
+        let (ev, _, err) = decode_chunks(
+            format!("{HDR}<a><b/></a><a>aaaaaa</a>").as_bytes(),
+            &[1],
+            limits,
+        );
+        assert_eq!(ev.len(), 2);
+        assert_eq!(err, Some(CodecError::StanzaTooLarge { limit: 11 }));
+    }
+
+    #[test]
+    fn names_outside_ascii() {
+        let ctx = NsContext::new("urn:x");
+        let e = parse_element("<\u{e9}t\u{e9} \u{10000}a-b.c='1'/>", &ctx).unwrap();
+        assert_eq!(e.name, "\u{e9}t\u{e9}");
+        assert_eq!(e.attr("\u{10000}a-b.c"), Some("1"));
+        assert!(
+            parse_element("<a\u{D7}/>", &ctx).is_err(),
+            "U+00D7 is not a name character"
+        );
+        assert!(parse_element("<-a/>", &ctx).is_err());
+    }
+
+    #[test]
     fn oversized_stanza_fails_before_it_is_buffered() {
         let limits = Limits {
             max_stanza_bytes: 10_000,
@@ -2146,6 +2187,80 @@ mod tests {
             parse_element("", &ctx),
             Err(CodecError::NotWellFormed(Malformed::Expected('<')))
         );
+    }
+
+    /// A small deterministic fuzzer (the `fuzz/` target's oracles, always run): mutate the
+    /// recorded stream and check that splits never change the outcome, raw units tile the
+    /// input, and decoded elements survive serialise → parse.
+    #[test]
+    fn mutated_streams_are_split_invariant() {
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut rnd = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n.max(1) as u64) as usize
+        };
+        const INSERTS: &[&[u8]] = &[
+            b"<",
+            b">",
+            b"'",
+            b"\"",
+            b"/",
+            b"&",
+            b"]]>",
+            b"<![CDATA[",
+            b"<!--",
+            b"<?",
+            b"\xff",
+            b" ",
+            b"xmlns:q='u'",
+            b"q:",
+            b"</a>",
+            b"&#x41;",
+        ];
+        let limits = Limits {
+            max_stanza_bytes: 10_000,
+            max_depth: 8,
+        };
+        for _ in 0..1500 {
+            let mut data = S2S.as_bytes().to_vec();
+            for _ in 0..=rnd(3) {
+                let at = rnd(data.len());
+                match rnd(3) {
+                    0 => {
+                        let ins = INSERTS[rnd(INSERTS.len())];
+                        data.splice(at..at, ins.iter().copied());
+                    }
+                    1 => {
+                        let end = (at + rnd(8)).min(data.len());
+                        data.drain(at..end);
+                    }
+                    _ => data[at] = rnd(256) as u8,
+                }
+            }
+            let whole = decode_chunks(&data, &[data.len()], limits);
+            let sizes = [rnd(17) + 1, rnd(5) + 1, rnd(64) + 1];
+            let split = decode_chunks(&data, &sizes, limits);
+            assert_eq!(
+                whole,
+                split,
+                "input {:?} sizes {sizes:?}",
+                String::from_utf8_lossy(&data)
+            );
+            assert!(data.starts_with(&whole.1));
+            let ctx = StreamHeader::s2s(None, None, None, None, true).ns_context();
+            for ev in &whole.0 {
+                if let Event::Element(e) = ev {
+                    let xml = e.to_xml(&ctx);
+                    assert_eq!(
+                        parse_element_with(&xml, &ctx, &limits).as_ref(),
+                        Ok(e),
+                        "{xml}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
