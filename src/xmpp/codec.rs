@@ -42,6 +42,14 @@ impl Default for Limits {
 /// headers are a few hundred bytes; the bound keeps an endless "header" from growing memory.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
+/// Attributes (declarations included) on one element. With [`MAX_NS_PREFIXES`] this keeps
+/// the per-element duplicate and prefix checks cheap, so a hostile stanza cannot make
+/// parsing quadratic in its size (RFC 6120 §13.12 allows such local limits).
+pub const MAX_ATTRIBUTES: usize = 256;
+
+/// Namespace prefixes bound at once (stream header and the element's ancestors included).
+pub const MAX_NS_PREFIXES: usize = 64;
+
 /// Buffer capacity kept while a stream is idle: above this, an empty buffer is released so
 /// that thousands of idle streams stay small after one large stanza.
 const IDLE_CAPACITY: usize = 8 * 1024;
@@ -170,6 +178,10 @@ pub enum CodecError {
     HeaderTooLarge { limit: usize },
     #[error("whitespace run longer than {limit} bytes")]
     WhitespaceTooLong { limit: usize },
+    #[error("more than {limit} attributes on one element")]
+    TooManyAttributes { limit: usize },
+    #[error("more than {limit} namespace prefixes in scope")]
+    TooManyNamespaces { limit: usize },
 }
 
 impl CodecError {
@@ -197,7 +209,9 @@ impl CodecError {
             StanzaTooLarge { .. }
             | TooDeep { .. }
             | HeaderTooLarge { .. }
-            | WhitespaceTooLong { .. } => StreamCondition::PolicyViolation,
+            | WhitespaceTooLong { .. }
+            | TooManyAttributes { .. }
+            | TooManyNamespaces { .. } => StreamCondition::PolicyViolation,
         }
     }
 }
@@ -1249,6 +1263,11 @@ impl<'a> Parser<'a> {
             self.expect('=')?;
             self.skip_ws();
             let value = self.attr_value()?;
+            if attrs.len() >= MAX_ATTRIBUTES {
+                return Err(CodecError::TooManyAttributes {
+                    limit: MAX_ATTRIBUTES,
+                });
+            }
             // XML 1.0 §3.1 WFC: Unique Att Spec.
             if attrs.iter().any(|a| a.name.raw == an.raw) {
                 return Err(nwf(Malformed::DuplicateAttribute(an.raw.into())));
@@ -1353,9 +1372,13 @@ impl<'a> Parser<'a> {
                 _ => continue,
             };
             check_declaration(decl, &a.value)?;
-            scope
-                .get_or_insert_with(|| parent.clone())
-                .bind(decl.map(String::from), a.value.clone());
+            let sc = scope.get_or_insert_with(|| parent.clone());
+            sc.bind(decl.map(String::from), a.value.clone());
+            if sc.prefixes.len() > MAX_NS_PREFIXES {
+                return Err(CodecError::TooManyNamespaces {
+                    limit: MAX_NS_PREFIXES,
+                });
+            }
         }
         let ctx = scope.as_ref().unwrap_or(parent);
         let lookup = |p: &str| -> Result<String, CodecError> {
@@ -1991,6 +2014,8 @@ mod tests {
     #[case::too_deep(true, &"<a>".repeat(65), StreamCondition::PolicyViolation)]
     #[case::too_large(true, &format!("<message><body>{}</body></message>", "x".repeat(300 * 1024)), StreamCondition::PolicyViolation)]
     #[case::header_too_large(false, &format!("<stream:stream a='{}'>", "x".repeat(MAX_HEADER_BYTES)), StreamCondition::PolicyViolation)]
+    #[case::too_many_attrs(true, &format!("<a {}/>", (0..300).map(|i| format!("a{i}=''")).collect::<Vec<_>>().join(" ")), StreamCondition::PolicyViolation)]
+    #[case::too_many_prefixes(true, &format!("<a {}/>", (0..70).map(|i| format!("xmlns:p{i}='u'")).collect::<Vec<_>>().join(" ")), StreamCondition::PolicyViolation)]
     #[case::whitespace_flood(true, &" ".repeat(300 * 1024), StreamCondition::PolicyViolation)]
     fn error_condition(#[case] hdr: bool, #[case] tail: &str, #[case] want: StreamCondition) {
         // `\u{FFFD}` marks where a raw invalid byte goes (0xFF: invalid UTF-8, and a
