@@ -864,7 +864,7 @@ impl StreamHeader {
             return self.declarations.clone();
         }
         match &self.stream_prefix {
-            Some(p) => {
+            Some(p) if !p.is_empty() => {
                 let mut d = Vec::new();
                 if !self.content_ns.is_empty() {
                     d.push((None, self.content_ns.clone()));
@@ -872,7 +872,7 @@ impl StreamHeader {
                 d.push((Some(p.clone()), ns::STREAM.to_string()));
                 d
             }
-            None => vec![(None, ns::STREAM.to_string())],
+            _ => vec![(None, ns::STREAM.to_string())],
         }
     }
 
@@ -1894,6 +1894,26 @@ mod tests {
         assert_eq!(d.next_event(), Ok(Some(Event::Header(h.clone()))), "{xml}");
         assert_eq!(d.last_raw(), xml.as_bytes());
         assert_eq!(d.context(), Some(&h.ns_context()));
+    }
+
+    #[test]
+    fn header_without_declarations_is_completed() {
+        let h = StreamHeader {
+            stream_prefix: Some("stream".into()),
+            content_ns: ns::SERVER.into(),
+            to: Some("b.test".into()),
+            ..StreamHeader::default()
+        };
+        assert_eq!(
+            h.to_xml(false),
+            "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' to='b.test'>"
+        );
+        let bare = StreamHeader::default();
+        assert_eq!(
+            bare.to_xml(false),
+            "<stream xmlns='http://etherx.jabber.org/streams'>"
+        );
+        assert_eq!(bare.close_xml(), "</stream>");
     }
 
     #[test]
