@@ -4,3 +4,5 @@
 pub mod catalogue;
 pub mod template;
 pub mod transcript;
+pub mod load;
+pub mod model;
