@@ -6,3 +6,4 @@ pub mod template;
 pub mod transcript;
 pub mod load;
 pub mod model;
+pub mod normalise;
