@@ -91,11 +91,11 @@ fn substitute_inner(
             rest = after;
             continue;
         }
-        if tail.starts_with('}') {
+        if let Some(after) = tail.strip_prefix('}') {
             // A lone `}` is not ambiguous: keep it.
             out.push('}');
             pos += i + 1;
-            rest = &tail[1..];
+            rest = after;
             continue;
         }
         let close = tail.find('}').ok_or(TemplateError::Unterminated(pos + i))?;
@@ -206,9 +206,9 @@ impl Pattern {
                 rest = after;
                 continue;
             }
-            if tail.starts_with('}') {
+            if let Some(after) = tail.strip_prefix('}') {
                 lit.push('}');
-                rest = &tail[1..];
+                rest = after;
                 continue;
             }
             let close = tail
