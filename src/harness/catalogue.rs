@@ -187,6 +187,16 @@ impl Catalogue {
         self.reqs.iter()
     }
 
+    /// The strongest level among `ids` (unknown IDs ignored): a failed step whose
+    /// requirements are all SHOULD/MAY is a warning, not a failure (docs/scenarios.md
+    /// "Verdicts").
+    pub fn strongest<S: AsRef<str>>(&self, ids: &[S]) -> Option<Level> {
+        ids.iter()
+            .filter_map(|id| self.get(id.as_ref()))
+            .map(|r| r.level)
+            .max()
+    }
+
     pub fn len(&self) -> usize {
         self.reqs.len()
     }
@@ -246,6 +256,19 @@ mod tests {
         let db = cat.iter().position(|r| r.id == "DB-01");
         let str02 = cat.iter().position(|r| r.id == "STR-02");
         assert!(str02 < db);
+    }
+
+    #[test]
+    fn strongest_of_several() {
+        let cat = Catalogue::builtin();
+        // ARCH-02 SHOULD, ADDR-06 MAY, STR-02 MUST.
+        assert_eq!(cat.strongest(&["ARCH-02", "ADDR-06"]), Some(Level::Should));
+        assert_eq!(
+            cat.strongest(&["ADDR-06", "STR-02", "NOPE-01"]),
+            Some(Level::Must)
+        );
+        assert_eq!(cat.strongest(&["NOPE-01"]), None);
+        assert_eq!(cat.strongest::<&str>(&[]), None);
     }
 
     #[rstest]
