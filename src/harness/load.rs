@@ -775,7 +775,8 @@ impl Validator<'_> {
             return self.missing(
                 st,
                 action,
-                &format!("actor (who opens or accepts stream {stream:?})"),
+                "actor",
+                &format!(" (the actor that owns stream {stream:?})"),
             );
         };
         let name = a.get_ref();
@@ -799,16 +800,16 @@ impl Validator<'_> {
         }
     }
 
-    fn missing<T>(&mut self, st: &StepFile, action: &str, key: &str) -> Option<T> {
+    fn missing<T>(&mut self, st: &StepFile, action: &str, key: &str, why: &str) -> Option<T> {
         let span = st.action_keys().first().map_or(0..0, |(_, s)| s.clone());
-        self.err(span, format!("{action} needs `{key}`"));
+        self.err(span, format!("{action} needs `{key}`{why}"));
         None
     }
 
     fn required_xml<'s>(&mut self, st: &'s StepFile, action: &str) -> Option<&'s Spanned<String>> {
         match &st.xml {
             Some(x) => Some(x),
-            None => self.missing(st, action, "xml"),
+            None => self.missing(st, action, "xml", " (the template or text)"),
         }
     }
 
@@ -1279,6 +1280,7 @@ expect_eof = "in"
         "already exists"
     )]
     #[case(good_with("id='{id:m}'", "id='{id:rx}'"), Some(45), "name of an actor")]
+    #[case(good_with("xml = \"{m}\"", ""), Some(65), "send needs `xml`")]
     fn rejects(#[case] text: String, #[case] line: Option<usize>, #[case] msg: &str) {
         let e = match load(&text) {
             Ok(_) => panic!("accepted"),
