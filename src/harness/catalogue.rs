@@ -122,21 +122,16 @@ pub struct Catalogue {
 }
 
 impl Catalogue {
-    /// The compiled-in catalogue, parsed once. A parse failure is a bug in
-    /// `requirements.toml` (caught by the unit tests); it yields an empty catalogue here
-    /// rather than a panic, so every `covers` then fails to load with a clear message.
-    pub fn builtin() -> &'static Catalogue {
+    /// The compiled-in catalogue. Parsed on first use and cached; the result is a copy
+    /// the caller owns (e.g. to share behind an `Arc`). An error means `requirements.toml`
+    /// is broken, which the unit tests catch before a release.
+    pub fn builtin() -> Result<Catalogue, CatalogueError> {
         static CAT: OnceLock<Catalogue> = OnceLock::new();
-        CAT.get_or_init(|| match Catalogue::parse(BUILTIN) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!("{e}");
-                Catalogue {
-                    reqs: Vec::new(),
-                    by_id: HashMap::new(),
-                }
-            }
-        })
+        if let Some(c) = CAT.get() {
+            return Ok(c.clone());
+        }
+        let c = Catalogue::parse(BUILTIN)?;
+        Ok(CAT.get_or_init(|| c).clone())
     }
 
     /// Parse a catalogue file; rejects unknown levels, malformed or duplicate IDs and empty
@@ -225,12 +220,16 @@ mod tests {
     use rstest::rstest;
     use std::collections::HashSet;
 
-    #[test]
-    fn builtin_parses_and_is_complete() {
-        let cat = match Catalogue::parse(BUILTIN) {
+    fn builtin() -> Catalogue {
+        match Catalogue::builtin() {
             Ok(c) => c,
             Err(e) => panic!("{e}"),
-        };
+        }
+    }
+
+    #[test]
+    fn builtin_parses_and_is_complete() {
+        let cat = builtin();
         assert!(cat.len() >= 150, "only {} requirements", cat.len());
         let mut seen = HashSet::new();
         for r in cat.iter() {
@@ -243,12 +242,15 @@ mod tests {
             );
             assert!(!r.title.contains('\n'), "{}: title", r.id);
         }
-        assert_eq!(Catalogue::builtin().len(), cat.len());
+        assert_eq!(
+            Catalogue::parse(BUILTIN).map(|c| c.len()).ok(),
+            Some(cat.len())
+        );
     }
 
     #[test]
     fn lookup_and_order() {
-        let cat = Catalogue::builtin();
+        let cat = builtin();
         let r = cat.get("STR-02").map(|r| (r.level, r.comp.as_str()));
         assert_eq!(r, Some((Level::Must, "PX")));
         assert!(cat.get("STR-13").is_none(), "gaps in a series stay gaps");
@@ -260,7 +262,7 @@ mod tests {
 
     #[test]
     fn strongest_of_several() {
-        let cat = Catalogue::builtin();
+        let cat = builtin();
         // ARCH-02 SHOULD, ADDR-06 MAY, STR-02 MUST.
         assert_eq!(cat.strongest(&["ARCH-02", "ADDR-06"]), Some(Level::Should));
         assert_eq!(

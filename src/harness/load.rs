@@ -1033,8 +1033,15 @@ close = "in"
 expect_eof = "in"
 "#;
 
+    fn cat() -> Catalogue {
+        match Catalogue::builtin() {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
     fn load(text: &str) -> Result<Scenario, LoadError> {
-        load_str(text, Path::new("scenarios/t/x.toml"), Catalogue::builtin())
+        load_str(text, Path::new("scenarios/t/x.toml"), &cat())
     }
 
     #[test]
@@ -1337,11 +1344,11 @@ expect_eof = "in"
         };
         let p = dir.path().join("s.toml");
         assert!(std::fs::write(&p, GOOD).is_ok());
-        let s = load_file(&p, Catalogue::builtin());
+        let s = load_file(&p, &cat());
         assert_eq!(s.ok().map(|s| s.path), Some(p.clone()));
         let missing = dir.path().join("missing.toml");
         assert!(matches!(
-            load_file(&missing, Catalogue::builtin()),
+            load_file(&missing, &cat()),
             Err(LoadError::Io { .. })
         ));
     }
