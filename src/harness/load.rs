@@ -941,7 +941,7 @@ impl Walk<'_> {
             return Some("sut.invalid".into());
         }
         if let Some((s, field)) = name.split_once('.') {
-            return (self.streams.contains_key(s) && matches!(field, "id" | "key"))
+            return (self.streams.contains_key(s) && template::STREAM_FIELDS.contains(&field))
                 .then(|| format!("{s}-{field}"));
         }
         if let Some(a) = self.actors.iter().find(|a| a.name == name) {

@@ -19,6 +19,10 @@ pub type Captures = Vec<(String, String)>;
 /// Placeholder names the matcher interprets itself; they can never be variables.
 pub const RESERVED_NAMES: &[&str] = &["any", "absent", "sut"];
 
+/// Per-stream variables `{S.FIELD}`: the stream id the SUT sent (`id`), the XEP-0185
+/// dialback key for it (`key`), the XEP-0114 §3 handshake digest for it (`handshake`).
+pub const STREAM_FIELDS: &[&str] = &["id", "key", "handshake"];
+
 /// Longest excerpt of a unit shown in a mismatch or report line.
 const DESCRIBE_MAX: usize = 300;
 
@@ -48,7 +52,7 @@ pub enum TemplateError {
 // Substitution
 // ---------------------------------------------------------------------------------------
 
-/// Replace every variable `{NAME}`, `{S.id}`, `{S.key}` by its XML-escaped value (for
+/// Replace every variable `{NAME}`, `{S.id}`, `{S.key}`, `{S.handshake}` by its XML-escaped value (for
 /// `send`). `{any}`, `{absent}` and `{id:NAME}` stay as they are; `{{` and `}}` become literal
 /// braces. An undefined variable is an error naming it.
 pub fn substitute(
@@ -135,7 +139,7 @@ enum Placeholder<'a> {
     Any,
     Absent,
     Capture(&'a str),
-    /// `NAME` or `S.id` / `S.key`.
+    /// `NAME` or `S.FIELD` (see [`STREAM_FIELDS`]).
     Var(&'a str),
 }
 
@@ -155,7 +159,7 @@ impl<'a> Placeholder<'a> {
             };
         }
         let ok = match inner.split_once('.') {
-            Some((s, field)) => is_name(s) && matches!(field, "id" | "key"),
+            Some((s, field)) => is_name(s) && STREAM_FIELDS.contains(&field),
             None => is_name(inner),
         };
         if ok {
@@ -969,6 +973,7 @@ mod tests {
     #[rstest]
     #[case("{nope}", TemplateError::UndefinedVariable("nope".into()))]
     #[case("{out.id}", TemplateError::UndefinedVariable("out.id".into()))]
+    #[case("{c.handshake}", TemplateError::UndefinedVariable("c.handshake".into()))]
     #[case("x {sut", TemplateError::Unterminated(2))]
     #[case("{Bad}", TemplateError::BadPlaceholder("Bad".into()))]
     #[case("{in.port}", TemplateError::BadPlaceholder("in.port".into()))]
