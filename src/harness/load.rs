@@ -817,6 +817,12 @@ impl Validator<'_> {
         match &st.verify_stream {
             Some(v) => {
                 self.name(v, "stream");
+                if v.get_ref() == stream {
+                    self.err(
+                        v.span(),
+                        "verify_stream must differ from the stream being authenticated",
+                    );
+                }
                 v.get_ref().clone()
             }
             None => format!("{stream}_verify"),
@@ -1287,6 +1293,11 @@ expect_eof = "in"
         "already exists"
     )]
     #[case(good_with("id='{id:m}'", "id='{id:rx}'"), Some(45), "name of an actor")]
+    #[case(
+        good_with("verify_stream = \"out_v\"", "verify_stream = \"out\""),
+        Some(62),
+        "must differ"
+    )]
     #[case(good_with("xml = \"{m}\"", ""), Some(65), "send needs `xml`")]
     fn rejects(#[case] text: String, #[case] line: Option<usize>, #[case] msg: &str) {
         let e = match load(&text) {
@@ -1351,6 +1362,22 @@ expect_eof = "in"
             load_file(&missing, &cat()),
             Err(LoadError::Io { .. })
         ));
+    }
+
+    #[test]
+    fn the_documented_example_loads() {
+        // The first TOML block of docs/scenarios.md is the format's example; keep it valid.
+        let doc = include_str!("../../docs/scenarios.md");
+        let block = doc
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next());
+        let s = match block.map(load) {
+            Some(Ok(s)) => s,
+            Some(Err(e)) => panic!("{e}"),
+            None => panic!("no toml block in docs/scenarios.md"),
+        };
+        assert_eq!(s.steps.len(), 3);
     }
 
     #[rstest]
