@@ -3,9 +3,14 @@
 //! nothing here reaches into the bundled proxy's internals (the bundled target only
 //! starts it with a configuration and reads back its listening addresses).
 
+pub mod catalogue;
+pub mod load;
+pub mod model;
+pub mod normalise;
 pub mod report;
 pub mod run;
 pub mod suite;
 pub mod target;
+pub mod template;
 pub mod transcript;
 pub mod verdict;

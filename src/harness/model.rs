@@ -1,0 +1,137 @@
+//! The scenario file as written (docs/scenarios.md): serde types that mirror the TOML
+//! exactly. Unknown keys are errors everywhere (`deny_unknown_fields`), and the values the
+//! loader reports about keep their byte span so an error can name file:line.
+//!
+//! Nothing here is validated beyond TOML types; `load` turns this into an executable
+//! [`crate::harness::load::Scenario`].
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A whole scenario file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFile {
+    pub title: Spanned<String>,
+    pub covers: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub requires: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub timeout: Option<Spanned<String>>,
+    /// `[xmpp.<name>]`: simulated remote XMPP servers.
+    #[serde(default)]
+    pub xmpp: BTreeMap<String, Spanned<XmppActorFile>>,
+    /// `[component.<name>]`: simulated XEP-0114 components.
+    #[serde(default)]
+    pub component: BTreeMap<String, Spanned<ComponentActorFile>>,
+    /// `[[step]]`, in file order.
+    #[serde(default)]
+    pub step: Vec<Spanned<StepFile>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XmppActorFile {
+    pub domain: Spanned<String>,
+    #[serde(default)]
+    pub secret: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentActorFile {
+    pub domain: Spanned<String>,
+    pub secret: String,
+}
+
+/// One `[[step]]` table: exactly one action key plus the keys that action uses.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepFile {
+    // --- action keys (the value names the stream)
+    pub connect: Option<Spanned<String>>,
+    pub accept: Option<Spanned<String>>,
+    pub send: Option<Spanned<String>>,
+    pub expect: Option<Spanned<String>>,
+    pub expect_eof: Option<Spanned<String>>,
+    pub expect_none: Option<Spanned<String>>,
+    pub expect_all: Option<Spanned<Vec<Spanned<ExpectItemFile>>>>,
+    pub close: Option<Spanned<String>>,
+    pub reset: Option<Spanned<String>>,
+    pub dialback: Option<Spanned<String>>,
+    pub accept_dialback: Option<Spanned<String>>,
+    // --- other keys
+    pub actor: Option<Spanned<String>>,
+    pub port: Option<Spanned<String>>,
+    pub xml: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub exact: Option<Spanned<bool>>,
+    pub window: Option<Spanned<String>>,
+    pub from: Option<Spanned<String>>,
+    pub to: Option<Spanned<String>>,
+    pub verify_stream: Option<Spanned<String>>,
+    pub covers: Option<Spanned<Vec<Spanned<String>>>>,
+    pub note: Option<Spanned<String>>,
+}
+
+/// One item of `expect_all`: `{ stream, xml }` or `{ stream, eof = true }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectItemFile {
+    pub stream: Spanned<String>,
+    #[serde(default)]
+    pub xml: Option<Spanned<String>>,
+    #[serde(default)]
+    pub eof: Option<Spanned<bool>>,
+}
+
+/// Keys of a step table other than the action key, with presence and span, so the loader
+/// can check them against [`crate::harness::load`]'s table of keys each action uses.
+impl StepFile {
+    pub fn other_keys(&self) -> Vec<(&'static str, std::ops::Range<usize>)> {
+        let mut v = Vec::new();
+        macro_rules! key {
+            ($($f:ident),*) => { $( if let Some(x) = &self.$f { v.push((stringify!($f), x.span())); } )* };
+        }
+        key!(
+            actor,
+            port,
+            xml,
+            timeout,
+            exact,
+            window,
+            from,
+            to,
+            verify_stream,
+            covers,
+            note
+        );
+        v
+    }
+
+    /// The action keys present, with the span of their value.
+    pub fn action_keys(&self) -> Vec<(&'static str, std::ops::Range<usize>)> {
+        let mut v = Vec::new();
+        macro_rules! key {
+            ($($f:ident),*) => { $( if let Some(x) = &self.$f { v.push((stringify!($f), x.span())); } )* };
+        }
+        key!(
+            connect,
+            accept,
+            send,
+            expect,
+            expect_eof,
+            expect_none,
+            expect_all,
+            close,
+            reset,
+            dialback,
+            accept_dialback
+        );
+        v
+    }
+}
