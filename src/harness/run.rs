@@ -255,7 +255,7 @@ impl<'a> Runner<'a> {
                         verdict,
                         failure: Some(f),
                         reason: None,
-                        transcript: self.transcript,
+                        transcript: std::mem::take(&mut self.transcript),
                     };
                 }
                 Err(StepEnd::Broken(e)) => {
@@ -264,7 +264,7 @@ impl<'a> Runner<'a> {
                         verdict: Verdict::Error,
                         failure: None,
                         reason: Some(e.to_string()),
-                        transcript: self.transcript,
+                        transcript: std::mem::take(&mut self.transcript),
                     };
                 }
             }
@@ -274,7 +274,7 @@ impl<'a> Runner<'a> {
             verdict: Verdict::Pass,
             failure: None,
             reason: None,
-            transcript: self.transcript,
+            transcript: std::mem::take(&mut self.transcript),
         }
     }
 
@@ -379,7 +379,7 @@ impl<'a> Runner<'a> {
             .iter()
             .filter_map(|id| self.catalogue.get(id))
             .map(|r| r.level)
-            .min()
+            .max()
             .unwrap_or(Level::Must);
         StepEnd::Failed(Failure {
             step: step.index + 1,
@@ -752,19 +752,28 @@ impl<'a> Runner<'a> {
         }
     }
 
+    /// Log and drop whitespace keepalives at the front of a stream's inbox, without waiting.
+    fn skip_queued_whitespace(&mut self, name: &str) {
+        let Some(st) = self.streams.get_mut(name) else { return };
+        let actor = st.actor.clone();
+        while st.inbox.front().is_some_and(|r| matches!(r.unit, Unit::Whitespace(_))) {
+            if let Some(r) = st.inbox.pop_front() {
+                self.transcript.push(r.at, &actor, name, Dir::FromSut, r.unit, r.raw);
+            }
+        }
+    }
+
     fn record_captures(&mut self, caps: Vec<(String, String)>) {
         for (k, v) in caps {
             self.captures.insert(k, v);
         }
     }
 
-    fn parse_tpl(&self, step: &Step, name: &str, text: &str) -> Result<Template, StepEnd> {
-        let port = self
-            .streams
-            .get(name)
-            .map(|s| s.port)
-            .unwrap_or(PortKind::S2s);
-        template::parse_template(text, &template_ctx(port))
+    /// Substitute variables and parse a template in the stream's namespace context; literal
+    /// braces and values containing braces survive (unlike substitute-then-parse).
+    fn prepare_tpl(&self, step: &Step, name: &str, text: &str) -> Result<Template, StepEnd> {
+        let port = self.streams.get(name).map(|s| s.port).unwrap_or(PortKind::S2s);
+        template::prepare_template(text, &|n| self.lookup(n), &template_ctx(port))
             .map_err(|e| Self::broken(step, e.to_string()))
     }
 
@@ -776,8 +785,10 @@ impl<'a> Runner<'a> {
         timeout: Duration,
         exact: bool,
     ) -> StepResult {
-        let text = self.substitute(step, text)?;
-        let tpl = self.parse_tpl(step, name, &text)?;
+        let tpl = self.prepare_tpl(step, name, text)?;
+        // For the report: the template with the variables known so far filled in.
+        let shown = template::substitute(text, &|n| self.lookup(n)).unwrap_or_else(|_| text.to_string());
+        let text = shown.as_str();
         let deadline = tokio::time::Instant::now() + timeout;
         match self.next_unit(name, deadline).await {
             None => {
@@ -853,10 +864,7 @@ impl<'a> Runner<'a> {
             BTreeMap::new();
         for (i, it) in items.iter().enumerate() {
             let (tpl, text) = match &it.template {
-                Some(t) => {
-                    let text = self.substitute(step, t)?;
-                    (Some(self.parse_tpl(step, &it.stream, &text)?), text)
-                }
+                Some(t) => (Some(self.prepare_tpl(step, &it.stream, t)?), t.clone()),
                 None => (None, "EOF".to_string()),
             };
             by_stream
@@ -909,7 +917,7 @@ impl<'a> Runner<'a> {
         if let Some(mut w) = st.writer.take() {
             if reset {
                 // SO_LINGER 0 turns the close into an RST.
-                let _ = w.as_ref().set_linger(Some(Duration::ZERO));
+                let _ = w.as_ref().set_zero_linger();
                 drop(w);
                 st.reader.abort();
                 st.eof = true;
@@ -1082,38 +1090,40 @@ impl<'a> Runner<'a> {
         // Serve the SUT's verification (new connection or piggybacked) until the result comes.
         loop {
             // A result on our stream?
-            if let Some(front) = self.streams.get(name).and_then(|s| s.inbox.front()) {
-                if matches!(
-                    &front.unit,
-                    Unit::Element(_)
-                        | Unit::Eof
-                        | Unit::Reset
-                        | Unit::Undecodable { .. }
-                        | Unit::StreamClose
-                ) {
-                    let r = self.next_unit(name, deadline).await;
-                    return match r.map(|r| r.unit) {
-                        Some(Unit::Element(e))
-                            if e.is(ns::DIALBACK, "result") && e.attr("type") == Some("valid") =>
-                        {
-                            Ok(())
-                        }
-                        Some(Unit::Element(e))
-                            if e.is(ns::DIALBACK, "verify") && e.attr("type").is_none() =>
-                        {
-                            self.answer_verify(step, name, &e).await?;
-                            continue;
-                        }
-                        Some(u) => Err(self.failure(
+            self.skip_queued_whitespace(name);
+            if self.streams.get(name).is_some_and(|s| !s.inbox.is_empty()) {
+                let r = self.next_unit(name, deadline).await;
+                match r.map(|r| r.unit) {
+                    Some(Unit::Element(e))
+                        if e.is(ns::DIALBACK, "result")
+                            && e.attr("type") == Some("valid")
+                            && e.attr("from") == Some(to.as_str())
+                            && e.attr("to") == Some(from.as_str()) =>
+                    {
+                        return Ok(());
+                    }
+                    Some(Unit::Element(e))
+                        if e.is(ns::DIALBACK, "verify") && e.attr("type").is_none() =>
+                    {
+                        self.answer_verify(step, name, &e).await?;
+                        continue;
+                    }
+                    Some(u) => {
+                        return Err(self.failure(
                             step,
                             name,
                             format!("<db:result from='{to}' to='{from}' type='valid'/>"),
                             describe_unit(&u),
-                        )),
-                        None => {
-                            Err(self.failure(step, name, "<db:result type='valid'/>", "nothing"))
-                        }
-                    };
+                        ));
+                    }
+                    None => {
+                        return Err(self.failure(
+                            step,
+                            name,
+                            format!("<db:result from='{to}' to='{from}' type='valid'/>"),
+                            "the connection was closed",
+                        ));
+                    }
                 }
             }
             // A new connection from the SUT to this actor: its verification stream.
@@ -1129,17 +1139,21 @@ impl<'a> Runner<'a> {
                 continue;
             }
             // A db:verify at the front of any other stream of this actor.
-            let other = self
+            let mut others: Vec<String> = self
                 .streams
                 .iter()
                 .filter(|(n, s)| n.as_str() != name && s.actor == actor)
-                .find(|(_, s)| {
-                    s.inbox.front().is_some_and(|r| {
-                        matches!(&r.unit, Unit::Element(e) if e.is(ns::DIALBACK, "verify"))
-                            || matches!(&r.unit, Unit::Whitespace(_))
-                    })
+                .map(|(n, _)| n.clone())
+                .collect();
+            others.sort();
+            for o in &others {
+                self.skip_queued_whitespace(o);
+            }
+            let other = others.into_iter().find(|o| {
+                self.streams.get(o).and_then(|s| s.inbox.front()).is_some_and(|r| {
+                    matches!(&r.unit, Unit::Element(e) if e.is(ns::DIALBACK, "verify"))
                 })
-                .map(|(n, _)| n.clone());
+            });
             if let Some(other) = other {
                 if let Some(r) = self.next_unit(&other, deadline).await {
                     if let Unit::Element(e) = &r.unit {
