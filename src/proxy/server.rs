@@ -33,6 +33,10 @@ const OUTBOUND_QUEUE: usize = 1024;
 const STREAM_QUEUE: usize = 256;
 /// Read buffer per stream task.
 const READ_BUF: usize = 16 * 1024;
+/// How long a closing stream waits for the peer's own close (RFC 6120 §4.4).
+const LINGER: Duration = Duration::from_secs(1);
+/// Commands taken from a channel in one go, so their output leaves in one write.
+const BATCH: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -278,6 +282,24 @@ async fn flush(sock: &mut TcpStream, d: &mut Drained) -> bool {
     ok
 }
 
+/// RFC 6120 §4.4: after our `</stream:stream>`, wait (briefly) for the peer's close
+/// instead of resetting the connection, so it can read our last words (a stream error)
+/// even while it is still sending.
+async fn linger(mut sock: TcpStream) {
+    let _ = sock.shutdown().await;
+    let mut scratch = [0u8; 4096];
+    let mut budget: usize = 1 << 20;
+    let drain = async {
+        while let Ok(n) = sock.read(&mut scratch).await {
+            if n == 0 || n > budget {
+                break;
+            }
+            budget -= n;
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
+}
+
 // ---------------------------------------------------------------- inbound S2S
 
 async fn inbound_task(
@@ -330,8 +352,8 @@ async fn inbound_task(
             break;
         }
     }
-    let _ = sock.shutdown().await;
     debug!(%peer, "inbound stream closed");
+    linger(sock).await;
 }
 
 // ---------------------------------------------------------------- outbound S2S
@@ -409,11 +431,21 @@ async fn outbound_task(
                 Ok(n) => s.handle_input(Instant::now(), Input::Data(buf.get(..n).unwrap_or(&[]))),
             },
             Some(cmd) = rx.recv() => {
-                match cmd {
-                    OutCmd::Stanza { from_domain, el } => s.send_stanza(Instant::now(), &from_domain, el),
-                    OutCmd::Verify { req, reply } => {
-                        replies.insert((req.originating.clone(), req.receiving.clone(), req.stream_id.clone()), reply);
-                        s.request_verify(Instant::now(), req);
+                let now = Instant::now();
+                let mut next = Some(cmd);
+                let mut taken = 0;
+                while let Some(cmd) = next.take() {
+                    match cmd {
+                        OutCmd::Stanza { from_domain, el } => s.send_stanza(now, &from_domain, el),
+                        OutCmd::Verify { req, reply } => {
+                            let key = (req.originating.clone(), req.receiving.clone(), req.stream_id.clone());
+                            replies.insert(key, reply);
+                            s.request_verify(now, req);
+                        }
+                    }
+                    taken += 1;
+                    if taken < BATCH {
+                        next = rx.try_recv().ok();
                     }
                 }
                 Ok(())
@@ -428,11 +460,11 @@ async fn outbound_task(
             info!(%remote, error = %e, "outbound stream failed");
         }
     }
-    let _ = sock.shutdown().await;
     debug!(%remote, "outbound stream closed");
     shared
         .outbound_gone(&remote, &me, rx, StanzaCondition::RemoteServerTimeout)
         .await;
+    linger(sock).await;
 }
 
 // ---------------------------------------------------------------- components
@@ -512,7 +544,7 @@ async fn component_task(
     while let Some(CompCmd::Stanza(el)) = rx.recv().await {
         shared.bounce_back(&el, StanzaCondition::ServiceUnavailable);
     }
-    let _ = sock.shutdown().await;
+    linger(sock).await;
 }
 
 // ---------------------------------------------------------------- router
