@@ -209,7 +209,7 @@ impl ComponentSession {
             dialback: false,
         }
         .to_xml();
-        self.out.transmit(xml.as_bytes());
+        self.out.transmit(&xml);
     }
 
     fn on_event(&mut self, ev: Event) -> Result<(), Error> {
@@ -292,7 +292,7 @@ impl ComponentSession {
                     self.state = ServerState::ExpectHandshake { domain, secret };
                     return Err(self.fail(PeerMisbehaved::BadHandshake));
                 }
-                self.out.transmit(b"<handshake/>");
+                self.out.transmit("<handshake/>");
                 self.deadline = None;
                 self.out.push(Output::ComponentReady(domain.clone()));
                 self.state = ServerState::Authenticated { domain };
@@ -401,7 +401,7 @@ impl ComponentClient {
             dialback: false,
         }
         .to_xml();
-        c.out.transmit(xml.as_bytes());
+        c.out.transmit(&xml);
         c
     }
 

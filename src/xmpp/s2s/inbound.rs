@@ -269,8 +269,7 @@ impl InboundSession {
         }
         if version.is_some() {
             // RFC 6120 §4.3.2 (STR-03) and XEP-0220 §2.4.2 (DB-01): dialback with errors.
-            self.out.transmit(
-                b"<stream:features><dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback></stream:features>",
+            self.out.transmit("<stream:features><dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback></stream:features>",
             );
         }
         self.state = State::ExpectElements;
@@ -299,7 +298,7 @@ impl InboundSession {
             dialback: true,
         }
         .to_xml();
-        self.out.transmit(xml.as_bytes());
+        self.out.transmit(&xml);
     }
 
     fn on_element(&mut self, now: Instant, el: Element) -> Result<(), Error> {

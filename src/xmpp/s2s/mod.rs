@@ -348,32 +348,37 @@ impl HeaderOut<'_> {
 }
 
 /// `</stream:stream>` (RFC 6120 §4.4).
-pub(crate) const STREAM_CLOSE: &[u8] = b"</stream:stream>";
+pub(crate) const STREAM_CLOSE: &str = "</stream:stream>";
 
-/// Output queue with write coalescing: consecutive transmits become one buffer, so the
-/// driver issues one write per batch (DESIGN §6: several stanzas per syscall).
+/// Output queue with write coalescing: everything written between two non-transmit outputs
+/// goes into one buffer (one allocation, one write for the driver; DESIGN §6).
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
     q: std::collections::VecDeque<Output>,
+    pending: String,
 }
 
 impl Outbox {
-    pub fn transmit(&mut self, bytes: &[u8]) {
-        if let Some(Output::Transmit(buf)) = self.q.back_mut() {
-            buf.extend_from_slice(bytes);
-        } else {
-            self.q.push_back(Output::Transmit(bytes.to_vec()));
-        }
+    pub fn transmit(&mut self, text: &str) {
+        self.pending.push_str(text);
     }
     pub fn element(&mut self, el: &Element, ctx: &NsContext) {
-        let mut s = String::with_capacity(128);
-        el.write_xml(&mut s, ctx);
-        self.transmit(s.as_bytes());
+        el.write_xml(&mut self.pending, ctx);
     }
     pub fn push(&mut self, o: Output) {
+        self.seal();
         self.q.push_back(o);
     }
+    fn seal(&mut self) {
+        if !self.pending.is_empty() {
+            let bytes = std::mem::take(&mut self.pending).into_bytes();
+            self.q.push_back(Output::Transmit(bytes));
+        }
+    }
     pub fn pop(&mut self) -> Option<Output> {
+        if self.q.is_empty() {
+            self.seal();
+        }
         self.q.pop_front()
     }
 }

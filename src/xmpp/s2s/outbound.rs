@@ -95,7 +95,7 @@ impl OutboundSession {
             dialback: true,
         }
         .to_xml();
-        s.out.transmit(xml.as_bytes());
+        s.out.transmit(&xml);
         s
     }
 
@@ -222,8 +222,7 @@ impl OutboundSession {
         };
         match self.pairs[i].state {
             PairState::Authorized => {
-                let s = self.stanza_ctx();
-                self.out.element(&stanza, &s);
+                self.out.element(&stanza, &self.ctx);
                 return;
             }
             _ if self.pairs[i].queue.len() >= self.cfg.limits.max_queued => {
@@ -304,10 +303,6 @@ impl OutboundSession {
             State::Closed(None) => Err(Error::ConnectionLost),
             _ => Ok(()),
         }
-    }
-
-    fn stanza_ctx(&self) -> NsContext {
-        self.ctx.clone()
     }
 
     fn on_event(&mut self, now: Instant, ev: Event) -> Result<(), Error> {
@@ -507,10 +502,9 @@ impl OutboundSession {
                 self.pairs[i].state = PairState::Authorized;
                 let from = self.pairs[i].from.clone();
                 info!(remote = %self.remote, %from, "dialback: pair authorized");
-                let ctx = self.stanza_ctx();
                 // DB-03: flush in order.
                 for s in &queue {
-                    self.out.element(s, &ctx);
+                    self.out.element(s, &self.ctx);
                 }
                 self.out.push(Output::PairAuthorized {
                     from,
