@@ -218,9 +218,7 @@ impl ComponentSession {
             Event::Header(h) if matches!(self.state, ServerState::ExpectStreamHeader) => {
                 self.on_header(&h)
             }
-            Event::Header(_) => {
-                Err(self.fail_codec(CodecError::NotWellFormed("second stream header".into())))
-            }
+            Event::Header(_) => Err(self.fail(PeerMisbehaved::UnexpectedStreamEvent)),
             Event::Close => {
                 self.out.transmit(STREAM_CLOSE);
                 self.out.push(Output::Close(None));
@@ -538,7 +536,7 @@ impl ComponentClient {
                 Ok(())
             }
             (ClientState::ExpectStreamHeader, _) => {
-                Err(self.fail_codec(CodecError::NotWellFormed("no stream header".into())))
+                Err(self.fail(PeerMisbehaved::UnexpectedStreamEvent))
             }
             (_, _) => Err(self.fail(PeerMisbehaved::UnsupportedElement)),
         }

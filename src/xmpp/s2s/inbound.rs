@@ -212,14 +212,12 @@ impl InboundSession {
         match (&self.state, ev) {
             (State::ExpectStreamHeader, Event::Header(h)) => self.on_header(&h),
             (State::ExpectStreamHeader, Event::Whitespace(_)) => Ok(()),
-            (State::ExpectStreamHeader, _) => {
-                Err(self.fail_codec(CodecError::NotWellFormed("no stream header".into())))
-            }
+            (State::ExpectStreamHeader, _) => Err(self.fail(PeerMisbehaved::UnexpectedStreamEvent)),
             (_, Event::Whitespace(_)) => Ok(()),
             (_, Event::Header(_)) => {
                 // A second header without a restart (no TLS/SASL here) is not well-formed XML
                 // inside the stream root.
-                Err(self.fail_codec(CodecError::NotWellFormed("second stream header".into())))
+                Err(self.fail(PeerMisbehaved::UnexpectedStreamEvent))
             }
             (_, Event::Close) => {
                 // RFC 6120 §4.4: answer the close with our own, then the TCP close (STR-07).

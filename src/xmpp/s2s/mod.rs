@@ -208,6 +208,9 @@ pub enum PeerMisbehaved {
     Timeout,
     /// The response header lacks the `id` dialback keys need (RFC 6120 §4.7.3).
     MissingStreamId,
+    /// A stream header where content belongs, or content before the header. The decoder
+    /// only yields headers in the prolog, so this guards the session's totality.
+    UnexpectedStreamEvent,
 }
 
 impl PeerMisbehaved {
@@ -225,6 +228,7 @@ impl PeerMisbehaved {
             P::UnsupportedElement => C::UnsupportedStanzaType,
             P::Timeout => C::ConnectionTimeout,
             P::MissingStreamId => C::BadFormat,
+            P::UnexpectedStreamEvent => C::NotWellFormed,
         }
     }
 }

@@ -326,9 +326,7 @@ impl OutboundSession {
             }
             (s, _) => {
                 self.state = s;
-                Err(self.fail_codec(CodecError::NotWellFormed(
-                    "unexpected stream header or content".into(),
-                )))
+                Err(self.fail(PeerMisbehaved::UnexpectedStreamEvent))
             }
         }
     }

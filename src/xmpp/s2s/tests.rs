@@ -525,7 +525,7 @@ fn response_header_and_features() {
 #[test]
 fn version_1_10_gets_1_0() {
     let mut r = inbound_b();
-    r.feed(&HDR_B.replace("version='1.0'", "version='1.10'"))
+    r.feed(&HDR_B.replace("version='1.0'>", "version='1.10'>"))
         .ok();
     let w = r.take_wire();
     assert!(
@@ -537,7 +537,7 @@ fn version_1_10_gets_1_0() {
 #[test]
 fn legacy_header_gets_no_version_nor_features_and_dialback_works() {
     let mut r = inbound_b();
-    r.feed(&HDR_B.replace(" version='1.0'", "")).ok();
+    r.feed(&HDR_B.replace(" version='1.0'>", ">")).ok();
     let w = r.take_wire();
     assert!(
         !w.contains("version='1.0'>") && !w.contains("<stream:features"),
@@ -554,7 +554,7 @@ fn legacy_header_gets_no_version_nor_features_and_dialback_works() {
 #[case::unserved_to(HDR_B.replace("to='b.test'", "to='c.test'"), StreamCondition::HostUnknown)]
 #[case::client_ns(HDR_B.replace("xmlns='jabber:server'", "xmlns='jabber:client'"), StreamCondition::InvalidNamespace)]
 #[case::bad_stream_ns(HDR_B.replace("xmlns:stream='http://etherx.jabber.org/streams'", "xmlns:stream='urn:wrong'"), StreamCondition::InvalidNamespace)]
-#[case::bad_version(HDR_B.replace("version='1.0'", "version='one'"), StreamCondition::UnsupportedVersion)]
+#[case::bad_version(HDR_B.replace("version='1.0'>", "version='one'>"), StreamCondition::UnsupportedVersion)]
 fn header_errors_come_after_a_response_header(#[case] hdr: String, #[case] c: StreamCondition) {
     let mut r = inbound_b();
     assert!(r.feed(&hdr).is_err());
