@@ -38,6 +38,9 @@ pub const CAPABILITIES: &[&str] = &[
 
 /// Default wait of `expect*` and `accept` steps (docs/scenarios.md "Top-level keys").
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+/// In an `or` list: "no unit arrives within the timeout".
+pub const NOTHING: &str = "{nothing}";
+
 /// Default `expect_none` window.
 pub const DEFAULT_WINDOW: Duration = Duration::from_millis(300);
 /// Longest duration a scenario may write.
@@ -133,8 +136,18 @@ pub enum Action {
     Expect {
         stream: String,
         template: String,
+        /// Alternatives: the step holds if the unit matches `template` or any of these;
+        /// [`NOTHING`] stands for "no unit within the timeout" (a requirement that allows
+        /// either a refusal or a silent drop).
+        or: Vec<String>,
         timeout: Duration,
         exact: bool,
+    },
+    /// The SUT must not open a connection to `actor` during `window` (e.g. never relay to a
+    /// third domain, RFC 6120 §10.4).
+    ExpectNoConnection {
+        actor: String,
+        window: Duration,
     },
     ExpectEof {
         stream: String,
@@ -344,7 +357,8 @@ const ACTION_KEYS: &[(&str, &[&str])] = &[
     ("connect", &["actor", "port"]),
     ("accept", &["actor", "timeout"]),
     ("send", &["xml"]),
-    ("expect", &["xml", "timeout", "exact"]),
+    ("expect", &["xml", "or", "timeout", "exact"]),
+    ("expect_no_connection", &["window"]),
     ("expect_eof", &["timeout"]),
     ("expect_none", &["window"]),
     ("expect_all", &["timeout"]),
@@ -625,12 +639,42 @@ impl Validator<'_> {
                 let stream = self.existing(stream_s, w)?;
                 let xml = self.required_xml(st, "expect")?;
                 let ns_ = w.streams.get(&stream).map_or(ns::SERVER, |i| i.content_ns);
+                let mut or = Vec::new();
+                if let Some(list) = &st.or {
+                    // Captures inside alternatives are not reliable (only one matches).
+                    for alt in list.get_ref() {
+                        if alt.get_ref().trim() != NOTHING {
+                            let ctx = template::stream_context(ns_);
+                            match template::prepare_template(alt.get_ref(), &|n| w.lookup(n), &ctx) {
+                                Ok(t) if !t.capture_names().is_empty() => {
+                                    self.err(alt.span(), "an `or` alternative cannot capture")
+                                }
+                                Ok(_) => {}
+                                Err(e) => self.err(alt.span(), format!("template: {e}")),
+                            }
+                        }
+                        or.push(alt.get_ref().clone());
+                    }
+                }
                 self.template(xml, ns_, w);
                 Action::Expect {
                     stream,
                     template: xml.get_ref().clone(),
+                    or,
                     timeout: self.duration(&st.timeout, timeout),
                     exact: st.exact.as_ref().is_some_and(|e| *e.get_ref()),
+                }
+            }
+            "expect_no_connection" => {
+                let a = st.expect_no_connection.as_ref()?;
+                match w.actors.iter().find(|x| x.name == *a.get_ref()) {
+                    Some(x) if matches!(x.kind, ActorKind::Xmpp { .. }) => {}
+                    Some(_) => self.err(a.span(), "expect_no_connection names a component actor; only XMPP server actors listen"),
+                    None => self.err(a.span(), format!("unknown actor {:?}", a.get_ref())),
+                }
+                Action::ExpectNoConnection {
+                    actor: a.get_ref().clone(),
+                    window: self.duration(&st.window, DEFAULT_WINDOW),
                 }
             }
             "expect_eof" => Action::ExpectEof {

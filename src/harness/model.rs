@@ -64,10 +64,14 @@ pub struct StepFile {
     pub reset: Option<Spanned<String>>,
     pub dialback: Option<Spanned<String>>,
     pub accept_dialback: Option<Spanned<String>>,
+    /// The value names an actor (not a stream): the SUT must not connect to it.
+    pub expect_no_connection: Option<Spanned<String>>,
     // --- other keys
     pub actor: Option<Spanned<String>>,
     pub port: Option<Spanned<String>>,
     pub xml: Option<Spanned<String>>,
+    /// Alternatives to `xml` for `expect` (`"{nothing}"`: no unit within the timeout).
+    pub or: Option<Spanned<Vec<Spanned<String>>>>,
     pub timeout: Option<Spanned<String>>,
     pub exact: Option<Spanned<bool>>,
     pub window: Option<Spanned<String>>,
@@ -101,6 +105,7 @@ impl StepFile {
             actor,
             port,
             xml,
+            or,
             timeout,
             exact,
             window,
@@ -130,7 +135,8 @@ impl StepFile {
             close,
             reset,
             dialback,
-            accept_dialback
+            accept_dialback,
+            expect_no_connection
         );
         v
     }

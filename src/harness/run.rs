@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use super::catalogue::{Catalogue, Level};
-use super::load::{Action, ActorKind, ExpectItem, PortKind, Scenario, Step};
+use super::load::{Action, ActorKind, ExpectItem, NOTHING, PortKind, Scenario, Step};
 use super::template::{self, Template};
 use super::transcript::{Dir, Transcript, Unit};
 use super::verdict::{Failure, Verdict};
@@ -181,6 +181,9 @@ pub struct Runner<'a> {
     /// Connections the SUT opened to an actor that no step has claimed yet.
     pending_accepts: HashMap<String, VecDeque<(TcpStream, SocketAddr, SocketAddr)>>,
     captures: HashMap<String, String>,
+    /// Every value captured and every stream id the SUT sent so far, with where it was
+    /// seen: what `{new:NAME}` must differ from.
+    seen: HashMap<String, String>,
     accept_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -231,6 +234,7 @@ impl<'a> Runner<'a> {
             streams: HashMap::new(),
             pending_accepts: HashMap::new(),
             captures: HashMap::new(),
+            seen: HashMap::new(),
             accept_tasks,
         }
     }
@@ -730,6 +734,10 @@ impl<'a> Runner<'a> {
                 if matches!(r.unit, Unit::Eof | Unit::Reset) {
                     st.eof = true;
                 }
+                if let Unit::Header(StreamHeader { id: Some(id), .. }) = &r.unit {
+                    let seq = self.transcript.entries.len();
+                    self.seen.entry(id.clone()).or_insert_with(|| header_seen(name, seq));
+                }
                 self.transcript.push(
                     r.at,
                     &actor,
@@ -765,6 +773,7 @@ impl<'a> Runner<'a> {
 
     fn record_captures(&mut self, caps: Vec<(String, String)>) {
         for (k, v) in caps {
+            self.seen.entry(v.clone()).or_insert_with(|| format!("capture `{k}`"));
             self.captures.insert(k, v);
         }
     }
@@ -782,38 +791,84 @@ impl<'a> Runner<'a> {
         step: &Step,
         name: &str,
         text: &str,
+        or: &[String],
         timeout: Duration,
         exact: bool,
     ) -> StepResult {
         let tpl = self.prepare_tpl(step, name, text)?;
-        // For the report: the template with the variables known so far filled in.
-        let shown = template::substitute(text, &|n| self.lookup(n)).unwrap_or_else(|_| text.to_string());
-        let text = shown.as_str();
-        let deadline = tokio::time::Instant::now() + timeout;
-        match self.next_unit(name, deadline).await {
-            None => {
-                let got = if self.streams.get(name).is_some_and(|s| s.eof) {
-                    "the connection was already closed".to_string()
-                } else {
-                    format!("nothing after {}", fmt_dur(timeout))
-                };
-                Err(self.failure(step, name, text.trim(), got))
+        let mut alts = Vec::new();
+        let mut nothing_ok = false;
+        for a in or {
+            if a.trim() == NOTHING {
+                nothing_ok = true;
+            } else {
+                alts.push(self.prepare_tpl(step, name, a)?);
             }
-            Some(r) => match unit_event(&r.unit) {
-                Some(ev) => match template::match_unit(&tpl, &ev, exact) {
-                    Ok(caps) => {
-                        self.record_captures(caps);
-                        Ok(())
+        }
+        // For the report: the templates with the variables known so far filled in.
+        let mut shown = template::substitute(text, &|n| self.lookup(n)).unwrap_or_else(|_| text.to_string());
+        for a in or {
+            shown.push_str("\n  or ");
+            shown.push_str(a.trim());
+        }
+        let text = shown.trim();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let Some(r) = self.next_unit(name, deadline).await else {
+            if nothing_ok {
+                return Ok(());
+            }
+            let got = if self.streams.get(name).is_some_and(|s| s.eof) {
+                "the connection was already closed".to_string()
+            } else {
+                format!("nothing after {}", fmt_dur(timeout))
+            };
+            return Err(self.failure(step, name, text, got));
+        };
+        let Some(ev) = unit_event(&r.unit) else {
+            return Err(self.failure(step, name, text, describe_unit(&r.unit)));
+        };
+        match template::match_unit(&tpl, &ev, exact) {
+            Ok(caps) => {
+                for fresh in template::fresh_names(text) {
+                    if let Some((_, v)) = caps.iter().find(|(k, _)| *k == fresh) {
+                        let this = header_seen(name, self.transcript.entries.len().saturating_sub(1));
+                        if let Some(prev) = self.seen.get(v).filter(|p| **p != this) {
+                            return Err(self.failure(
+                                step,
+                                name,
+                                format!("{text}\n  with a {{new:{fresh}}} value never seen before (RFC 6120 §4.7.3)"),
+                                format!("{}\n  the value {v:?} was already seen as {prev}", template::describe_event(&ev)),
+                            ));
+                        }
                     }
-                    Err(m) => Err(self.failure(
-                        step,
-                        name,
-                        text.trim(),
-                        format!("{}\n  mismatch: {m}", template::describe_event(&ev)),
-                    )),
-                },
-                None => Err(self.failure(step, name, text.trim(), describe_unit(&r.unit))),
-            },
+                }
+                self.record_captures(caps);
+                Ok(())
+            }
+            Err(m) => {
+                if alts.iter().any(|a| template::match_unit(a, &ev, exact).is_ok()) {
+                    return Ok(());
+                }
+                Err(self.failure(step, name, text, format!("{}\n  mismatch: {m}", template::describe_event(&ev))))
+            }
+        }
+    }
+
+    async fn expect_no_connection(&mut self, step: &Step, actor: &str, window: Duration) -> StepResult {
+        let deadline = tokio::time::Instant::now() + window;
+        loop {
+            if let Some((_, peer, _)) = self.pending_accepts.get(actor).and_then(|q| q.front()) {
+                let peer = *peer;
+                return Err(self.failure(
+                    step,
+                    actor,
+                    format!("no connection from the SUT to {actor} for {}", fmt_dur(window)),
+                    format!("the SUT connected from {peer}"),
+                ));
+            }
+            if !self.pump(deadline).await {
+                return Ok(());
+            }
         }
     }
 
@@ -1334,9 +1389,13 @@ impl<'a> Runner<'a> {
             Action::Expect {
                 stream,
                 template,
+                or,
                 timeout,
                 exact,
-            } => self.expect(step, stream, template, *timeout, *exact).await,
+            } => self.expect(step, stream, template, or, *timeout, *exact).await,
+            Action::ExpectNoConnection { actor, window } => {
+                self.expect_no_connection(step, actor, *window).await
+            }
             Action::ExpectEof { stream, timeout } => self.expect_eof(step, stream, *timeout).await,
             Action::ExpectNone { stream, window } => self.expect_none(step, stream, *window).await,
             Action::ExpectAll { items, timeout } => self.expect_all(step, items, *timeout).await,
@@ -1403,6 +1462,11 @@ fn assign(
         }
     }
     false
+}
+
+/// How a stream id the SUT sent is described in a freshness failure.
+fn header_seen(stream: &str, seq: usize) -> String {
+    format!("the stream id of `{stream}` (transcript entry {seq})")
 }
 
 fn event_unit(ev: Event) -> Unit {

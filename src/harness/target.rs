@@ -228,24 +228,15 @@ fn bundled_config(scenario: &Scenario, routes: BTreeMap<String, SocketAddr>) -> 
         .collect();
     let mut secret = [0u8; 16];
     let _ = getrandom::fill(&mut secret);
-    proxy::ProxyConfig {
-        domains: vec![BUNDLED_DOMAIN.to_string()],
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        component_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
-        dialback_secret: hex::encode(secret),
-        routes: routes
-            .into_iter()
-            .map(|(d, a)| (d, a.to_string()))
-            .collect(),
-        components,
-        timeouts: proxy::Timeouts {
-            connect: Duration::from_secs(2),
-            dialback: Duration::from_secs(3),
-            establishment: Duration::from_secs(5),
-            ..Default::default()
-        },
-        ..Default::default()
-    }
+    let mut cfg = proxy::ProxyConfig::new(BUNDLED_DOMAIN, &hex::encode(secret));
+    cfg.component_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    cfg.routes = routes.into_iter().map(|(d, a)| (d, a.to_string())).collect();
+    cfg.components = components;
+    // Short enough that a scenario about a silent peer ends in seconds.
+    cfg.timeouts.connect = Duration::from_secs(2);
+    cfg.timeouts.dialback = Duration::from_secs(3);
+    cfg.timeouts.establish = Duration::from_secs(5);
+    cfg
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {

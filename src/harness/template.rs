@@ -134,6 +134,25 @@ fn substitute_inner(
     Ok(out)
 }
 
+/// Names captured with `{new:NAME}` in a template text: values that must be fresh, i.e.
+/// differ from every value captured or stream id seen earlier in the scenario (RFC 6120
+/// §4.7.3: stream ids are unique; DB-16).
+pub fn fresh_names(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("{new:") {
+        let tail = &rest[i + 5..];
+        match tail.find('}') {
+            Some(j) => {
+                out.push(tail[..j].to_string());
+                rest = &tail[j..];
+            }
+            None => break,
+        }
+    }
+    out
+}
+
 /// One `{…}` placeholder, syntactically.
 enum Placeholder<'a> {
     Any,
@@ -151,7 +170,9 @@ impl<'a> Placeholder<'a> {
             "absent" => return Ok(Placeholder::Absent),
             _ => {}
         }
-        if let Some(name) = inner.strip_prefix("id:") {
+        // `{new:NAME}` captures like `{id:NAME}`; the runner also checks the value was never
+        // seen before in the scenario (see [`fresh_names`]).
+        if let Some(name) = inner.strip_prefix("id:").or_else(|| inner.strip_prefix("new:")) {
             return if is_name(name) && !RESERVED_NAMES.contains(&name) {
                 Ok(Placeholder::Capture(name))
             } else {
