@@ -205,9 +205,93 @@ pub struct ShellOutput {
 }
 
 impl ShellOutput {
+    /// stdout then stderr, without the lua-unbound notice.
     pub fn text(&self) -> String {
-        format!("{}{}", self.stdout, self.stderr)
+        format!(
+            "{}{}",
+            strip_notice(&self.stdout),
+            strip_notice(&self.stderr)
+        )
     }
+}
+
+/// Direction of an S2S session as `s2s:show()` prints it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// `-->`: Prosody initiated the stream (RFC 6120 §4.2 initiating entity).
+    Outgoing,
+    /// `<--`: the peer initiated it.
+    Incoming,
+}
+
+/// One row of `s2s:show()` (mod_admin_shell, Prosody 0.12).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S2sSession {
+    pub id: String,
+    pub host: String,
+    pub direction: Direction,
+    pub remote: String,
+    /// Dialback column: `Completed` on a stream authenticated by XEP-0220,
+    /// `Not used` on the side that only verified.
+    pub dialback: String,
+}
+
+/// Rows of the `s2s:show()` table; anything else in the output (banner,
+/// header, summary) is skipped.
+fn parse_s2s_show(text: &str) -> Vec<S2sSession> {
+    let mut header: Option<Vec<String>> = None;
+    let mut rows = Vec::new();
+    for line in text.lines() {
+        let cells: Vec<String> = line.split('|').map(|c| c.trim().to_owned()).collect();
+        if cells.len() < 4 {
+            continue;
+        }
+        let Some(names) = &header else {
+            if cells.first().is_some_and(|c| c == "Session ID") {
+                header = Some(cells);
+            }
+            continue;
+        };
+        let cell = |name: &str| {
+            names
+                .iter()
+                .position(|n| n == name)
+                .and_then(|i| cells.get(i))
+                .cloned()
+                .unwrap_or_default()
+        };
+        let direction = match cell("Dir").as_str() {
+            "-->" => Direction::Outgoing,
+            "<--" => Direction::Incoming,
+            _ => continue,
+        };
+        rows.push(S2sSession {
+            id: cell("Session ID"),
+            host: cell("Host"),
+            direction,
+            remote: cell("Remote"),
+            dialback: cell("Dialback"),
+        });
+    }
+    rows
+}
+
+/// Drop the boxed notice Debian's Prosody prints on every start when
+/// lua-unbound is missing (a block between two lines of asterisks): it is
+/// noise in failure messages. Other text is kept as is.
+fn strip_notice(text: &str) -> String {
+    let mut inside = false;
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let fence = line.len() >= 10 && line.chars().all(|c| c == '*');
+        if fence {
+            inside = !inside;
+        } else if !inside {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// A running Prosody; killed (with its process group's leader) on drop.
@@ -334,10 +418,11 @@ impl Prosody {
         );
         let output = self.shell(&command).await?;
         let expected = format!("pong from {remote}");
+        // The shell prints `Result: pong from <remote> in <t>s`.
         let pong = output
             .stdout
             .lines()
-            .find(|l| l.trim_start().starts_with(&expected))
+            .find_map(|l| l.find(&expected).map(|i| l.get(i..).unwrap_or(l)))
             .map(|l| l.trim().to_owned());
         match pong {
             Some(line) if output.status.success() => Ok(line),
@@ -345,25 +430,52 @@ impl Prosody {
         }
     }
 
-    /// Prosody's debug log plus anything it wrote to stdout/stderr.
-    pub fn log(&self) -> String {
-        ["prosody.log", "stdout.log", "stderr.log"]
-            .iter()
-            .map(|name| {
-                let text = std::fs::read(self.dir.path().join(name))
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .unwrap_or_default();
-                format!("==> {name} <==\n{text}")
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+    /// The S2S sessions Prosody currently holds (`s2s:show()`).
+    pub async fn s2s_sessions(&self) -> Result<Vec<S2sSession>, ProsodyError> {
+        let command = "s2s:show()";
+        let output = self.shell(command).await?;
+        if !output.status.success() {
+            return Err(ProsodyError::Shell {
+                command: command.to_owned(),
+                output,
+            });
+        }
+        Ok(parse_s2s_show(&output.stdout))
     }
 
-    /// The last `lines` lines of [`log`](Self::log), for failure messages.
+    /// Lines of Prosody's debug log that contain every one of `needles`
+    /// (attribute order varies between runs, so match pieces, not lines).
+    pub fn log_lines_with(&self, needles: &[&str]) -> Vec<String> {
+        std::fs::read(self.dir.path().join("prosody.log"))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The last `lines` lines of the debug log, then Prosody's stdout and
+    /// stderr (startup errors land there) without the lua-unbound notice.
     pub fn log_tail(&self, lines: usize) -> String {
-        let log = self.log();
+        let read = |name: &str| {
+            std::fs::read(self.dir.path().join(name))
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default()
+        };
+        let log = read("prosody.log");
         let all: Vec<&str> = log.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        let mut out = all
+            .get(all.len().saturating_sub(lines)..)
+            .unwrap_or_default()
+            .join("\n");
+        for name in ["stdout.log", "stderr.log"] {
+            let text = strip_notice(&read(name));
+            if !text.trim().is_empty() {
+                let _ = write!(out, "\n==> {name} <==\n{text}");
+            }
+        }
+        out
     }
 
     /// Kill the server and reap it (bounded); dropping does the same
@@ -437,6 +549,14 @@ mod tests {
 
     const PROSODY_DOMAIN: &str = "prosody.test";
     const OUR_DOMAIN: &str = "fedcheck.test";
+    /// Pieces of the log line for a `<db:verify type='valid'>` from our
+    /// domain arriving on Prosody's outgoing stream.
+    const VERIFY_VALID_FROM_OUR_DOMAIN: &[&str] = &[
+        "Received[s2sout",
+        "<verify ",
+        "type='valid'",
+        "from='fedcheck.test'",
+    ];
 
     #[test]
     fn config_renders_every_placeholder_as_lua() {
@@ -485,6 +605,89 @@ mod tests {
             Some("jabber:server:dialback")
         );
         assert_eq!(attrs.get("to").map(String::as_str), Some("a"));
+    }
+
+    const SAMPLE_S2S_SHOW: &str = "\
+Old DNS resolver library will be used
+Session ID           | Host                   | Dir  | Remote                 | IPv  | Security  | SASL       | Dialback     
+s2sout55afe4b90de0   | prosody.test           | -->  | fedcheck.test          | IPv4 | insecure  |            | Completed    
+s2sin55afe4ba9800    | prosody.test           | <--  | fedcheck.test          | IPv4 | insecure  |            | Not used     
+OK: 2 s2s connections shown
+";
+
+    #[test]
+    fn notice_is_stripped_and_the_rest_kept() {
+        let text = "\n**************************\nProsody was unable to find lua-unbound\n\
+            **************************\n\nResult: pong from a in 1s\n";
+        assert_eq!(strip_notice(text), "\n\nResult: pong from a in 1s\n");
+        assert_eq!(strip_notice("a*b\n"), "a*b\n");
+    }
+
+    #[test]
+    fn s2s_show_table_is_parsed() {
+        let rows = parse_s2s_show(SAMPLE_S2S_SHOW);
+        assert_eq!(rows.len(), 2);
+        let out = rows.first().unwrap_or_else(|| panic!("no rows"));
+        assert_eq!(out.id, "s2sout55afe4b90de0");
+        assert_eq!(out.host, "prosody.test");
+        assert_eq!(out.direction, Direction::Outgoing);
+        assert_eq!(out.remote, "fedcheck.test");
+        assert_eq!(out.dialback, "Completed");
+        assert_eq!(rows.get(1).map(|r| r.direction), Some(Direction::Incoming));
+        assert_eq!(parse_s2s_show("OK: 0 s2s connections shown"), vec![]);
+    }
+
+    /// Two Prosodys routed at each other federate by dialback and a ping
+    /// round-trips. This checks the launcher and the route plugin in both
+    /// directions without our proxy, so a failure of the proxy test can be
+    /// told apart from a broken Prosody setup.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_prosodys_federate_through_static_routes() {
+        let Some(bin) = ProsodyBin::require() else {
+            return;
+        };
+        let a = ProsodyConfig::new(PROSODY_DOMAIN).unwrap_or_else(|e| panic!("{e}"));
+        let b = ProsodyConfig::new(OUR_DOMAIN).unwrap_or_else(|e| panic!("{e}"));
+        let (a_addr, b_addr) = (a.s2s_addr, b.s2s_addr);
+        let (a, b) = tokio::join!(
+            Prosody::start(&bin, a.route(OUR_DOMAIN, b_addr)),
+            Prosody::start(&bin, b.route(PROSODY_DOMAIN, a_addr)),
+        );
+        let a = a.unwrap_or_else(|e| panic!("starting {PROSODY_DOMAIN}: {e}"));
+        let b = b.unwrap_or_else(|e| panic!("starting {OUR_DOMAIN}: {e}"));
+        let logs = || {
+            format!(
+                "--- A ---\n{}\n--- B ---\n{}",
+                a.log_tail(40),
+                b.log_tail(40)
+            )
+        };
+
+        let pong = a
+            .ping(OUR_DOMAIN)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+        assert!(pong.starts_with("pong from fedcheck.test"), "{pong}");
+        let sessions = a
+            .s2s_sessions()
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+        assert!(
+            sessions.iter().any(|s| s.direction == Direction::Outgoing
+                && s.remote == OUR_DOMAIN
+                && s.dialback == "Completed"),
+            "{sessions:?}"
+        );
+        assert!(
+            sessions
+                .iter()
+                .any(|s| s.direction == Direction::Incoming && s.remote == OUR_DOMAIN),
+            "{sessions:?}"
+        );
+        // A asked B to verify B's key (piggybacked on A's outgoing stream)
+        // and B said valid: dialback ran the other way too (XEP-0220 §2.4).
+        let verified = a.log_lines_with(VERIFY_VALID_FROM_OUR_DOMAIN);
+        assert!(!verified.is_empty(), "no valid db:verify\n{}", logs());
     }
 
     /// Prosody with our plugin dials the static route for a domain instead
