@@ -1,0 +1,20 @@
+//! The reference edge proxy: a thin tokio driver around the sans-IO sessions of
+//! [`crate::xmpp::s2s`] and [`crate::xmpp::component`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use fedcheck::proxy::{ProxyConfig, start};
+//! let cfg = ProxyConfig::from_file(std::path::Path::new("proxy.toml"))?;
+//! let proxy = start(cfg).await?;
+//! println!("S2S on {}", proxy.s2s_addr);
+//! proxy.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+mod server;
+#[cfg(test)]
+mod tests;
+
+pub use config::{ComponentConfig, ConfigError, LimitsConfig, ProxyConfig, Rule, TimeoutsConfig};
+pub use server::{ProxyError, RunningProxy, run, start};

@@ -2,8 +2,10 @@
 //! as an argument and I/O leaves as output values (see README "Architecture").
 
 pub mod codec;
+pub mod component;
 pub mod conditions;
 pub mod dialback;
 pub mod element;
 pub mod jid;
 pub mod ns;
+pub mod s2s;

@@ -1,0 +1,504 @@
+//! Proxy configuration (TOML).
+//!
+//! ```toml
+//! domains = ["xmpp-a.test"]            # served domains; the first is the primary one
+//! listen = "127.0.0.1:5269"            # S2S listener; port 0 = ephemeral
+//! component_listen = "127.0.0.1:5347"  # XEP-0114 listener (optional)
+//! dialback_secret = "change me"        # XEP-0185 secret
+//!
+//! [routes]                             # static routes instead of DNS SRV
+//! "xmpp-b.test" = "127.0.0.1:5270"
+//!
+//! [[component]]
+//! domain = "sip.xmpp-a.test"
+//! secret = "gateway secret"
+//!
+//! [timeouts]                           # "500ms", "2s", "1m", "1h", or an integer of ms
+//! connect = "2s"
+//! dialback = "10s"
+//! establish = "30s"
+//! idle = "10m"
+//!
+//! [limits]
+//! max_stanza_bytes = 262144            # at least 10000 (RFC 6120 §13.12)
+//! max_depth = 64
+//! max_pairs_per_stream = 64
+//! max_queued_stanzas = 1000
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+
+use crate::xmpp::s2s::jid_domain;
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Served XMPP domains; the first is the primary one.
+    pub domains: Vec<String>,
+    /// S2S listening address (port 0 = ephemeral; read the bound one from
+    /// [`super::RunningProxy::s2s_addr`]).
+    pub listen: SocketAddr,
+    /// XEP-0114 component listener.
+    #[serde(default)]
+    pub component_listen: Option<SocketAddr>,
+    pub dialback_secret: String,
+    /// Remote domain → "host:port" (static routes; no DNS SRV in the proxy).
+    #[serde(default)]
+    pub routes: BTreeMap<String, String>,
+    /// Components allowed to connect (XEP-0114).
+    #[serde(default, rename = "component")]
+    pub components: Vec<ComponentConfig>,
+    #[serde(default)]
+    pub timeouts: TimeoutsConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentConfig {
+    pub domain: String,
+    pub secret: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutsConfig {
+    /// TCP connect to a static route (failure → `remote-server-timeout`, RFC 6120 §10.4.3).
+    #[serde(deserialize_with = "duration")]
+    pub connect: Duration,
+    /// Waiting for a dialback answer or verdict (XEP-0220 §2.1.1).
+    #[serde(deserialize_with = "duration")]
+    pub dialback: Duration,
+    /// From connect until the stream is usable; a stalled peer is closed after this.
+    #[serde(deserialize_with = "duration")]
+    pub establish: Duration,
+    /// A stream without traffic is closed after this (RFC 6120 §4.6.3: be lenient).
+    #[serde(deserialize_with = "duration")]
+    pub idle: Duration,
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        TimeoutsConfig {
+            connect: Duration::from_secs(5),
+            dialback: Duration::from_secs(15),
+            establish: Duration::from_secs(30),
+            idle: Duration::from_secs(600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub max_stanza_bytes: usize,
+    pub max_depth: usize,
+    pub max_pairs_per_stream: usize,
+    pub max_queued_stanzas: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_stanza_bytes: 256 * 1024,
+            max_depth: 64,
+            max_pairs_per_stream: 64,
+            max_queued_stanzas: 1000,
+        }
+    }
+}
+
+/// Parse `"500ms"`, `"2s"`, `"1m"`, `"1h"` (an integer with a unit).
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    Some(match unit.trim() {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.checked_mul(60)?),
+        "h" => Duration::from_secs(n.checked_mul(3600)?),
+        _ => return None,
+    })
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    struct V;
+    impl Visitor<'_> for V {
+        type Value = Duration;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(
+                r#"a duration such as "500ms", "2s", "1m", "1h", or an integer of milliseconds"#,
+            )
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
+            Ok(Duration::from_millis(v))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
+            u64::try_from(v)
+                .map(Duration::from_millis)
+                .map_err(|_| E::custom("a duration cannot be negative"))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
+            parse_duration(v).ok_or_else(|| E::invalid_value(de::Unexpected::Str(v), &self))
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// A validation rule a configuration broke.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rule {
+    #[error("`domains` must list at least one served domain")]
+    NoDomains,
+    #[error("{0:?} is not a valid domain name")]
+    BadDomain(String),
+    #[error("domain {0:?} is listed twice")]
+    DuplicateDomain(String),
+    #[error("`dialback_secret` must not be empty")]
+    EmptySecret,
+    #[error("route for {0:?}, a domain served here (a route must lead elsewhere)")]
+    RouteForOwnDomain(String),
+    #[error("route for {domain:?}: {value:?} is not \"host:port\"")]
+    BadRoute { domain: String, value: String },
+    #[error("component {0:?} is configured twice")]
+    DuplicateComponent(String),
+    #[error("component {0:?} has an empty secret")]
+    EmptyComponentSecret(String),
+    #[error("components are configured but `component_listen` is missing")]
+    ComponentsWithoutListener,
+    #[error("timeout `{0}` must be above zero")]
+    ZeroTimeout(&'static str),
+    #[error("`limits.max_stanza_bytes` must be at least 10000 (RFC 6120 §13.12)")]
+    StanzaLimitTooSmall,
+    #[error("limit `{0}` must be above zero")]
+    ZeroLimit(&'static str),
+}
+
+impl Rule {
+    /// Text to look for in the file to report a line: the offending value or key.
+    fn needle(&self) -> Option<(&str, Option<&'static str>)> {
+        match self {
+            Rule::BadDomain(d) | Rule::DuplicateDomain(d) => Some((d, Some("domains"))),
+            Rule::RouteForOwnDomain(d) | Rule::BadRoute { domain: d, .. } => {
+                Some((d, Some("[routes]")))
+            }
+            Rule::DuplicateComponent(d) | Rule::EmptyComponentSecret(d) => {
+                Some((d, Some("[[component]]")))
+            }
+            Rule::NoDomains => Some(("domains", None)),
+            Rule::EmptySecret => Some(("dialback_secret", None)),
+            Rule::ComponentsWithoutListener => Some(("[[component]]", None)),
+            Rule::ZeroTimeout(k) | Rule::ZeroLimit(k) => Some((k, None)),
+            Rule::StanzaLimitTooSmall => Some(("max_stanza_bytes", None)),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: cannot read: {source}", file.display())]
+    Io {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}:{line}: {message}", file.display())]
+    Syntax {
+        file: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{}:{line}: {rule}", file.display())]
+    Invalid {
+        file: PathBuf,
+        line: usize,
+        rule: Rule,
+    },
+}
+
+fn line_of(src: &str, offset: usize) -> usize {
+    src.get(..offset).map_or(1, |s| s.matches('\n').count() + 1)
+}
+
+/// The 1-based line where `rule`'s subject appears (best effort: 1 when not found).
+fn line_for(src: &str, rule: &Rule) -> usize {
+    let Some((needle, section)) = rule.needle() else {
+        return 1;
+    };
+    let start = section.and_then(|s| src.find(s)).unwrap_or(0);
+    let quoted = [format!("\"{needle}\""), format!("'{needle}'")];
+    let hit = quoted
+        .iter()
+        .filter_map(|q| src.get(start..).and_then(|s| s.find(q.as_str())))
+        .min()
+        .map(|i| start + i)
+        .or_else(|| src.find(needle));
+    hit.map_or(1, |i| line_of(src, i))
+}
+
+fn valid_route(v: &str) -> bool {
+    match v.rsplit_once(':') {
+        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0),
+        None => false,
+    }
+}
+
+impl ProxyConfig {
+    /// Read and validate a TOML file; errors name `file:line` and the rule broken.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&src).map_err(|e| match e {
+            FromTomlError::Syntax { offset, message } => ConfigError::Syntax {
+                file: path.to_path_buf(),
+                line: offset.map_or(1, |o| line_of(&src, o)),
+                message,
+            },
+            FromTomlError::Invalid(rule) => ConfigError::Invalid {
+                file: path.to_path_buf(),
+                line: line_for(&src, &rule),
+                rule,
+            },
+        })
+    }
+
+    /// Parse and validate TOML text.
+    pub fn from_toml(src: &str) -> Result<Self, FromTomlError> {
+        let cfg: ProxyConfig = toml::from_str(src).map_err(|e| FromTomlError::Syntax {
+            offset: e.span().map(|s| s.start),
+            message: e.message().to_string(),
+        })?;
+        cfg.validate().map_err(FromTomlError::Invalid)?;
+        Ok(cfg)
+    }
+
+    /// Check every rule; the first broken one is returned.
+    pub fn validate(&self) -> Result<(), Rule> {
+        if self.domains.is_empty() {
+            return Err(Rule::NoDomains);
+        }
+        let mut seen: Vec<String> = Vec::new();
+        for d in &self.domains {
+            if jid_domain(d) != Some(d.as_str()) || d.contains('@') {
+                return Err(Rule::BadDomain(d.clone()));
+            }
+            if seen.iter().any(|s| s.eq_ignore_ascii_case(d)) {
+                return Err(Rule::DuplicateDomain(d.clone()));
+            }
+            seen.push(d.clone());
+        }
+        if self.dialback_secret.is_empty() {
+            return Err(Rule::EmptySecret);
+        }
+        for c in &self.components {
+            if jid_domain(&c.domain) != Some(c.domain.as_str()) || c.domain.contains('@') {
+                return Err(Rule::BadDomain(c.domain.clone()));
+            }
+            if self
+                .components
+                .iter()
+                .filter(|o| o.domain.eq_ignore_ascii_case(&c.domain))
+                .count()
+                > 1
+            {
+                return Err(Rule::DuplicateComponent(c.domain.clone()));
+            }
+            if self
+                .domains
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(&c.domain))
+            {
+                return Err(Rule::DuplicateDomain(c.domain.clone()));
+            }
+            if c.secret.is_empty() {
+                return Err(Rule::EmptyComponentSecret(c.domain.clone()));
+            }
+        }
+        if !self.components.is_empty() && self.component_listen.is_none() {
+            return Err(Rule::ComponentsWithoutListener);
+        }
+        for (d, v) in &self.routes {
+            if self.serves(d) {
+                return Err(Rule::RouteForOwnDomain(d.clone()));
+            }
+            if jid_domain(d) != Some(d.as_str()) || !valid_route(v) {
+                return Err(Rule::BadRoute {
+                    domain: d.clone(),
+                    value: v.clone(),
+                });
+            }
+        }
+        let t = &self.timeouts;
+        for (name, v) in [
+            ("connect", t.connect),
+            ("dialback", t.dialback),
+            ("establish", t.establish),
+            ("idle", t.idle),
+        ] {
+            if v.is_zero() {
+                return Err(Rule::ZeroTimeout(name));
+            }
+        }
+        let l = &self.limits;
+        if l.max_stanza_bytes < 10_000 {
+            return Err(Rule::StanzaLimitTooSmall);
+        }
+        for (name, v) in [
+            ("max_depth", l.max_depth),
+            ("max_pairs_per_stream", l.max_pairs_per_stream),
+            ("max_queued_stanzas", l.max_queued_stanzas),
+        ] {
+            if v == 0 {
+                return Err(Rule::ZeroLimit(name));
+            }
+        }
+        Ok(())
+    }
+
+    /// Served here: one of `domains` or a component domain.
+    pub fn serves(&self, d: &str) -> bool {
+        self.domains
+            .iter()
+            .chain(self.components.iter().map(|c| &c.domain))
+            .any(|x| x.eq_ignore_ascii_case(d))
+    }
+
+    /// A minimal configuration for tests and embedding: one domain, ephemeral loopback
+    /// port, no routes, no components.
+    pub fn new(domain: &str, dialback_secret: &str) -> Self {
+        ProxyConfig {
+            domains: vec![domain.to_string()],
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            component_listen: None,
+            dialback_secret: dialback_secret.to_string(),
+            routes: BTreeMap::new(),
+            components: Vec::new(),
+            timeouts: TimeoutsConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+/// [`ProxyConfig::from_toml`] failure, before a file name is attached.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FromTomlError {
+    #[error("{message}")]
+    Syntax {
+        offset: Option<usize>,
+        message: String,
+    },
+    #[error("{0}")]
+    Invalid(Rule),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+    use std::io::Write as _;
+
+    const GOOD: &str = r#"
+domains = ["a.test"]
+listen = "127.0.0.1:0"
+component_listen = "127.0.0.1:0"
+dialback_secret = "s"
+
+[routes]
+"b.test" = "127.0.0.1:5269"
+
+[[component]]
+domain = "gw.a.test"
+secret = "x"
+
+[timeouts]
+connect = "2s"
+dialback = 1500
+establish = "1m"
+"#;
+
+    #[test]
+    fn parses_the_documented_shape() {
+        let c = ProxyConfig::from_toml(GOOD).expect("valid");
+        assert_eq!(c.domains, ["a.test"]);
+        assert_eq!(
+            c.routes.get("b.test").map(String::as_str),
+            Some("127.0.0.1:5269")
+        );
+        assert_eq!(c.components[0].domain, "gw.a.test");
+        assert_eq!(c.timeouts.connect, Duration::from_secs(2));
+        assert_eq!(c.timeouts.dialback, Duration::from_millis(1500));
+        assert_eq!(c.timeouts.establish, Duration::from_secs(60));
+        assert_eq!(c.timeouts.idle, TimeoutsConfig::default().idle);
+    }
+
+    #[rstest]
+    #[case::no_domains("domains = []", Rule::NoDomains)]
+    #[case::own_route(r#"[routes]
+"a.test" = "127.0.0.1:1""#, Rule::RouteForOwnDomain("a.test".into()))]
+    #[case::bad_route(r#"[routes]
+"c.test" = "nowhere""#, Rule::BadRoute { domain: "c.test".into(), value: "nowhere".into() })]
+    #[case::dup_component(r#"[[component]]
+domain = "gw.a.test"
+secret = "y""#, Rule::DuplicateComponent("gw.a.test".into()))]
+    fn validation(#[case] extra: &str, #[case] rule: Rule) {
+        let src = if extra.starts_with("domains") {
+            GOOD.replace(r#"domains = ["a.test"]"#, extra)
+        } else {
+            format!("{GOOD}\n{extra}\n")
+        };
+        // `[routes]` twice is a TOML error; merge route cases into the existing table.
+        let src = if extra.starts_with("[routes]") {
+            GOOD.replace("[routes]\n", &format!("{extra}\n"))
+        } else {
+            src
+        };
+        assert_eq!(
+            ProxyConfig::from_toml(&src),
+            Err(FromTomlError::Invalid(rule))
+        );
+    }
+
+    #[test]
+    fn file_errors_name_file_and_line() {
+        let mut f = tempfile::NamedTempFile::new().expect("tmp");
+        let src = GOOD.replace("[routes]\n", "[routes]\n\"a.test\" = \"127.0.0.1:1\"\n");
+        f.write_all(src.as_bytes()).expect("write");
+        let e = ProxyConfig::from_file(f.path()).expect_err("invalid");
+        let line = src
+            .lines()
+            .position(|l| l.starts_with("\"a.test\""))
+            .map(|i| i + 1);
+        assert!(
+            matches!(&e, ConfigError::Invalid { line: l, .. } if Some(*l) == line),
+            "{e}"
+        );
+        assert!(e.to_string().contains("a domain served here"), "{e}");
+
+        let mut g = tempfile::NamedTempFile::new().expect("tmp");
+        g.write_all(b"domains = [\"a.test\"]\nlisten = 5\n")
+            .expect("write");
+        let e = ProxyConfig::from_file(g.path()).expect_err("syntax");
+        assert!(matches!(e, ConfigError::Syntax { line: 2, .. }), "{e}");
+    }
+
+    #[rstest]
+    #[case("500ms", Some(Duration::from_millis(500)))]
+    #[case("2s", Some(Duration::from_secs(2)))]
+    #[case("3m", Some(Duration::from_secs(180)))]
+    #[case("2x", None)]
+    #[case("s", None)]
+    fn durations(#[case] s: &str, #[case] want: Option<Duration>) {
+        assert_eq!(parse_duration(s), want);
+    }
+}

@@ -1,0 +1,811 @@
+//! The tokio driver: listeners, one task per stream, and the router between them.
+//!
+//! Every stream task owns its socket and its sans-IO session, and loops over four event
+//! sources: socket readable, a command channel (stanzas and verify requests from other
+//! tasks), the session's next timer, and shutdown. After each event it drains the session:
+//! all `Transmit`s are gathered into one buffer and written with one call, the rest goes to
+//! the router. Tasks never share a session, so a bad peer costs only its own stream.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use super::config::ProxyConfig;
+use crate::xmpp::codec::Limits;
+use crate::xmpp::component::{ComponentCredentials, ComponentSession};
+use crate::xmpp::conditions::{StanzaCondition, StanzaError, StreamCondition, StreamError, bounce};
+use crate::xmpp::element::Element;
+use crate::xmpp::ns;
+use crate::xmpp::s2s::{
+    Error as S2sError, InboundSession, Input, LocalConfig, OutboundSession, Output, SessionLimits,
+    Timeouts, Verdict, VerifyRequest, jid_domain,
+};
+
+/// Commands queued per outbound stream.
+const OUTBOUND_QUEUE: usize = 1024;
+/// Commands queued per inbound / component stream.
+const STREAM_QUEUE: usize = 256;
+/// Read buffer per stream task.
+const READ_BUF: usize = 16 * 1024;
+/// How long a closing stream waits for the peer's own close (RFC 6120 §4.4).
+const LINGER: Duration = Duration::from_secs(1);
+/// Commands taken from a channel in one go, so their output leaves in one write.
+const BATCH: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("invalid configuration: {0}")]
+    Config(#[from] super::config::Rule),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+enum OutCmd {
+    Stanza {
+        from_domain: String,
+        el: Element,
+    },
+    Verify {
+        req: VerifyRequest,
+        reply: mpsc::Sender<InCmd>,
+    },
+}
+
+enum InCmd {
+    VerifyResult {
+        originating: String,
+        receiving: String,
+        result: Verdict,
+    },
+}
+
+enum CompCmd {
+    Stanza(Element),
+}
+
+/// State shared by all tasks of one proxy instance (no globals: many run side by side).
+struct Shared {
+    cfg: ProxyConfig,
+    local: Arc<LocalConfig>,
+    components: Vec<ComponentCredentials>,
+    routes: RwLock<HashMap<String, String>>,
+    outbound: Mutex<HashMap<String, mpsc::Sender<OutCmd>>>,
+    linked: Mutex<HashMap<String, mpsc::Sender<CompCmd>>>,
+    /// Each task holds a clone; shutdown waits for all to drop. `None` once shutting down.
+    tracker: Mutex<Option<mpsc::Sender<()>>>,
+    shutdown: watch::Receiver<bool>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A proxy that is running; drop it only through [`RunningProxy::shutdown`].
+pub struct RunningProxy {
+    pub s2s_addr: SocketAddr,
+    pub component_addr: Option<SocketAddr>,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    done: mpsc::Receiver<()>,
+}
+
+impl RunningProxy {
+    /// Add or replace a static route at run time (harness actors listen on ephemeral ports).
+    pub fn add_route(&self, domain: &str, addr: SocketAddr) {
+        let mut r = self
+            .shared
+            .routes
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        r.insert(domain.to_ascii_lowercase(), addr.to_string());
+    }
+
+    /// Stop accepting, close every stream (`system-shutdown`), and wait for all tasks.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        lock(&self.shared.tracker).take();
+        let wait = async { while self.done.recv().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .is_err()
+        {
+            warn!("proxy tasks did not finish within 10 s of shutdown");
+        }
+    }
+}
+
+/// Bind the listeners and spawn the proxy.
+pub async fn start(cfg: ProxyConfig) -> Result<RunningProxy, ProxyError> {
+    cfg.validate()?;
+    let s2s = TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| ProxyError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+    let comp = match cfg.component_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ProxyError::Bind { addr, source })?,
+        ),
+        None => None,
+    };
+    let s2s_addr = s2s.local_addr().map_err(|source| ProxyError::Bind {
+        addr: cfg.listen,
+        source,
+    })?;
+    let component_addr = comp.as_ref().and_then(|l| l.local_addr().ok());
+    let (stop, shutdown) = watch::channel(false);
+    let (tracker, done) = mpsc::channel::<()>(1);
+    let components: Vec<ComponentCredentials> = cfg
+        .components
+        .iter()
+        .map(|c| ComponentCredentials {
+            domain: c.domain.to_ascii_lowercase(),
+            secret: c.secret.clone(),
+        })
+        .collect();
+    let mut domains: Vec<String> = cfg.domains.iter().map(|d| d.to_ascii_lowercase()).collect();
+    domains.extend(components.iter().map(|c| c.domain.clone()));
+    let local = Arc::new(LocalConfig {
+        domains,
+        dialback_secret: cfg.dialback_secret.clone(),
+        timeouts: Timeouts {
+            establish: cfg.timeouts.establish,
+            dialback: cfg.timeouts.dialback,
+            idle: cfg.timeouts.idle,
+        },
+        limits: SessionLimits {
+            codec: Limits {
+                max_stanza_bytes: cfg.limits.max_stanza_bytes,
+                max_depth: cfg.limits.max_depth,
+            },
+            max_pairs: cfg.limits.max_pairs_per_stream,
+            max_queued: cfg.limits.max_queued_stanzas,
+        },
+    });
+    let routes = cfg
+        .routes
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+        .collect();
+    let shared = Arc::new(Shared {
+        cfg,
+        local,
+        components,
+        routes: RwLock::new(routes),
+        outbound: Mutex::new(HashMap::new()),
+        linked: Mutex::new(HashMap::new()),
+        tracker: Mutex::new(Some(tracker.clone())),
+        shutdown,
+    });
+    info!(%s2s_addr, ?component_addr, domains = ?shared.cfg.domains, "proxy listening");
+    tokio::spawn(accept_loop(shared.clone(), s2s, Kind::S2s, tracker.clone()));
+    if let Some(l) = comp {
+        tokio::spawn(accept_loop(
+            shared.clone(),
+            l,
+            Kind::Component,
+            tracker.clone(),
+        ));
+    }
+    drop(tracker);
+    Ok(RunningProxy {
+        s2s_addr,
+        component_addr,
+        shared,
+        stop,
+        done,
+    })
+}
+
+/// Run until ctrl-c (for `fedcheck proxy --config F`).
+pub async fn run(cfg: ProxyConfig) -> Result<(), ProxyError> {
+    let p = start(cfg).await?;
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        warn!(error = %e, "cannot wait for ctrl-c; shutting down");
+    }
+    p.shutdown().await;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    S2s,
+    Component,
+}
+
+async fn accept_loop(shared: Arc<Shared>, l: TcpListener, kind: Kind, t: mpsc::Sender<()>) {
+    let mut stop = shared.shutdown.clone();
+    loop {
+        tokio::select! {
+            r = l.accept() => match r {
+                Ok((sock, peer)) => {
+                    let _ = sock.set_nodelay(true);
+                    let Some(id) = fresh_id() else {
+                        warn!(%peer, "no randomness for a stream id; dropping connection");
+                        continue;
+                    };
+                    let (sh, t) = (shared.clone(), t.clone());
+                    match kind {
+                        Kind::S2s => tokio::spawn(inbound_task(sh, sock, peer, id, t)),
+                        Kind::Component => tokio::spawn(component_task(sh, sock, peer, id, t)),
+                    };
+                }
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// RFC 6120 §4.7.3 (DB-16): 128 random bits, hex.
+fn fresh_id() -> Option<String> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).ok()?;
+    Some(hex::encode(b))
+}
+
+/// One timer entry per stream, moved only when the session's next deadline moves
+/// (DESIGN §6: no timers beyond one wheel entry per stream).
+struct StreamTimer {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    at: Option<Instant>,
+}
+
+impl StreamTimer {
+    fn new() -> Self {
+        StreamTimer {
+            sleep: Box::pin(tokio::time::sleep(Duration::from_secs(3600))),
+            at: None,
+        }
+    }
+
+    fn arm(&mut self, t: Option<Instant>) {
+        if t != self.at {
+            self.at = t;
+            if let Some(t) = t {
+                self.sleep.as_mut().reset(tokio::time::Instant::from_std(t));
+            }
+        }
+    }
+
+    fn fired(&mut self) {
+        self.at = None;
+    }
+}
+
+/// Read what is there with a buffer that lives only for this call, so an idle stream task
+/// holds no read buffer (DESIGN §6).
+fn read_now(
+    sock: &TcpStream,
+    feed: &mut dyn FnMut(Input<'_>) -> Result<(), S2sError>,
+) -> Result<(), S2sError> {
+    let mut buf = [0u8; READ_BUF];
+    match sock.try_read(&mut buf) {
+        Ok(0) => feed(Input::Eof),
+        Ok(n) => feed(Input::Data(buf.get(..n).unwrap_or(&[]))),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
+        Err(_) => feed(Input::Eof),
+    }
+}
+
+/// What a drained session asks of its task.
+#[derive(Default)]
+struct Drained {
+    wbuf: Vec<u8>,
+    close: bool,
+}
+
+async fn flush(sock: &mut TcpStream, d: &mut Drained) -> bool {
+    if d.wbuf.is_empty() {
+        return true;
+    }
+    let ok = sock.write_all(&d.wbuf).await.is_ok();
+    d.wbuf.clear();
+    ok
+}
+
+/// RFC 6120 §4.4: after our `</stream:stream>`, wait (briefly) for the peer's close
+/// instead of resetting the connection, so it can read our last words (a stream error)
+/// even while it is still sending.
+async fn linger(mut sock: TcpStream) {
+    let _ = sock.shutdown().await;
+    let mut scratch = [0u8; 4096];
+    let mut budget: usize = 1 << 20;
+    let drain = async {
+        while let Ok(n) = sock.read(&mut scratch).await {
+            if n == 0 || n > budget {
+                break;
+            }
+            budget -= n;
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
+}
+
+// ---------------------------------------------------------------- inbound S2S
+
+async fn inbound_task(
+    shared: Arc<Shared>,
+    mut sock: TcpStream,
+    peer: SocketAddr,
+    id: String,
+    _t: mpsc::Sender<()>,
+) {
+    let mut s = InboundSession::new(Instant::now(), shared.local.clone(), id);
+    let (tx, mut rx) = mpsc::channel::<InCmd>(STREAM_QUEUE);
+    let mut stop = shared.shutdown.clone();
+    let mut timer = StreamTimer::new();
+    debug!(%peer, stream_id = s.stream_id(), "inbound stream");
+    loop {
+        timer.arm(s.poll_timeout());
+        let r = tokio::select! {
+            r = sock.readable() => match r {
+                Ok(()) => read_now(&sock, &mut |i| s.handle_input(Instant::now(), i)),
+                Err(_) => s.handle_input(Instant::now(), Input::Eof),
+            },
+            Some(InCmd::VerifyResult { originating, receiving, result }) = rx.recv() => {
+                s.handle_input(Instant::now(), Input::VerifyResult { originating, receiving, result })
+            }
+            _ = &mut timer.sleep, if timer.at.is_some() => {
+                timer.fired();
+                s.handle_timeout(Instant::now())
+            }
+            _ = stop.changed() => {
+                s.close(Some(StreamError::new(StreamCondition::SystemShutdown)));
+                Ok(())
+            }
+        };
+        if let Err(e) = &r {
+            info!(%peer, error = %e, "inbound stream failed");
+        }
+        let mut d = Drained::default();
+        while let Some(o) = s.poll_output() {
+            match o {
+                Output::Transmit(b) => d.wbuf.extend_from_slice(&b),
+                Output::VerifyRequest(req) => shared.request_verify(req, tx.clone()),
+                Output::Stanza(el) => shared.route(el),
+                Output::PairVerified {
+                    originating,
+                    receiving,
+                } => {
+                    info!(%peer, %originating, %receiving, "inbound pair verified");
+                }
+                Output::Close(_) => d.close = true,
+                _ => {}
+            }
+        }
+        if !flush(&mut sock, &mut d).await || d.close {
+            break;
+        }
+    }
+    debug!(%peer, "inbound stream closed");
+    linger(sock).await;
+}
+
+// ---------------------------------------------------------------- outbound S2S
+
+async fn outbound_task(
+    shared: Arc<Shared>,
+    remote: String,
+    addr: String,
+    me: mpsc::Sender<OutCmd>,
+    mut rx: mpsc::Receiver<OutCmd>,
+    _t: mpsc::Sender<()>,
+) {
+    let connect = tokio::time::timeout(
+        shared.cfg.timeouts.connect,
+        TcpStream::connect(addr.as_str()),
+    )
+    .await;
+    let mut sock = match connect {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            info!(%remote, %addr, error = %e, "cannot connect");
+            return shared
+                .outbound_gone(&remote, &me, rx, StanzaCondition::RemoteServerTimeout)
+                .await;
+        }
+        Err(_) => {
+            info!(%remote, %addr, "connect timed out");
+            return shared
+                .outbound_gone(&remote, &me, rx, StanzaCondition::RemoteServerTimeout)
+                .await;
+        }
+    };
+    let _ = sock.set_nodelay(true);
+    let primary = shared.local.primary().to_string();
+    let mut s = OutboundSession::new(Instant::now(), shared.local.clone(), &primary, &remote);
+    let mut replies: HashMap<(String, String, String), mpsc::Sender<InCmd>> = HashMap::new();
+    let mut stop = shared.shutdown.clone();
+    let mut timer = StreamTimer::new();
+    debug!(%remote, %addr, "outbound stream");
+    loop {
+        let mut d = Drained::default();
+        while let Some(o) = s.poll_output() {
+            match o {
+                Output::Transmit(b) => d.wbuf.extend_from_slice(&b),
+                Output::VerifyResult {
+                    originating,
+                    receiving,
+                    stream_id,
+                    result,
+                } => {
+                    if let Some(tx) =
+                        replies.remove(&(originating.clone(), receiving.clone(), stream_id))
+                    {
+                        let _ = tx.try_send(InCmd::VerifyResult {
+                            originating,
+                            receiving,
+                            result,
+                        });
+                    }
+                }
+                Output::Bounce(el) => shared.route(el),
+                Output::PairAuthorized { from, to } => {
+                    info!(%from, %to, "outbound pair authorized")
+                }
+                Output::Close(_) => d.close = true,
+                _ => {}
+            }
+        }
+        if !flush(&mut sock, &mut d).await || d.close {
+            break;
+        }
+        timer.arm(s.poll_timeout());
+        let r = tokio::select! {
+            r = sock.readable() => match r {
+                Ok(()) => read_now(&sock, &mut |i| s.handle_input(Instant::now(), i)),
+                Err(_) => s.handle_input(Instant::now(), Input::Eof),
+            },
+            Some(cmd) = rx.recv() => {
+                let now = Instant::now();
+                let mut next = Some(cmd);
+                let mut taken = 0;
+                while let Some(cmd) = next.take() {
+                    match cmd {
+                        OutCmd::Stanza { from_domain, el } => s.send_stanza(now, &from_domain, el),
+                        OutCmd::Verify { req, reply } => {
+                            let key = (req.originating.clone(), req.receiving.clone(), req.stream_id.clone());
+                            replies.insert(key, reply);
+                            s.request_verify(now, req);
+                        }
+                    }
+                    taken += 1;
+                    if taken < BATCH {
+                        next = rx.try_recv().ok();
+                    }
+                }
+                Ok(())
+            }
+            _ = &mut timer.sleep, if timer.at.is_some() => {
+                timer.fired();
+                s.handle_timeout(Instant::now())
+            }
+            _ = stop.changed() => {
+                s.close(Some(StreamError::new(StreamCondition::SystemShutdown)));
+                Ok(())
+            }
+        };
+        if let Err(e) = r {
+            info!(%remote, error = %e, "outbound stream failed");
+        }
+    }
+    debug!(%remote, "outbound stream closed");
+    shared
+        .outbound_gone(&remote, &me, rx, StanzaCondition::RemoteServerTimeout)
+        .await;
+    linger(sock).await;
+}
+
+// ---------------------------------------------------------------- components
+
+async fn component_task(
+    shared: Arc<Shared>,
+    mut sock: TcpStream,
+    peer: SocketAddr,
+    id: String,
+    _t: mpsc::Sender<()>,
+) {
+    let mut s = ComponentSession::new(
+        Instant::now(),
+        shared.components.clone(),
+        id,
+        shared.local.limits.codec,
+        shared.cfg.timeouts.establish,
+    );
+    let (tx, mut rx) = mpsc::channel::<CompCmd>(STREAM_QUEUE);
+    let mut stop = shared.shutdown.clone();
+    let mut timer = StreamTimer::new();
+    let mut bound: Option<String> = None;
+    loop {
+        timer.arm(s.poll_timeout());
+        let r = tokio::select! {
+            r = sock.readable() => match r {
+                Ok(()) => read_now(&sock, &mut |i| s.handle_input(Instant::now(), i)),
+                Err(_) => s.handle_input(Instant::now(), Input::Eof),
+            },
+            Some(CompCmd::Stanza(el)) = rx.recv() => {
+                if let Err(el) = s.send_stanza(el) {
+                    shared.bounce_back(&el, StanzaCondition::ServiceUnavailable);
+                }
+                Ok(())
+            }
+            _ = &mut timer.sleep, if timer.at.is_some() => {
+                timer.fired();
+                s.handle_timeout(Instant::now())
+            }
+            _ = stop.changed() => {
+                s.close(Some(StreamError::new(StreamCondition::SystemShutdown)));
+                Ok(())
+            }
+        };
+        if let Err(e) = &r {
+            info!(%peer, error = %e, "component stream failed");
+        }
+        let mut d = Drained::default();
+        while let Some(o) = s.poll_output() {
+            match o {
+                Output::Transmit(b) => d.wbuf.extend_from_slice(&b),
+                Output::ComponentReady(domain) => {
+                    let mut linked = lock(&shared.linked);
+                    if linked.get(&domain).is_some_and(|t| !t.is_closed()) {
+                        drop(linked);
+                        // XEP-0114 / RFC 6120 §4.9.3.3: one link per component domain.
+                        warn!(%peer, %domain, "second connection for a linked component");
+                        s.close(Some(StreamError::new(StreamCondition::Conflict)));
+                    } else {
+                        info!(%peer, %domain, "component linked");
+                        linked.insert(domain.clone(), tx.clone());
+                        bound = Some(domain);
+                    }
+                }
+                Output::Stanza(el) => shared.route(el),
+                Output::Close(_) => d.close = true,
+                _ => {}
+            }
+        }
+        if !flush(&mut sock, &mut d).await || d.close {
+            break;
+        }
+    }
+    if let Some(domain) = bound {
+        let mut linked = lock(&shared.linked);
+        if linked.get(&domain).is_some_and(|t| t.same_channel(&tx)) {
+            linked.remove(&domain);
+        }
+    }
+    rx.close();
+    while let Some(CompCmd::Stanza(el)) = rx.recv().await {
+        shared.bounce_back(&el, StanzaCondition::ServiceUnavailable);
+    }
+    linger(sock).await;
+}
+
+// ---------------------------------------------------------------- router
+
+impl Shared {
+    fn is_component(&self, d: &str) -> bool {
+        self.components.iter().any(|c| c.domain == d)
+    }
+
+    fn is_own(&self, d: &str) -> bool {
+        self.cfg.domains.iter().any(|x| x.eq_ignore_ascii_case(d))
+    }
+
+    /// Deliver a stanza (in `jabber:server`) whose addresses were checked by its session.
+    fn route(self: &Arc<Self>, el: Element) {
+        let Some(to) = el
+            .attr("to")
+            .and_then(jid_domain)
+            .map(str::to_ascii_lowercase)
+        else {
+            debug!("dropping a stanza without a usable 'to'");
+            return;
+        };
+        if self.is_component(&to) {
+            let tx = lock(&self.linked).get(&to).cloned();
+            let res = match tx {
+                Some(tx) => tx
+                    .try_send(CompCmd::Stanza(el))
+                    .map_err(|e| match e.into_inner() {
+                        CompCmd::Stanza(el) => el,
+                    }),
+                None => Err(el),
+            };
+            if let Err(el) = res {
+                self.bounce_back(&el, StanzaCondition::ServiceUnavailable);
+            }
+        } else if self.is_own(&to) {
+            self.local_service(el);
+        } else {
+            self.send_remote(&to, el);
+        }
+    }
+
+    /// RFC 6120 §8.3.1: answer with an error, never an error with an error (ERR-10).
+    fn bounce_back(self: &Arc<Self>, el: &Element, c: StanzaCondition) {
+        if let Some(b) = bounce(el, &StanzaError::new(c)) {
+            self.route(b);
+        }
+    }
+
+    /// The proxy's own domain has no users: XEP-0199 ping and XEP-0030 disco#info on the
+    /// domain itself, `service-unavailable` for everything else (RFC 6120 §8.3.3.19,
+    /// RFC 6121 §8.5.1).
+    fn local_service(self: &Arc<Self>, el: Element) {
+        let to = el.attr("to").unwrap_or("");
+        let to_domain = !to.contains('@') && !to.contains('/');
+        let ty = el.attr("type").unwrap_or("");
+        if el.name == "iq" {
+            if ty == "result" || ty == "error" {
+                debug!(id = ?el.attr("id"), "dropping an iq response to the proxy");
+                return;
+            }
+            if ty == "get" && to_domain {
+                if el.child(ns::PING, "ping").is_some() {
+                    return self.route(iq_result(&el, None));
+                }
+                if el.child(ns::DISCO_INFO, "query").is_some() {
+                    let q = Element::new(ns::DISCO_INFO, "query")
+                        .with_child(
+                            Element::new(ns::DISCO_INFO, "identity")
+                                .with_attr("category", "server")
+                                .with_attr("type", "im")
+                                .with_attr("name", "fedcheck proxy"),
+                        )
+                        .with_child(
+                            Element::new(ns::DISCO_INFO, "feature")
+                                .with_attr("var", ns::DISCO_INFO),
+                        )
+                        .with_child(
+                            Element::new(ns::DISCO_INFO, "feature").with_attr("var", ns::PING),
+                        );
+                    return self.route(iq_result(&el, Some(q)));
+                }
+            }
+        }
+        self.bounce_back(&el, StanzaCondition::ServiceUnavailable);
+    }
+
+    fn send_remote(self: &Arc<Self>, remote: &str, el: Element) {
+        let Some(from_domain) = el
+            .attr("from")
+            .and_then(jid_domain)
+            .map(str::to_ascii_lowercase)
+        else {
+            debug!("dropping an outgoing stanza without a usable 'from'");
+            return;
+        };
+        if !self.local.serves(&from_domain) {
+            // Never relay for a third domain (RFC 6120 §10.4 security warning).
+            warn!(%from_domain, %remote, "refusing to relay a stanza not from a served domain");
+            return;
+        }
+        match self.outbound_for(remote) {
+            // ERR-11 / RFC 6120 §10.4.3: no route is "not found".
+            None => self.bounce_back(&el, StanzaCondition::RemoteServerNotFound),
+            Some(tx) => {
+                if let Err(e) = tx.try_send(OutCmd::Stanza { from_domain, el }) {
+                    let full = matches!(e, mpsc::error::TrySendError::Full(_));
+                    if let OutCmd::Stanza { el, .. } = e.into_inner() {
+                        let c = if full {
+                            StanzaCondition::ResourceConstraint
+                        } else {
+                            StanzaCondition::RemoteServerTimeout
+                        };
+                        self.bounce_back(&el, c);
+                    }
+                }
+            }
+        }
+    }
+
+    /// XEP-0220 §2.1.2 step 2 over our outbound stream to the originating domain (created
+    /// if needed; it need not be authenticated to carry `<db:verify/>`).
+    fn request_verify(self: &Arc<Self>, req: VerifyRequest, reply: mpsc::Sender<InCmd>) {
+        let fail = |req: VerifyRequest, reply: &mpsc::Sender<InCmd>| {
+            let _ = reply.try_send(InCmd::VerifyResult {
+                originating: req.originating,
+                receiving: req.receiving,
+                result: Verdict::Error(StanzaCondition::RemoteServerNotFound),
+            });
+        };
+        match self.outbound_for(&req.originating) {
+            None => {
+                info!(originating = %req.originating, "no route to the authoritative server");
+                fail(req, &reply);
+            }
+            Some(tx) => {
+                if let Err(e) = tx.try_send(OutCmd::Verify { req, reply })
+                    && let OutCmd::Verify { req, reply } = e.into_inner()
+                {
+                    fail(req, &reply);
+                }
+            }
+        }
+    }
+
+    /// The command channel of the outbound stream to `remote`, opening it on demand. `None`
+    /// when there is no route (or we are shutting down).
+    fn outbound_for(self: &Arc<Self>, remote: &str) -> Option<mpsc::Sender<OutCmd>> {
+        let remote = remote.to_ascii_lowercase();
+        let mut map = lock(&self.outbound);
+        if let Some(tx) = map.get(&remote).filter(|t| !t.is_closed()) {
+            return Some(tx.clone());
+        }
+        let addr = self
+            .routes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&remote)
+            .cloned()?;
+        let t = lock(&self.tracker).clone()?;
+        let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+        map.insert(remote.clone(), tx.clone());
+        tokio::spawn(outbound_task(self.clone(), remote, addr, tx.clone(), rx, t));
+        Some(tx)
+    }
+
+    /// An outbound task ends: unregister it, then fail whatever was still queued for it.
+    async fn outbound_gone(
+        self: &Arc<Self>,
+        remote: &str,
+        me: &mpsc::Sender<OutCmd>,
+        mut rx: mpsc::Receiver<OutCmd>,
+        c: StanzaCondition,
+    ) {
+        {
+            let mut map = lock(&self.outbound);
+            if map.get(remote).is_some_and(|t| t.same_channel(me)) {
+                map.remove(remote);
+            }
+        }
+        rx.close();
+        while let Some(cmd) = rx.recv().await {
+            match cmd {
+                OutCmd::Stanza { el, .. } => self.bounce_back(&el, c),
+                OutCmd::Verify { req, reply } => {
+                    let _ = reply.try_send(InCmd::VerifyResult {
+                        originating: req.originating,
+                        receiving: req.receiving,
+                        result: Verdict::Error(StanzaCondition::RemoteServerNotFound),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// `<iq type='result'>` for a request (RFC 6120 §8.2.3).
+fn iq_result(req: &Element, payload: Option<Element>) -> Element {
+    let mut e = Element::new(req.ns.clone(), "iq").with_attr("type", "result");
+    if let Some(to) = req.attr("to") {
+        e.set_attr("from", to);
+    }
+    if let Some(from) = req.attr("from") {
+        e.set_attr("to", from);
+    }
+    if let Some(id) = req.attr("id") {
+        e.set_attr("id", id);
+    }
+    if let Some(p) = payload {
+        e = e.with_child(p);
+    }
+    e
+}

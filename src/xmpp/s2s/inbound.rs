@@ -1,0 +1,554 @@
+//! The receiving side of an S2S stream: receiving server and authoritative server
+//! (XEP-0220 §2.2.1, §2.2.2).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::{debug, info, warn};
+
+use super::{
+    Error, HeaderOut, Input, LocalConfig, Outbox, Output, PeerMisbehaved, STREAM_CLOSE, Timer,
+    Verdict, VerifyRequest, db_answer, is_stanza_name, jid_domain, parse_version, s2s_write_ctx,
+};
+use crate::xmpp::codec::{CodecError, Decoder, Event, StreamHeader};
+use crate::xmpp::conditions::{StanzaCondition, StreamError};
+use crate::xmpp::dialback;
+use crate::xmpp::element::{Element, NsContext};
+use crate::xmpp::ns;
+
+/// ```text
+///  ExpectStreamHeader ──header ok──▶ ExpectElements ──</stream>, error, timeout──▶ Closed
+///         │ bad header: our header + stream error                                  ▲
+///         └────────────────────────────────────────────────────────────────────────┘
+/// ```
+/// Dialback state lives beside the state: per domain pair, pending or verified.
+#[derive(Debug)]
+enum State {
+    ExpectStreamHeader,
+    ExpectElements,
+    /// Final. `Some` when the session failed; every later call returns it again.
+    Closed(Option<Error>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PairState {
+    /// Waiting for the authoritative server's verdict (XEP-0220 §2.2.1 step 2–3).
+    Verifying {
+        deadline: Instant,
+    },
+    Verified,
+}
+
+#[derive(Debug)]
+struct Pair {
+    originating: String,
+    receiving: String,
+    state: PairState,
+}
+
+/// One stream a peer opened to us (`jabber:server`).
+#[derive(Debug)]
+pub struct InboundSession {
+    cfg: Arc<LocalConfig>,
+    stream_id: String,
+    decoder: Decoder,
+    state: State,
+    out: Outbox,
+    ctx: NsContext,
+    pairs: Vec<Pair>,
+    header_sent: bool,
+    /// Cleared once the stream did something useful (a verified pair or an answered verify).
+    establish_deadline: Option<Instant>,
+    idle_deadline: Instant,
+}
+
+impl InboundSession {
+    /// `stream_id` must be fresh and unpredictable (RFC 6120 §4.7.3, DB-16): dialback keys
+    /// are bound to it. The driver draws it from a CSPRNG; tests pass fixed ids.
+    pub fn new(now: Instant, cfg: Arc<LocalConfig>, stream_id: String) -> Self {
+        let decoder = Decoder::new(cfg.limits.codec);
+        InboundSession {
+            establish_deadline: Some(now + cfg.timeouts.establish),
+            idle_deadline: now + cfg.timeouts.idle,
+            cfg,
+            stream_id,
+            decoder,
+            state: State::ExpectStreamHeader,
+            out: Outbox::default(),
+            ctx: s2s_write_ctx(),
+            pairs: Vec::new(),
+            header_sent: false,
+        }
+    }
+
+    pub fn stream_id(&self) -> &str {
+        &self.stream_id
+    }
+
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed(_))
+    }
+
+    /// Domain pairs verified on this stream, as (originating, receiving).
+    pub fn verified_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs
+            .iter()
+            .filter(|p| p.state == PairState::Verified)
+            .map(|p| (p.originating.as_str(), p.receiving.as_str()))
+    }
+
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop()
+    }
+
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.is_closed() {
+            return None;
+        }
+        let pairs = self.pairs.iter().filter_map(|p| match p.state {
+            PairState::Verifying { deadline } => Some(deadline),
+            PairState::Verified => None,
+        });
+        pairs
+            .chain(self.establish_deadline)
+            .chain(Some(self.idle_deadline))
+            .min()
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), Error> {
+        self.check_open()?;
+        for timer in [Timer::Establish, Timer::Idle] {
+            let due = match timer {
+                Timer::Establish => self.establish_deadline.is_some_and(|d| d <= now),
+                Timer::Idle => self.idle_deadline <= now,
+            };
+            if due {
+                debug!(?timer, stream_id = %self.stream_id, "inbound stream timed out");
+                return Err(self.fail(PeerMisbehaved::Timeout));
+            }
+        }
+        // XEP-0220 §2.5: the authoritative server did not answer in time.
+        let mut expired = Vec::new();
+        self.pairs.retain(|p| match p.state {
+            PairState::Verifying { deadline } if deadline <= now => {
+                expired.push((p.originating.clone(), p.receiving.clone()));
+                false
+            }
+            _ => true,
+        });
+        for (o, r) in expired {
+            let e = db_answer(
+                "result",
+                &r,
+                &o,
+                None,
+                Verdict::Error(StanzaCondition::RemoteServerTimeout),
+            );
+            self.out.element(&e, &self.ctx);
+        }
+        Ok(())
+    }
+
+    /// Close the stream from our side (shutdown): optional stream error, then
+    /// `</stream:stream>` (RFC 6120 §4.4).
+    pub fn close(&mut self, error: Option<StreamError>) {
+        if self.is_closed() {
+            return;
+        }
+        if !self.header_sent {
+            self.send_header(None, None);
+        }
+        if let Some(e) = &error {
+            self.out.element(&e.to_element(), &self.ctx);
+        }
+        self.out.transmit(STREAM_CLOSE);
+        self.out.push(Output::Close(error));
+        self.state = State::Closed(Some(Error::LocallyClosed));
+    }
+
+    pub fn handle_input(&mut self, now: Instant, input: Input<'_>) -> Result<(), Error> {
+        self.check_open()?;
+        match input {
+            Input::Data(data) => {
+                self.idle_deadline = now + self.cfg.timeouts.idle;
+                self.decoder.feed(data);
+                while !self.is_closed() {
+                    match self.decoder.next_event() {
+                        Ok(None) => break,
+                        Ok(Some(ev)) => self.on_event(now, ev)?,
+                        Err(e) => return Err(self.fail_codec(e)),
+                    }
+                }
+                Ok(())
+            }
+            Input::Eof => {
+                debug!(stream_id = %self.stream_id, "peer closed the connection");
+                self.out.push(Output::Close(None));
+                self.state = State::Closed(None);
+                Ok(())
+            }
+            Input::VerifyResult {
+                originating,
+                receiving,
+                result,
+            } => {
+                self.on_verify_result(&originating, &receiving, result);
+                Ok(())
+            }
+        }
+    }
+
+    fn check_open(&self) -> Result<(), Error> {
+        match &self.state {
+            State::Closed(Some(e)) => Err(e.clone()),
+            State::Closed(None) => Err(Error::ConnectionLost),
+            _ => Ok(()),
+        }
+    }
+
+    fn on_event(&mut self, now: Instant, ev: Event) -> Result<(), Error> {
+        match (&self.state, ev) {
+            (State::ExpectStreamHeader, Event::Header(h)) => self.on_header(&h),
+            (State::ExpectStreamHeader, Event::Whitespace(_)) => Ok(()),
+            (State::ExpectStreamHeader, _) => Err(self.fail(PeerMisbehaved::UnexpectedStreamEvent)),
+            (_, Event::Whitespace(_)) => Ok(()),
+            (_, Event::Header(_)) => {
+                // A second header without a restart (no TLS/SASL here) is not well-formed XML
+                // inside the stream root.
+                Err(self.fail(PeerMisbehaved::UnexpectedStreamEvent))
+            }
+            (_, Event::Close) => {
+                // RFC 6120 §4.4: answer the close with our own, then the TCP close (STR-07).
+                self.out.transmit(STREAM_CLOSE);
+                self.out.push(Output::Close(None));
+                self.state = State::Closed(None);
+                Ok(())
+            }
+            (_, Event::Element(el)) => self.on_element(now, el),
+        }
+    }
+
+    fn on_header(&mut self, h: &StreamHeader) -> Result<(), Error> {
+        // RFC 6120 §4.7.5: version is the lower of what was offered and 1.0, compared
+        // numerically; no version (RFC 3920-era, STR-04) means 0.9: no version, no features.
+        let version = match h.version.as_deref() {
+            None => None,
+            Some(v) => match parse_version(v) {
+                Some(off) if off >= (1, 0) => Some("1.0"),
+                Some(_) => None,
+                None => {
+                    self.send_header(Some(h), None);
+                    return Err(self.fail(PeerMisbehaved::MalformedVersion));
+                }
+            },
+        };
+        self.send_header(Some(h), version);
+        // RFC 6120 §4.8.1: the stream element must be in the streams namespace.
+        let stream_ns = h
+            .declarations
+            .iter()
+            .find(|(p, _)| *p == h.stream_prefix)
+            .map(|(_, u)| u.as_str());
+        if stream_ns.is_some_and(|u| u != ns::STREAM) {
+            return Err(self.fail(PeerMisbehaved::WrongStreamNamespace));
+        }
+        // RFC 6120 §4.8.2 / §4.9.3.10: an S2S stream's content namespace is jabber:server.
+        if h.content_ns != ns::SERVER {
+            return Err(self.fail(PeerMisbehaved::WrongContentNamespace));
+        }
+        // RFC 6120 §4.9.1.3 / §4.9.3.6 (STR-09): a `to` we do not serve.
+        if let Some(to) = h.to.as_deref()
+            && !self.cfg.serves(to)
+        {
+            info!(to, stream_id = %self.stream_id, "stream header for a domain not served here");
+            return Err(self.fail(PeerMisbehaved::UnknownHost));
+        }
+        if version.is_some() {
+            // RFC 6120 §4.3.2 (STR-03) and XEP-0220 §2.4.2 (DB-01): dialback with errors.
+            self.out.transmit("<stream:features><dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback></stream:features>",
+            );
+        }
+        self.state = State::ExpectElements;
+        Ok(())
+    }
+
+    /// Our response header (RFC 6120 §4.7, STR-02): from = the served domain they named (or
+    /// our primary one), to = their `from`, our fresh id, xml:lang, xmlns:db.
+    fn send_header(&mut self, h: Option<&StreamHeader>, version: Option<&str>) {
+        if self.header_sent {
+            return;
+        }
+        self.header_sent = true;
+        let named = h
+            .and_then(|h| h.to.as_deref())
+            .filter(|to| self.cfg.serves(to));
+        let from = named.unwrap_or(self.cfg.primary()).to_string();
+        let to = h.and_then(|h| h.from.clone());
+        let xml = HeaderOut {
+            content_ns: ns::SERVER,
+            from: Some(&from),
+            to: to.as_deref(),
+            id: Some(&self.stream_id),
+            version,
+            lang: Some("en"),
+            dialback: true,
+        }
+        .to_xml();
+        self.out.transmit(&xml);
+    }
+
+    fn on_element(&mut self, now: Instant, el: Element) -> Result<(), Error> {
+        match (el.ns.as_str(), el.name.as_str()) {
+            (ns::DIALBACK, "result") => self.on_db_result(now, &el),
+            (ns::DIALBACK, "verify") => self.on_db_verify(&el),
+            (ns::SERVER, n) if is_stanza_name(n) => self.on_stanza(el),
+            (ns::STREAM, "error") => {
+                let e = StreamError::from_element(&el).unwrap_or(StreamError::new(
+                    crate::xmpp::conditions::StreamCondition::UndefinedCondition,
+                ));
+                info!(stream_id = %self.stream_id, error = %e, "peer sent a stream error");
+                // RFC 6120 §4.9.1.1: the stream is over; never answer an error with one.
+                self.out.transmit(STREAM_CLOSE);
+                self.out.push(Output::Close(None));
+                let err = Error::PeerStreamError(e);
+                self.state = State::Closed(Some(err.clone()));
+                Err(err)
+            }
+            // Interop: some initiators (Kamailio's xmpp module) send an empty
+            // <stream:features/> of their own; it carries nothing for us.
+            (ns::STREAM, "features") => {
+                debug!(stream_id = %self.stream_id, "ignoring stream features sent by the initiator");
+                Ok(())
+            }
+            // A stanza in another content namespace (jabber:client on S2S).
+            (_, n) if is_stanza_name(n) => Err(self.fail(PeerMisbehaved::WrongContentNamespace)),
+            _ => {
+                warn!(stream_id = %self.stream_id, ns = %el.ns, name = %el.name, "unsupported top-level element");
+                Err(self.fail(PeerMisbehaved::UnsupportedElement))
+            }
+        }
+    }
+
+    /// XEP-0220 §2.2.1, step 1 received.
+    fn on_db_result(&mut self, now: Instant, el: &Element) -> Result<(), Error> {
+        // XEP-0220 §2.2: without XEP-0288 a `type` never arrives on an inbound stream; such a
+        // "result" is unsolicited (§3.1) and ignored.
+        if el.attr("type").is_some() {
+            warn!(stream_id = %self.stream_id, "ignoring a db:result answer on an inbound stream");
+            return Ok(());
+        }
+        let (Some(o), Some(r)) = (
+            el.attr("from").and_then(jid_domain),
+            el.attr("to").and_then(jid_domain),
+        ) else {
+            return Err(self.fail(PeerMisbehaved::DialbackAddressing));
+        };
+        let (o, r) = (o.to_ascii_lowercase(), r.to_ascii_lowercase());
+        // XEP-0220 §2.2.1 / §2.5 (DB-09): not our domain → dialback error, stream stays open.
+        if !self.cfg.serves(&r) {
+            info!(stream_id = %self.stream_id, originating = %o, receiving = %r, "db:result for a domain not served");
+            let e = db_answer(
+                "result",
+                &r,
+                &o,
+                None,
+                Verdict::Error(StanzaCondition::ItemNotFound),
+            );
+            self.out.element(&e, &self.ctx);
+            return Ok(());
+        }
+        if let Some(p) = self
+            .pairs
+            .iter()
+            .find(|p| p.originating == o && p.receiving == r)
+        {
+            if p.state == PairState::Verified {
+                // Already proven on this stream: confirm again rather than re-verify.
+                let e = db_answer("result", &r, &o, None, Verdict::Valid);
+                self.out.element(&e, &self.ctx);
+            } else {
+                debug!(stream_id = %self.stream_id, originating = %o, "duplicate db:result while verifying");
+            }
+            return Ok(());
+        }
+        if self.pairs.len() >= self.cfg.limits.max_pairs {
+            let e = db_answer(
+                "result",
+                &r,
+                &o,
+                None,
+                Verdict::Error(StanzaCondition::ResourceConstraint),
+            );
+            self.out.element(&e, &self.ctx);
+            return Ok(());
+        }
+        self.pairs.push(Pair {
+            originating: o.clone(),
+            receiving: r.clone(),
+            state: PairState::Verifying {
+                deadline: now + self.cfg.timeouts.dialback,
+            },
+        });
+        // Step 2 is the driver's: it talks to the authoritative server of `o` (DB-06).
+        self.out.push(Output::VerifyRequest(VerifyRequest {
+            originating: o,
+            receiving: r,
+            stream_id: self.stream_id.clone(),
+            key: el.text().trim().to_string(),
+        }));
+        Ok(())
+    }
+
+    /// XEP-0220 §2.2.1, step 4: report the authoritative server's verdict.
+    fn on_verify_result(&mut self, originating: &str, receiving: &str, result: Verdict) {
+        let Some(i) = self.pairs.iter().position(|p| {
+            p.originating.eq_ignore_ascii_case(originating)
+                && p.receiving.eq_ignore_ascii_case(receiving)
+                && matches!(p.state, PairState::Verifying { .. })
+        }) else {
+            // XEP-0220 §2.1.2: "the verification result SHOULD be dropped silently".
+            debug!(stream_id = %self.stream_id, originating, receiving, "verify result for no pending pair");
+            return;
+        };
+        let (o, r) = (
+            self.pairs[i].originating.clone(),
+            self.pairs[i].receiving.clone(),
+        );
+        match result {
+            Verdict::Valid => {
+                self.pairs[i].state = PairState::Verified;
+                self.establish_deadline = None;
+                self.out.element(
+                    &db_answer("result", &r, &o, None, Verdict::Valid),
+                    &self.ctx,
+                );
+                self.out.push(Output::PairVerified {
+                    originating: o,
+                    receiving: r,
+                });
+            }
+            Verdict::Invalid => {
+                self.pairs.remove(i);
+                warn!(stream_id = %self.stream_id, originating = %o, receiving = %r, "dialback key invalid: spoofing attempt?");
+                if self.verified_pairs().next().is_some() {
+                    // XEP-0220 §2.1.2 last paragraph, §2.5: with other pairs on the stream a
+                    // <forbidden/> dialback error keeps them, and still refuses this one.
+                    let e = db_answer(
+                        "result",
+                        &r,
+                        &o,
+                        None,
+                        Verdict::Error(StanzaCondition::Forbidden),
+                    );
+                    self.out.element(&e, &self.ctx);
+                } else {
+                    // XEP-0220 §2.2.1: send type='invalid', then "MUST close the XML stream".
+                    // That is the RFC 6120 §4.4 close: the invalid result already states the
+                    // reason, and no stream error condition describes a bad key better.
+                    self.out.element(
+                        &db_answer("result", &r, &o, None, Verdict::Invalid),
+                        &self.ctx,
+                    );
+                    self.out.transmit(STREAM_CLOSE);
+                    self.out.push(Output::Close(None));
+                    self.state = State::Closed(None);
+                }
+            }
+            Verdict::Error(c) => {
+                self.pairs.remove(i);
+                self.out.element(
+                    &db_answer("result", &r, &o, None, Verdict::Error(c)),
+                    &self.ctx,
+                );
+            }
+        }
+    }
+
+    /// XEP-0220 §2.2.2: we are the authoritative server for the `to` domain.
+    fn on_db_verify(&mut self, el: &Element) -> Result<(), Error> {
+        if el.attr("type").is_some() {
+            // DB-11: a verify *answer* on a stream where we sent no request.
+            warn!(stream_id = %self.stream_id, "ignoring an unsolicited db:verify answer on an inbound stream");
+            return Ok(());
+        }
+        let (Some(r), Some(o), Some(id)) = (
+            el.attr("from").and_then(jid_domain),
+            el.attr("to").and_then(jid_domain),
+            el.attr("id"),
+        ) else {
+            return Err(self.fail(PeerMisbehaved::DialbackAddressing));
+        };
+        let verdict = if !self.cfg.serves(o) {
+            Verdict::Error(StanzaCondition::ItemNotFound)
+        } else {
+            // XEP-0185 §2: recompute from (receiving, originating, stream id) and the secret.
+            let expected = dialback::key(&self.cfg.dialback_secret, r, o, id);
+            if dialback::keys_equal(&expected, &el.text()) {
+                Verdict::Valid
+            } else {
+                Verdict::Invalid
+            }
+        };
+        debug!(stream_id = %self.stream_id, receiving = r, originating = o, ?verdict, "answered db:verify");
+        let answer = db_answer("verify", o, r, Some(id), verdict);
+        self.out.element(&answer, &self.ctx);
+        self.establish_deadline = None;
+        Ok(())
+    }
+
+    /// RFC 6120 §8.1.1.2, §8.1.2.2, §4.3.5 and XEP-0220 §2.2.1: the addressing gate.
+    fn on_stanza(&mut self, el: Element) -> Result<(), Error> {
+        if self.verified_pairs().next().is_none() {
+            // STR-06: not-authorized, without processing the stanza.
+            return Err(self.fail(PeerMisbehaved::StanzaBeforeAuth));
+        }
+        let (Some(to), Some(from)) = (
+            el.attr("to").and_then(jid_domain),
+            el.attr("from").and_then(jid_domain),
+        ) else {
+            return Err(self.fail(PeerMisbehaved::ImproperAddressing));
+        };
+        if !self
+            .verified_pairs()
+            .any(|(o, _)| o.eq_ignore_ascii_case(from))
+        {
+            return Err(self.fail(PeerMisbehaved::InvalidFrom));
+        }
+        let pair_ok = self
+            .verified_pairs()
+            .any(|(o, r)| o.eq_ignore_ascii_case(from) && r.eq_ignore_ascii_case(to));
+        if !self.cfg.serves(to) || !pair_ok {
+            return Err(self.fail(PeerMisbehaved::UnknownTo));
+        }
+        self.out.push(Output::Stanza(el));
+        Ok(())
+    }
+
+    fn fail_codec(&mut self, e: CodecError) -> Error {
+        let err = Error::Codec(e.clone());
+        self.fail_with(StreamError::with_text(e.condition(), e.to_string()), err)
+    }
+
+    fn fail(&mut self, why: PeerMisbehaved) -> Error {
+        self.fail_with(
+            StreamError::new(why.condition()),
+            Error::PeerMisbehaved(why),
+        )
+    }
+
+    /// RFC 6120 §4.9.1.1–4.9.1.2 (STR-08): header first if not sent yet, then the error,
+    /// then `</stream:stream>`; the session is dead from here on.
+    fn fail_with(&mut self, se: StreamError, err: Error) -> Error {
+        info!(stream_id = %self.stream_id, error = %se, "closing inbound stream with a stream error");
+        if !self.header_sent {
+            self.send_header(None, None);
+        }
+        self.out.element(&se.to_element(), &self.ctx);
+        self.out.transmit(STREAM_CLOSE);
+        self.out.push(Output::Close(Some(se)));
+        self.state = State::Closed(Some(err.clone()));
+        err
+    }
+}

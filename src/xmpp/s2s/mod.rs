@@ -1,0 +1,450 @@
+//! Sans-IO server-to-server sessions (RFC 6120 §4, XEP-0220 Server Dialback).
+//!
+//! Two session types, one per TCP connection:
+//! - [`InboundSession`]: the peer opened the stream. We act as *receiving server* (its
+//!   `<db:result>` requests) and as *authoritative server* (its `<db:verify>` requests).
+//! - [`OutboundSession`]: we opened the stream to a remote domain. We act as *initiating
+//!   server* (our `<db:result>`, queueing stanzas until `valid`) and, piggybacked on the same
+//!   stream, as *receiving server asking the authoritative server* (`<db:verify>`).
+//!
+//! Neither touches a socket or a clock: bytes come in as [`Input::Data`], time as an
+//! `Instant` argument, and everything that needs I/O leaves as an [`Output`] (quinn-proto,
+//! str0m style). After every call, drain [`poll_output`](InboundSession::poll_output); then
+//! arm a timer for [`poll_timeout`](InboundSession::poll_timeout) and call `handle_timeout`
+//! when it fires.
+//!
+//! A failed session stays failed: once it has sent a stream error or closed, every later
+//! call returns the same [`Error`] and produces nothing (rustls `conn/mod.rs`).
+
+mod inbound;
+mod outbound;
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+pub use inbound::InboundSession;
+pub use outbound::OutboundSession;
+
+use super::codec::{CodecError, Limits, StreamHeader};
+use super::conditions::{StanzaCondition, StanzaError, StreamCondition, StreamError};
+use super::element::{Element, NsContext};
+use super::ns;
+
+/// Settings shared by every session of one server (one `Arc` per proxy instance).
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    /// Domains served here, for S2S: our own domains first (the first is the primary one,
+    /// used when a peer names none), then component domains. A stream or stanza addressed
+    /// to anything else gets `host-unknown` (RFC 6120 §4.9.3.6).
+    pub domains: Vec<String>,
+    /// XEP-0185 secret for dialback keys.
+    pub dialback_secret: String,
+    pub timeouts: Timeouts,
+    pub limits: SessionLimits,
+}
+
+impl LocalConfig {
+    /// Is `domain` one we serve? Domains compare case-insensitively (RFC 7622 §3.2 lowercases
+    /// domainparts; we do not implement full IDNA mapping here).
+    pub fn serves(&self, domain: &str) -> bool {
+        self.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
+    }
+
+    /// The primary domain: the `from` we use when a peer does not name one of ours.
+    pub fn primary(&self) -> &str {
+        self.domains.first().map(String::as_str).unwrap_or("")
+    }
+}
+
+/// Timeouts of the negotiation (XEP-0220 §2.1.1: "the Initiating Server MAY impose a
+/// timeout on dialback operations").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// From TCP connect until the stream is usable (header and features received, or for an
+    /// inbound stream: header received and a first dialback element seen).
+    pub establish: Duration,
+    /// Waiting for a `<db:result type=…>` or `<db:verify type=…>` answer, and on the
+    /// receiving side for the verdict of the authoritative server.
+    pub dialback: Duration,
+    /// A stream with no traffic at all for this long is closed (RFC 6120 §4.6.3 asks for
+    /// leniency, so keep it generous).
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            establish: Duration::from_secs(30),
+            dialback: Duration::from_secs(30),
+            idle: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Per-stream resource limits (RFC 6120 §13.12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimits {
+    pub codec: Limits,
+    /// Domain pairs (verified or pending) on one stream; more get a `resource-constraint`
+    /// dialback error (XEP-0220 §2.5).
+    pub max_pairs: usize,
+    /// Stanzas held per pair while dialback is pending; more are bounced with
+    /// `resource-constraint`.
+    pub max_queued: usize,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits {
+            codec: Limits::default(),
+            max_pairs: 64,
+            max_queued: 1000,
+        }
+    }
+}
+
+/// The verdict on one dialback key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Valid,
+    Invalid,
+    /// Verification could not be done (XEP-0220 §2.5 dialback error conditions).
+    Error(StanzaCondition),
+}
+
+/// A key that needs checking by the originating domain's authoritative server
+/// (XEP-0220 §2.1.2, step 2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyRequest {
+    /// The Sender Domain, whose authoritative server must be asked.
+    pub originating: String,
+    /// Our domain the peer wants to send to.
+    pub receiving: String,
+    /// The id of the response header we sent on the stream that carried the `<db:result>`.
+    pub stream_id: String,
+    pub key: String,
+}
+
+/// What a session hands to its driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Bytes to write, in order. Consecutive writes are coalesced into one.
+    Transmit(Vec<u8>),
+    /// Inbound: ask `originating`'s authoritative server about a key; answer with
+    /// [`Input::VerifyResult`].
+    VerifyRequest(VerifyRequest),
+    /// Outbound: the answer to [`OutboundSession::request_verify`].
+    VerifyResult {
+        originating: String,
+        receiving: String,
+        stream_id: String,
+        result: Verdict,
+    },
+    /// Inbound: a domain pair became usable (logging, metrics).
+    PairVerified {
+        originating: String,
+        receiving: String,
+    },
+    /// Outbound: our pair `(from, to)` was accepted by the peer.
+    PairAuthorized { from: String, to: String },
+    /// An accepted stanza (inbound S2S, or from a component) for the router.
+    Stanza(Element),
+    /// A ready-made error reply to a stanza we could not deliver (RFC 6120 §8.3.1), for the
+    /// router to hand back to its sender.
+    Bounce(Element),
+    /// Component streams: the component authenticated for this domain.
+    ComponentReady(String),
+    /// The stream is over: write what was transmitted, then close the TCP connection.
+    /// `Some` when we sent a stream error.
+    Close(Option<StreamError>),
+}
+
+/// What a driver feeds into a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input<'a> {
+    /// Bytes read from the socket.
+    Data(&'a [u8]),
+    /// The peer closed its side of the TCP connection.
+    Eof,
+    /// Inbound sessions: the authoritative server's answer about a pending `<db:result>`
+    /// (the reply to [`Output::VerifyRequest`]).
+    VerifyResult {
+        originating: String,
+        receiving: String,
+        result: Verdict,
+    },
+}
+
+/// How a peer broke the protocol, each mapped to the stream error we sent
+/// (rustls `PeerMisbehaved` → alert).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerMisbehaved {
+    /// The stream element is not in `http://etherx.jabber.org/streams` (RFC 6120 §4.8.1).
+    WrongStreamNamespace,
+    /// Content namespace is not the one this stream type needs (RFC 6120 §4.8.2, XEP-0114).
+    WrongContentNamespace,
+    /// The header's `to` is not served here (RFC 6120 §4.9.1.3, §4.9.3.6).
+    UnknownHost,
+    /// `version` is not `major.minor` (RFC 6120 §4.7.5).
+    MalformedVersion,
+    /// A stanza before any domain pair was verified (RFC 6120 §4.3.5, §4.9.3.12).
+    StanzaBeforeAuth,
+    /// Stanza without valid `to`/`from` (RFC 6120 §8.1.1.2, §4.9.3.7).
+    ImproperAddressing,
+    /// Stanza `from` a domain not verified on this stream (RFC 6120 §4.9.3.9).
+    InvalidFrom,
+    /// Stanza `to` a domain not served or not validated for this stream (RFC 6120 §4.9.3.6).
+    UnknownTo,
+    /// A top-level element we do not know (RFC 6120 §4.9.3.23).
+    UnsupportedElement,
+    /// A stanza on a stream we initiated (RFC 6120 §4.5: streams are unidirectional).
+    StanzaOnOutbound,
+    /// A dialback element without the attributes XEP-0220 §2 requires.
+    DialbackAddressing,
+    /// XEP-0114 §3: wrong `<handshake/>`.
+    BadHandshake,
+    /// Nothing usable arrived in time (RFC 6120 §4.9.3.4).
+    Timeout,
+    /// The response header lacks the `id` dialback keys need (RFC 6120 §4.7.3).
+    MissingStreamId,
+    /// A stream header where content belongs, or content before the header. The decoder
+    /// only yields headers in the prolog, so this guards the session's totality.
+    UnexpectedStreamEvent,
+}
+
+impl PeerMisbehaved {
+    /// The stream error condition sent for each misbehaviour, as one table.
+    pub fn condition(self) -> StreamCondition {
+        use PeerMisbehaved as P;
+        use StreamCondition as C;
+        match self {
+            P::WrongStreamNamespace | P::WrongContentNamespace => C::InvalidNamespace,
+            P::UnknownHost | P::UnknownTo => C::HostUnknown,
+            P::MalformedVersion => C::UnsupportedVersion,
+            P::StanzaBeforeAuth | P::StanzaOnOutbound | P::BadHandshake => C::NotAuthorized,
+            P::ImproperAddressing | P::DialbackAddressing => C::ImproperAddressing,
+            P::InvalidFrom => C::InvalidFrom,
+            P::UnsupportedElement => C::UnsupportedStanzaType,
+            P::Timeout => C::ConnectionTimeout,
+            P::MissingStreamId => C::BadFormat,
+            P::UnexpectedStreamEvent => C::NotWellFormed,
+        }
+    }
+}
+
+/// The error type of this module (and of [`crate::xmpp::component`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("peer misbehaved ({0:?}): sent stream error {cond}", cond = .0.condition())]
+    PeerMisbehaved(PeerMisbehaved),
+    #[error("undecodable input: {0}")]
+    Codec(CodecError),
+    #[error("peer sent stream error: {0}")]
+    PeerStreamError(StreamError),
+    #[error("peer needs what we do not offer: {0}")]
+    PeerIncompatible(&'static str),
+    #[error("connection closed before the negotiation ended")]
+    ConnectionLost,
+    #[error("stream closed locally")]
+    LocallyClosed,
+    #[error("this input does not apply to this kind of session")]
+    Misuse,
+}
+
+/// Which timer fired (quinn `connection/timer.rs`): the session keeps one deadline per kind
+/// plus per-pair deadlines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Timer {
+    Establish,
+    Idle,
+}
+
+/// Parse `major.minor` (RFC 6120 §4.7.5: each part an integer, leading zeros ignored, so
+/// "1.10" is above "1.9").
+pub(crate) fn parse_version(v: &str) -> Option<(u32, u32)> {
+    let (a, b) = v.trim().split_once('.')?;
+    if a.is_empty()
+        || b.is_empty()
+        || !a.bytes().all(|c| c.is_ascii_digit())
+        || !b.bytes().all(|c| c.is_ascii_digit())
+    {
+        return None;
+    }
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+/// The domainpart of a JID, or `None` when the address is not a usable JID
+/// (RFC 7622 §3: `[local@]domain[/resource]`). Only the structural checks a router needs.
+pub fn jid_domain(jid: &str) -> Option<&str> {
+    let bare = match jid.split_once('/') {
+        Some((b, res)) if !res.is_empty() => b,
+        Some(_) => return None,
+        None => jid,
+    };
+    let domain = match bare.split_once('@') {
+        Some((local, d)) if !local.is_empty() => d,
+        Some(_) => return None,
+        None => bare,
+    };
+    let ok = !domain.is_empty()
+        && domain.len() <= 1023
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && domain
+            .chars()
+            .all(|c| !c.is_whitespace() && !c.is_control() && !"@/<>'\"&".contains(c));
+    ok.then_some(domain)
+}
+
+/// Namespace context of what we write on an S2S stream: our header binds the default
+/// namespace, `stream:` and `db:` (XEP-0220 §2.4.1).
+pub(crate) fn s2s_write_ctx() -> NsContext {
+    NsContext::new(ns::SERVER)
+        .with_prefix("stream", ns::STREAM)
+        .with_prefix("db", ns::DIALBACK)
+}
+
+/// Fields of a stream header we write.
+pub(crate) struct HeaderOut<'a> {
+    pub content_ns: &'a str,
+    pub from: Option<&'a str>,
+    pub to: Option<&'a str>,
+    pub id: Option<&'a str>,
+    pub version: Option<&'a str>,
+    pub lang: Option<&'a str>,
+    pub dialback: bool,
+}
+
+impl HeaderOut<'_> {
+    /// `<?xml version='1.0'?><stream:stream …>` (RFC 6120 §4.7, §11.5: the XML declaration
+    /// is recommended).
+    pub fn to_xml(&self) -> String {
+        let mut h = if self.content_ns == ns::COMPONENT_ACCEPT {
+            StreamHeader::component(self.from, self.to, self.id)
+        } else {
+            StreamHeader::s2s(self.from, self.to, self.id, self.version, self.dialback)
+        };
+        if let Some(l) = self.lang {
+            h = h.with_lang(l);
+        }
+        h.to_xml(true)
+    }
+}
+
+/// `</stream:stream>` (RFC 6120 §4.4).
+pub(crate) const STREAM_CLOSE: &str = "</stream:stream>";
+
+/// Output queue with write coalescing: everything written between two non-transmit outputs
+/// goes into one buffer (one allocation, one write for the driver; DESIGN §6).
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    q: std::collections::VecDeque<Output>,
+    pending: String,
+}
+
+impl Outbox {
+    pub fn transmit(&mut self, text: &str) {
+        self.pending.push_str(text);
+    }
+    pub fn element(&mut self, el: &Element, ctx: &NsContext) {
+        el.write_xml(&mut self.pending, ctx);
+    }
+    pub fn push(&mut self, o: Output) {
+        self.seal();
+        self.q.push_back(o);
+    }
+    fn seal(&mut self) {
+        if !self.pending.is_empty() {
+            let bytes = std::mem::take(&mut self.pending).into_bytes();
+            self.q.push_back(Output::Transmit(bytes));
+        }
+    }
+    pub fn pop(&mut self) -> Option<Output> {
+        if self.q.is_empty() {
+            self.seal();
+        }
+        self.q.pop_front()
+    }
+}
+
+/// `<db:result from to type='…'/>` answer, or with an `<error/>` (XEP-0220 §2.2.1, §2.5).
+pub(crate) fn db_answer(
+    name: &str,
+    from: &str,
+    to: &str,
+    id: Option<&str>,
+    verdict: Verdict,
+) -> Element {
+    let mut e = Element::new(ns::DIALBACK, name)
+        .with_prefix("db")
+        .with_attr("from", from)
+        .with_attr("to", to);
+    if let Some(id) = id {
+        e.set_attr("id", id);
+    }
+    match verdict {
+        Verdict::Valid => e.set_attr("type", "valid"),
+        Verdict::Invalid => e.set_attr("type", "invalid"),
+        Verdict::Error(c) => {
+            e.set_attr("type", "error");
+            // XEP-0220 §2.5: the <error/> is qualified by jabber:server.
+            e = e.with_child(StanzaError::new(c).to_element(ns::SERVER));
+        }
+    }
+    e
+}
+
+/// Read the verdict of a `<db:result/>` or `<db:verify/>` answer; `None` when it carries no
+/// `type` (a request, not an answer) or an unknown one.
+pub(crate) fn db_verdict(e: &Element) -> Option<Verdict> {
+    match e.attr("type")? {
+        "valid" => Some(Verdict::Valid),
+        "invalid" => Some(Verdict::Invalid),
+        "error" => {
+            let c = e
+                .elements()
+                .find_map(StanzaError::from_element)
+                .map(|s| s.condition)
+                .unwrap_or(StanzaCondition::UndefinedCondition);
+            Some(Verdict::Error(c))
+        }
+        _ => None,
+    }
+}
+
+/// Is this a stanza (RFC 6120 §8) by name, whatever its namespace?
+pub(crate) fn is_stanza_name(name: &str) -> bool {
+    matches!(name, "message" | "presence" | "iq")
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case("1.0", Some((1, 0)))]
+    #[case("1.10", Some((1, 10)))]
+    #[case("01.009", Some((1, 9)))]
+    #[case("1", None)]
+    #[case("1.x", None)]
+    #[case(".1", None)]
+    fn versions(#[case] v: &str, #[case] want: Option<(u32, u32)>) {
+        assert_eq!(parse_version(v), want);
+        assert!(parse_version("1.10") > parse_version("1.9"));
+    }
+
+    #[rstest]
+    #[case("a.test", Some("a.test"))]
+    #[case("u@a.test", Some("a.test"))]
+    #[case("u@a.test/r/x@y", Some("a.test"))]
+    #[case("@a.test", None)]
+    #[case("u@", None)]
+    #[case("a.test/", None)]
+    #[case("", None)]
+    #[case("a b.test", None)]
+    fn jid_domains(#[case] j: &str, #[case] want: Option<&str>) {
+        assert_eq!(jid_domain(j), want);
+    }
+}
