@@ -546,6 +546,19 @@ fn parse_stream_header(data: &[u8]) -> Option<BTreeMap<String, String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fedcheck::proxy::{self, ProxyConfig};
+
+    /// Proxy logs go to the test's captured output (shown on failure);
+    /// `RUST_LOG` overrides the default filter.
+    fn init_tracing() {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("fedcheck=debug"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .with_ansi(false)
+            .try_init();
+    }
 
     const PROSODY_DOMAIN: &str = "prosody.test";
     const OUR_DOMAIN: &str = "fedcheck.test";
@@ -635,6 +648,86 @@ OK: 2 s2s connections shown
         assert_eq!(out.dialback, "Completed");
         assert_eq!(rows.get(1).map(|r| r.direction), Some(Direction::Incoming));
         assert_eq!(parse_s2s_show("OK: 0 s2s connections shown"), vec![]);
+    }
+
+    /// The acceptance test: Prosody (`prosody.test`) and the bundled
+    /// proxy (`fedcheck.test`) federate by dialback over loopback, and a
+    /// XEP-0199 ping from Prosody's domain to ours round-trips.
+    ///
+    /// Dialback must run both ways (XEP-0220 §2): Prosody's outgoing stream
+    /// is authenticated by the proxy (which sends `db:verify` back to
+    /// Prosody and then `db:result type='valid'`, so `s2s:show` says
+    /// `Completed`); the pong travels on the proxy's own outgoing stream,
+    /// which Prosody authenticates by asking the proxy to verify its key
+    /// (the `db:verify type='valid'` from our domain in Prosody's log).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn prosody_pings_the_bundled_proxy_over_dialback() {
+        let Some(bin) = ProsodyBin::require() else {
+            return;
+        };
+        init_tracing();
+        let pcfg = ProsodyConfig::new(PROSODY_DOMAIN).unwrap_or_else(|e| panic!("{e}"));
+        let mut cfg = ProxyConfig::new(OUR_DOMAIN, "interop-test-dialback-secret");
+        cfg.routes
+            .insert(PROSODY_DOMAIN.to_owned(), pcfg.s2s_addr.to_string());
+        let proxy = proxy::start(cfg)
+            .await
+            .unwrap_or_else(|e| panic!("starting the proxy: {e}"));
+        assert!(proxy.s2s_addr.ip().is_loopback());
+        let prosody = Prosody::start(&bin, pcfg.route(OUR_DOMAIN, proxy.s2s_addr))
+            .await
+            .unwrap_or_else(|e| panic!("starting prosody: {e}"));
+        let fail = |what: &dyn std::fmt::Display| -> ! {
+            panic!("{what}\n--- prosody log tail ---\n{}", prosody.log_tail(80))
+        };
+
+        let pong = match prosody.ping(OUR_DOMAIN).await {
+            Ok(p) => p,
+            Err(e) => fail(&e),
+        };
+        assert!(pong.starts_with("pong from fedcheck.test"), "{pong}");
+
+        let sessions = match prosody.s2s_sessions().await {
+            Ok(s) => s,
+            Err(e) => fail(&e),
+        };
+        let outgoing_done = sessions.iter().any(|s| {
+            s.direction == Direction::Outgoing
+                && s.host == PROSODY_DOMAIN
+                && s.remote == OUR_DOMAIN
+                && s.dialback == "Completed"
+        });
+        if !outgoing_done {
+            fail(&format!(
+                "no dialback-completed stream to the proxy: {sessions:?}"
+            ));
+        }
+        if !sessions
+            .iter()
+            .any(|s| s.direction == Direction::Incoming && s.remote == OUR_DOMAIN)
+        {
+            fail(&format!("no stream from the proxy: {sessions:?}"));
+        }
+        if prosody
+            .log_lines_with(VERIFY_VALID_FROM_OUR_DOMAIN)
+            .is_empty()
+        {
+            fail(&"the proxy never answered Prosody's db:verify with type='valid'");
+        }
+        if prosody
+            .log_lines_with(&[
+                "Received[s2sin]",
+                "<iq ",
+                "type='result'",
+                "from='fedcheck.test'",
+            ])
+            .is_empty()
+        {
+            fail(&"the pong did not arrive on the proxy's own stream");
+        }
+
+        prosody.stop().await.unwrap_or_else(|e| panic!("{e}"));
+        proxy.shutdown().await;
     }
 
     /// Two Prosodys routed at each other federate by dialback and a ping
