@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
@@ -23,8 +24,8 @@ use crate::xmpp::conditions::{StanzaCondition, StanzaError, StreamCondition, Str
 use crate::xmpp::element::Element;
 use crate::xmpp::ns;
 use crate::xmpp::s2s::{
-    InboundSession, Input, LocalConfig, OutboundSession, Output, SessionLimits, Timeouts, Verdict,
-    VerifyRequest, jid_domain,
+    Error as S2sError, InboundSession, Input, LocalConfig, OutboundSession, Output, SessionLimits,
+    Timeouts, Verdict, VerifyRequest, jid_domain,
 };
 
 /// Commands queued per outbound stream.
@@ -259,10 +260,47 @@ fn fresh_id() -> Option<String> {
     Some(hex::encode(b))
 }
 
-fn sleep_until(t: Option<Instant>) -> tokio::time::Sleep {
-    match t {
-        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)),
-        None => tokio::time::sleep(Duration::from_secs(3600)),
+/// One timer entry per stream, moved only when the session's next deadline moves
+/// (DESIGN §6: no timers beyond one wheel entry per stream).
+struct StreamTimer {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    at: Option<Instant>,
+}
+
+impl StreamTimer {
+    fn new() -> Self {
+        StreamTimer {
+            sleep: Box::pin(tokio::time::sleep(Duration::from_secs(3600))),
+            at: None,
+        }
+    }
+
+    fn arm(&mut self, t: Option<Instant>) {
+        if t != self.at {
+            self.at = t;
+            if let Some(t) = t {
+                self.sleep.as_mut().reset(tokio::time::Instant::from_std(t));
+            }
+        }
+    }
+
+    fn fired(&mut self) {
+        self.at = None;
+    }
+}
+
+/// Read what is there with a buffer that lives only for this call, so an idle stream task
+/// holds no read buffer (DESIGN §6).
+fn read_now(
+    sock: &TcpStream,
+    feed: &mut dyn FnMut(Input<'_>) -> Result<(), S2sError>,
+) -> Result<(), S2sError> {
+    let mut buf = [0u8; READ_BUF];
+    match sock.try_read(&mut buf) {
+        Ok(0) => feed(Input::Eof),
+        Ok(n) => feed(Input::Data(buf.get(..n).unwrap_or(&[]))),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
+        Err(_) => feed(Input::Eof),
     }
 }
 
@@ -312,18 +350,22 @@ async fn inbound_task(
     let mut s = InboundSession::new(Instant::now(), shared.local.clone(), id);
     let (tx, mut rx) = mpsc::channel::<InCmd>(STREAM_QUEUE);
     let mut stop = shared.shutdown.clone();
-    let mut buf = vec![0u8; READ_BUF];
+    let mut timer = StreamTimer::new();
     debug!(%peer, stream_id = s.stream_id(), "inbound stream");
     loop {
+        timer.arm(s.poll_timeout());
         let r = tokio::select! {
-            n = sock.read(&mut buf) => match n {
-                Ok(0) | Err(_) => s.handle_input(Instant::now(), Input::Eof),
-                Ok(n) => s.handle_input(Instant::now(), Input::Data(buf.get(..n).unwrap_or(&[]))),
+            r = sock.readable() => match r {
+                Ok(()) => read_now(&sock, &mut |i| s.handle_input(Instant::now(), i)),
+                Err(_) => s.handle_input(Instant::now(), Input::Eof),
             },
             Some(InCmd::VerifyResult { originating, receiving, result }) = rx.recv() => {
                 s.handle_input(Instant::now(), Input::VerifyResult { originating, receiving, result })
             }
-            _ = sleep_until(s.poll_timeout()) => s.handle_timeout(Instant::now()),
+            _ = &mut timer.sleep, if timer.at.is_some() => {
+                timer.fired();
+                s.handle_timeout(Instant::now())
+            }
             _ = stop.changed() => {
                 s.close(Some(StreamError::new(StreamCondition::SystemShutdown)));
                 Ok(())
@@ -391,7 +433,7 @@ async fn outbound_task(
     let mut s = OutboundSession::new(Instant::now(), shared.local.clone(), &primary, &remote);
     let mut replies: HashMap<(String, String, String), mpsc::Sender<InCmd>> = HashMap::new();
     let mut stop = shared.shutdown.clone();
-    let mut buf = vec![0u8; READ_BUF];
+    let mut timer = StreamTimer::new();
     debug!(%remote, %addr, "outbound stream");
     loop {
         let mut d = Drained::default();
@@ -425,10 +467,11 @@ async fn outbound_task(
         if !flush(&mut sock, &mut d).await || d.close {
             break;
         }
+        timer.arm(s.poll_timeout());
         let r = tokio::select! {
-            n = sock.read(&mut buf) => match n {
-                Ok(0) | Err(_) => s.handle_input(Instant::now(), Input::Eof),
-                Ok(n) => s.handle_input(Instant::now(), Input::Data(buf.get(..n).unwrap_or(&[]))),
+            r = sock.readable() => match r {
+                Ok(()) => read_now(&sock, &mut |i| s.handle_input(Instant::now(), i)),
+                Err(_) => s.handle_input(Instant::now(), Input::Eof),
             },
             Some(cmd) = rx.recv() => {
                 let now = Instant::now();
@@ -450,7 +493,10 @@ async fn outbound_task(
                 }
                 Ok(())
             }
-            _ = sleep_until(s.poll_timeout()) => s.handle_timeout(Instant::now()),
+            _ = &mut timer.sleep, if timer.at.is_some() => {
+                timer.fired();
+                s.handle_timeout(Instant::now())
+            }
             _ = stop.changed() => {
                 s.close(Some(StreamError::new(StreamCondition::SystemShutdown)));
                 Ok(())
@@ -485,13 +531,14 @@ async fn component_task(
     );
     let (tx, mut rx) = mpsc::channel::<CompCmd>(STREAM_QUEUE);
     let mut stop = shared.shutdown.clone();
-    let mut buf = vec![0u8; READ_BUF];
+    let mut timer = StreamTimer::new();
     let mut bound: Option<String> = None;
     loop {
+        timer.arm(s.poll_timeout());
         let r = tokio::select! {
-            n = sock.read(&mut buf) => match n {
-                Ok(0) | Err(_) => s.handle_input(Instant::now(), Input::Eof),
-                Ok(n) => s.handle_input(Instant::now(), Input::Data(buf.get(..n).unwrap_or(&[]))),
+            r = sock.readable() => match r {
+                Ok(()) => read_now(&sock, &mut |i| s.handle_input(Instant::now(), i)),
+                Err(_) => s.handle_input(Instant::now(), Input::Eof),
             },
             Some(CompCmd::Stanza(el)) = rx.recv() => {
                 if let Err(el) = s.send_stanza(el) {
@@ -499,7 +546,10 @@ async fn component_task(
                 }
                 Ok(())
             }
-            _ = sleep_until(s.poll_timeout()) => s.handle_timeout(Instant::now()),
+            _ = &mut timer.sleep, if timer.at.is_some() => {
+                timer.fired();
+                s.handle_timeout(Instant::now())
+            }
             _ = stop.changed() => {
                 s.close(Some(StreamError::new(StreamCondition::SystemShutdown)));
                 Ok(())

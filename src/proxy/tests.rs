@@ -346,3 +346,43 @@ async fn component_with_wrong_secret_is_refused() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn shutdown_closes_open_streams_with_system_shutdown_and_joins() {
+    let p = start(cfg("b.test", "s")).await.expect("start");
+    let mut sock = TcpStream::connect(p.s2s_addr).await.expect("connect");
+    sock.write_all(HDR.as_bytes()).await.expect("write");
+    let mut first = vec![0u8; 4096];
+    let n = tokio::time::timeout(WAIT, sock.read(&mut first))
+        .await
+        .expect("header in time")
+        .expect("read");
+    assert!(String::from_utf8_lossy(&first[..n]).contains("<stream:stream"));
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        let _ = tokio::time::timeout(WAIT, sock.read_to_end(&mut got)).await;
+        String::from_utf8_lossy(&got).into_owned()
+    });
+    tokio::time::timeout(WAIT, p.shutdown())
+        .await
+        .expect("shutdown joins its tasks");
+    let got = reader.await.expect("reader");
+    assert!(
+        got.contains("<system-shutdown ") && got.ends_with("</stream:stream>"),
+        "{got}"
+    );
+}
+
+#[tokio::test]
+async fn listen_errors_are_reported() {
+    let taken = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let mut c = cfg("b.test", "s");
+    c.listen = taken.local_addr().expect("addr");
+    assert!(matches!(start(c).await, Err(ProxyError::Bind { .. })));
+    let mut c = cfg("b.test", "s");
+    c.domains.clear();
+    assert!(matches!(
+        start(c).await,
+        Err(ProxyError::Config(Rule::NoDomains))
+    ));
+}

@@ -26,9 +26,9 @@ use std::time::Duration;
 pub use inbound::InboundSession;
 pub use outbound::OutboundSession;
 
-use super::codec::{CodecError, Limits};
+use super::codec::{CodecError, Limits, StreamHeader};
 use super::conditions::{StanzaCondition, StanzaError, StreamCondition, StreamError};
-use super::element::{Element, NsContext, escape_attr};
+use super::element::{Element, NsContext};
 use super::ns;
 
 /// Settings shared by every session of one server (one `Arc` per proxy instance).
@@ -320,34 +320,15 @@ impl HeaderOut<'_> {
     /// `<?xml version='1.0'?><stream:stream …>` (RFC 6120 §4.7, §11.5: the XML declaration
     /// is recommended).
     pub fn to_xml(&self) -> String {
-        let mut s = String::with_capacity(256);
-        s.push_str("<?xml version='1.0'?><stream:stream xmlns='");
-        s.push_str(&escape_attr(self.content_ns));
-        s.push_str("' xmlns:stream='");
-        s.push_str(ns::STREAM);
-        s.push('\'');
-        if self.dialback {
-            s.push_str(" xmlns:db='");
-            s.push_str(ns::DIALBACK);
-            s.push('\'');
+        let mut h = if self.content_ns == ns::COMPONENT_ACCEPT {
+            StreamHeader::component(self.from, self.to, self.id)
+        } else {
+            StreamHeader::s2s(self.from, self.to, self.id, self.version, self.dialback)
+        };
+        if let Some(l) = self.lang {
+            h = h.with_lang(l);
         }
-        for (k, v) in [
-            ("from", self.from),
-            ("to", self.to),
-            ("id", self.id),
-            ("version", self.version),
-            ("xml:lang", self.lang),
-        ] {
-            if let Some(v) = v {
-                s.push(' ');
-                s.push_str(k);
-                s.push_str("='");
-                s.push_str(&escape_attr(v));
-                s.push('\'');
-            }
-        }
-        s.push('>');
-        s
+        h.to_xml(true)
     }
 }
 
