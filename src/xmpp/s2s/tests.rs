@@ -323,14 +323,15 @@ fn full_dialback_both_directions_with_piggybacked_verify() {
     );
     assert!(v < r, "verify piggybacked before our own db:result: {bw}");
     assert!(w.a.bounced.is_empty() && w.b.bounced.is_empty());
-    // XEP-0185: the key B sent is the one A recomputes for B's stream.
-    let key_b = dialback::key("secret-b", "a.test", "b.test", "stream-3");
-    assert!(
-        w.b.out_wire.contains(&key_b)
-            || w.b
-                .out_wire
-                .contains("<db:result from='b.test' to='a.test'>")
-    );
+    // XEP-0185: B's key is bound to the id A's inbound session gave B's stream.
+    let id =
+        w.a.inb
+            .as_ref()
+            .map(|i| i.stream_id().to_string())
+            .unwrap_or_default();
+    let key_b = dialback::key("secret-b", "a.test", "b.test", &id);
+    let want = format!("<db:result from='b.test' to='a.test'>{key_b}</db:result>");
+    assert!(w.b.out_wire.contains(&want), "{want} in {}", w.b.out_wire);
 }
 
 #[test]
