@@ -386,3 +386,134 @@ async fn listen_errors_are_reported() {
         Err(ProxyError::Config(Rule::NoDomains))
     ));
 }
+
+/// Read from `sock` until `needle` shows up (or the wait ends); everything read so far.
+async fn read_until(sock: &mut TcpStream, needle: &str) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !String::from_utf8_lossy(&got).contains(needle) {
+        match tokio::time::timeout_at(deadline, sock.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test]
+async fn unreachable_authoritative_server_is_a_dialback_error_not_a_stream_error() {
+    let (a, b) = federation().await;
+    let mut sock = TcpStream::connect(b.s2s_addr).await.expect("connect");
+    sock.write_all(
+        format!("{HDR}<db:result from='evil.test' to='b.test'>k</db:result>").as_bytes(),
+    )
+    .await
+    .expect("write");
+    let got = read_until(&mut sock, "</db:result>").await;
+    assert!(
+        got.contains("type='error'") && got.contains("<remote-server-not-found "),
+        "{got}"
+    );
+    assert!(
+        !got.contains("</stream:stream>"),
+        "XEP-0220 §2.5: the stream stays open: {got}"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn unlinked_component_gets_service_unavailable() {
+    let mut ca = cfg("a.test", "secret-a");
+    ca.component_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    ca.components.push(ComponentConfig {
+        domain: "gw.a.test".into(),
+        secret: "gw".into(),
+    });
+    ca.components.push(ComponentConfig {
+        domain: "gw2.a.test".into(),
+        secret: "gw2".into(),
+    });
+    let a = start(ca).await.expect("start");
+    let mut gw =
+        TestComponent::connect(a.component_addr.expect("component port"), "gw.a.test", "gw").await;
+    gw.send(iq_get(
+        "sip@gw.a.test",
+        "x@gw2.a.test",
+        "c1",
+        Element::new(ns::PING, "ping"),
+    ))
+    .await;
+    let r = gw.recv().await.expect("bounce");
+    assert_eq!(error_condition(&r).as_deref(), Some("service-unavailable"));
+    // A second link for the same component domain is refused with conflict.
+    let s = TcpStream::connect(a.component_addr.expect("port"))
+        .await
+        .expect("connect");
+    let dup = ComponentClient::new(Instant::now(), "gw.a.test", "gw", Default::default(), WAIT);
+    let mut dup = TestComponent {
+        sock: s,
+        s: dup,
+        inbox: VecDeque::new(),
+        buf: vec![0; 8192],
+    };
+    let deadline = Instant::now() + WAIT;
+    while !dup.s.is_closed() && Instant::now() < deadline {
+        dup.pump().await;
+    }
+    assert!(dup.s.is_closed(), "duplicate component link closed");
+    // The first link still works.
+    gw.send(iq_get(
+        "sip@gw.a.test",
+        "a.test",
+        "c2",
+        Element::new(ns::PING, "ping"),
+    ))
+    .await;
+    assert_eq!(
+        gw.recv()
+            .await
+            .and_then(|r| r.attr("type").map(str::to_string))
+            .as_deref(),
+        Some("result")
+    );
+    a.shutdown().await;
+}
+
+#[tokio::test]
+async fn remote_that_never_answers_times_out_with_remote_server_timeout() {
+    let silent = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let silent_addr = silent.local_addr().expect("addr");
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let mut ca = cfg("a.test", "secret-a");
+    ca.component_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    ca.components.push(ComponentConfig {
+        domain: "gw.a.test".into(),
+        secret: "gw".into(),
+    });
+    ca.timeouts.establish = Duration::from_millis(500);
+    let a = start(ca).await.expect("start");
+    a.add_route("silent.test", silent_addr);
+    let mut gw =
+        TestComponent::connect(a.component_addr.expect("component port"), "gw.a.test", "gw").await;
+    gw.send(iq_get(
+        "sip@gw.a.test",
+        "silent.test",
+        "t1",
+        Element::new(ns::PING, "ping"),
+    ))
+    .await;
+    let r = gw.recv().await.expect("bounce");
+    assert_eq!(
+        error_condition(&r).as_deref(),
+        Some("remote-server-timeout")
+    );
+    a.shutdown().await;
+    hold.abort();
+}

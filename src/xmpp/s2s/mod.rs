@@ -274,27 +274,53 @@ pub(crate) fn parse_version(v: &str) -> Option<(u32, u32)> {
     Some((a.parse().ok()?, b.parse().ok()?))
 }
 
-/// The domainpart of a JID, or `None` when the address is not a usable JID
-/// (RFC 7622 §3: `[local@]domain[/resource]`). Only the structural checks a router needs.
+/// The domainpart of a JID, or `None` when the address is not a valid JID
+/// (RFC 7622 §3: `[local@]domain[/resource]`, the structural rules of
+/// [`crate::xmpp::jid::Jid::parse`]), without allocating: this runs on every stanza.
+/// The result keeps its case (and loses one trailing dot); compare it case-insensitively.
 pub fn jid_domain(jid: &str) -> Option<&str> {
-    let bare = match jid.split_once('/') {
-        Some((b, res)) if !res.is_empty() => b,
-        Some(_) => return None,
-        None => jid,
+    const MAX: usize = 1023; // RFC 7622 §3.1
+    let part_ok = |p: &str, bad: &dyn Fn(char) -> bool| {
+        !p.is_empty() && p.len() <= MAX && !p.chars().any(|c| c.is_control() || bad(c))
     };
+    let (bare, resource) = match jid.split_once('/') {
+        Some((b, r)) => (b, Some(r)),
+        None => (jid, None),
+    };
+    // RFC 7622 §3.4: the resourcepart may contain spaces but no other whitespace.
+    if resource.is_some_and(|r| !part_ok(r, &|c| c != ' ' && c.is_whitespace())) {
+        return None;
+    }
     let domain = match bare.split_once('@') {
-        Some((local, d)) if !local.is_empty() => d,
-        Some(_) => return None,
+        Some((local, d)) => {
+            // RFC 7622 §3.3.1: characters a localpart must not contain.
+            if !part_ok(local, &|c| c.is_whitespace() || "\"&'/:<>@".contains(c)) {
+                return None;
+            }
+            d
+        }
         None => bare,
     };
-    let ok = !domain.is_empty()
-        && domain.len() <= 1023
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && domain
-            .chars()
-            .all(|c| !c.is_whitespace() && !c.is_control() && !"@/<>'\"&".contains(c));
-    ok.then_some(domain)
+    let domain = domain.strip_suffix('.').unwrap_or(domain);
+    if !part_ok(domain, &|c| {
+        c.is_whitespace() || "\"&'/<>@\\?#%,".contains(c)
+    }) {
+        return None;
+    }
+    if let Some(inner) = domain.strip_prefix('[') {
+        // RFC 3986 IP-literal (IPv6).
+        let inner = inner.strip_suffix(']')?;
+        let ok = !inner.is_empty()
+            && inner
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.');
+        return ok.then_some(domain);
+    }
+    // RFC 1035 §2.3.4 labels, as RFC 7622 §3.2 inherits them.
+    let labels_ok = domain
+        .split('.')
+        .all(|l| !l.is_empty() && l.len() <= 63 && !l.contains(['[', ']', ':']));
+    labels_ok.then_some(domain)
 }
 
 /// Namespace context of what we write on an S2S stream: our header binds the default
@@ -444,7 +470,19 @@ mod unit {
     #[case("a.test/", None)]
     #[case("", None)]
     #[case("a b.test", None)]
+    #[case("a.test.", Some("a.test"))]
+    #[case("u@a..test", None)]
+    #[case("u v@a.test", None)]
+    #[case("u@a.test/with space", Some("a.test"))]
+    #[case("[::1]", Some("[::1]"))]
+    #[case("a:5269", None)]
     fn jid_domains(#[case] j: &str, #[case] want: Option<&str>) {
         assert_eq!(jid_domain(j), want);
+        // Agrees with the full parser on validity.
+        assert_eq!(
+            crate::xmpp::jid::Jid::parse(j).is_ok(),
+            want.is_some(),
+            "{j}"
+        );
     }
 }

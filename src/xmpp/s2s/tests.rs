@@ -101,6 +101,19 @@ struct World {
     a: Server,
     b: Server,
     ids: u32,
+    /// Deliver every write one byte at a time (STYLE §2: every split must work).
+    bytewise: bool,
+}
+
+/// Feed `bytes` to a session whole or byte by byte.
+fn deliver<S: Session>(s: &mut S, now: Instant, bytes: &[u8], bytewise: bool) {
+    if bytewise {
+        for b in bytes.chunks(1) {
+            let _ = s.input(now, Input::Data(b));
+        }
+    } else {
+        let _ = s.input(now, Input::Data(bytes));
+    }
 }
 
 impl World {
@@ -110,6 +123,7 @@ impl World {
             a: Server::new(a),
             b: Server::new(b),
             ids: 0,
+            bytewise: false,
         }
     }
 
@@ -167,7 +181,7 @@ impl World {
     }
 
     fn pump_out(&mut self, from_a: bool) -> bool {
-        let now = self.now;
+        let (now, bytewise) = (self.now, self.bytewise);
         let (me, peer) = if from_a {
             (&mut self.a, &mut self.b)
         } else {
@@ -183,7 +197,7 @@ impl World {
                 Output::Transmit(b) => {
                     me.out_wire.push_str(&String::from_utf8_lossy(&b));
                     if let Some(i) = peer.inb.as_mut() {
-                        let _ = i.handle_input(now, Input::Data(&b));
+                        deliver(i, now, &b, bytewise);
                     }
                 }
                 Output::VerifyResult {
@@ -212,7 +226,7 @@ impl World {
     }
 
     fn pump_inb(&mut self, to_a: bool) -> bool {
-        let now = self.now;
+        let (now, bytewise) = (self.now, self.bytewise);
         let id = self.next_id();
         let (me, peer) = if to_a {
             (&mut self.a, &mut self.b)
@@ -230,7 +244,7 @@ impl World {
                 Output::Transmit(b) => {
                     me.inb_wire.push_str(&String::from_utf8_lossy(&b));
                     if let Some(o) = peer.out.as_mut() {
-                        let _ = o.handle_input(now, Input::Data(&b));
+                        deliver(o, now, &b, bytewise);
                     }
                 }
                 Output::VerifyRequest(r) => verify.push(r),
@@ -309,14 +323,36 @@ fn full_dialback_both_directions_with_piggybacked_verify() {
     );
     assert!(v < r, "verify piggybacked before our own db:result: {bw}");
     assert!(w.a.bounced.is_empty() && w.b.bounced.is_empty());
-    // XEP-0185: the key B sent is the one A recomputes for B's stream.
-    let key_b = dialback::key("secret-b", "a.test", "b.test", "stream-3");
-    assert!(
-        w.b.out_wire.contains(&key_b)
-            || w.b
-                .out_wire
-                .contains("<db:result from='b.test' to='a.test'>")
+    // XEP-0185: B's key is bound to the id A's inbound session gave B's stream.
+    let id =
+        w.a.inb
+            .as_ref()
+            .map(|i| i.stream_id().to_string())
+            .unwrap_or_default();
+    let key_b = dialback::key("secret-b", "a.test", "b.test", &id);
+    let want = format!("<db:result from='b.test' to='a.test'>{key_b}</db:result>");
+    assert!(w.b.out_wire.contains(&want), "{want} in {}", w.b.out_wire);
+}
+
+#[test]
+fn full_dialback_survives_byte_by_byte_delivery() {
+    let mut w = World::new(cfg(&["a.test"], "secret-a"), cfg(&["b.test"], "secret-b"));
+    w.bytewise = true;
+    w.send(
+        true,
+        "a.test",
+        msg("juliet@a.test", "romeo@b.test", "one <&> byte"),
     );
+    w.send(
+        false,
+        "b.test",
+        msg("romeo@b.test", "juliet@a.test", "back"),
+    );
+    assert_eq!(
+        w.b.delivered.iter().map(body).collect::<Vec<_>>(),
+        ["one <&> byte"]
+    );
+    assert_eq!(w.a.delivered.iter().map(body).collect::<Vec<_>>(), ["back"]);
 }
 
 #[test]
