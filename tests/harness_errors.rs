@@ -42,7 +42,8 @@ fn unknown_step_action_names_the_step_line() {
     let o = run("unknown-action.toml");
     assert_eq!(o.verdict, Verdict::Error);
     let reason = o.reason.unwrap_or_default();
-    assert!(reason.contains("unknown-action.toml:12"), "{reason}");
+    assert!(reason.contains("unknown-action.toml:13:"), "{reason}");
+    assert!(reason.contains("unknown field `shout`"), "{reason}");
 }
 
 #[test]
@@ -50,7 +51,7 @@ fn failed_expectation_names_line_requirement_and_what_came() {
     let o = run("expects-too-much.toml");
     assert_eq!(o.verdict, Verdict::Fail);
     let f = o.failure.expect("a failure record");
-    assert_eq!(f.line, 21, "the [[step]] line of the failing expect");
+    assert_eq!(f.line, 18, "the [[step]] line of the failing expect");
     assert_eq!(f.covers, vec!["STR-02".to_string()]);
     assert!(f.got.contains("version"), "{}", f.got);
 }
@@ -70,7 +71,7 @@ fn cli_exit_codes_follow_the_verdicts() {
         String::from_utf8_lossy(&fail.stdout)
     );
     let stdout = String::from_utf8_lossy(&fail.stdout);
-    assert!(stdout.contains("expects-too-much.toml:21"), "{stdout}");
+    assert!(stdout.contains("expects-too-much.toml:18"), "{stdout}");
     assert!(stdout.contains("STR-02"), "{stdout}");
     let err = Command::new(exe)
         .arg("run")
@@ -78,4 +79,16 @@ fn cli_exit_codes_follow_the_verdicts() {
         .output()
         .expect("run fedcheck");
     assert_eq!(err.status.code(), Some(2));
+}
+
+#[test]
+fn a_repeated_value_fails_a_freshness_capture() {
+    let o = run("fresh-id-repeats.toml");
+    assert_eq!(o.verdict, Verdict::Fail, "{:?}", o.reason);
+    let f = o.failure.expect("a failure record");
+    assert!(
+        f.got.contains("already seen as the stream id of `in`"),
+        "{}",
+        f.got
+    );
 }

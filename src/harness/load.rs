@@ -645,7 +645,8 @@ impl Validator<'_> {
                     for alt in list.get_ref() {
                         if alt.get_ref().trim() != NOTHING {
                             let ctx = template::stream_context(ns_);
-                            match template::prepare_template(alt.get_ref(), &|n| w.lookup(n), &ctx) {
+                            match template::prepare_template(alt.get_ref(), &|n| w.lookup(n), &ctx)
+                            {
                                 Ok(t) if !t.capture_names().is_empty() => {
                                     self.err(alt.span(), "an `or` alternative cannot capture")
                                 }

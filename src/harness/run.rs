@@ -314,7 +314,9 @@ impl<'a> Runner<'a> {
             let actor = st.actor.clone();
             let units: Vec<Received> = st.inbox.drain(..).collect();
             for r in units {
-                if matches!(r.unit, Unit::Whitespace(_)) {
+                // Keepalives and the transport closing are timing, not content: whether they
+                // arrived before the run ended must not change the snapshot.
+                if matches!(r.unit, Unit::Whitespace(_) | Unit::Eof | Unit::Reset) {
                     continue;
                 }
                 if first {
@@ -458,7 +460,14 @@ impl<'a> Runner<'a> {
 
     // ---- stream plumbing -------------------------------------------------------------
 
-    fn attach(&mut self, name: &str, actor: &str, port: PortKind, origin: Origin, stream: TcpStream) {
+    fn attach(
+        &mut self,
+        name: &str,
+        actor: &str,
+        port: PortKind,
+        origin: Origin,
+        stream: TcpStream,
+    ) {
         let (mut read, write) = stream.into_split();
         let tx = self.tx.clone();
         let start = self.start;
@@ -592,7 +601,12 @@ impl<'a> Runner<'a> {
                 ));
             }
             Err(_) => {
-                return Err(self.failure(step, name, format!("TCP connect to {addr}"), "timed out"));
+                return Err(self.failure(
+                    step,
+                    name,
+                    format!("TCP connect to {addr}"),
+                    "timed out",
+                ));
             }
         };
         let _ = stream.set_nodelay(true);
@@ -736,7 +750,9 @@ impl<'a> Runner<'a> {
                 }
                 if let Unit::Header(StreamHeader { id: Some(id), .. }) = &r.unit {
                     let seq = self.transcript.entries.len();
-                    self.seen.entry(id.clone()).or_insert_with(|| header_seen(name, seq));
+                    self.seen
+                        .entry(id.clone())
+                        .or_insert_with(|| header_seen(name, seq));
                 }
                 self.transcript.push(
                     r.at,
@@ -762,18 +778,27 @@ impl<'a> Runner<'a> {
 
     /// Log and drop whitespace keepalives at the front of a stream's inbox, without waiting.
     fn skip_queued_whitespace(&mut self, name: &str) {
-        let Some(st) = self.streams.get_mut(name) else { return };
+        let Some(st) = self.streams.get_mut(name) else {
+            return;
+        };
         let actor = st.actor.clone();
-        while st.inbox.front().is_some_and(|r| matches!(r.unit, Unit::Whitespace(_))) {
+        while st
+            .inbox
+            .front()
+            .is_some_and(|r| matches!(r.unit, Unit::Whitespace(_)))
+        {
             if let Some(r) = st.inbox.pop_front() {
-                self.transcript.push(r.at, &actor, name, Dir::FromSut, r.unit, r.raw);
+                self.transcript
+                    .push(r.at, &actor, name, Dir::FromSut, r.unit, r.raw);
             }
         }
     }
 
     fn record_captures(&mut self, caps: Vec<(String, String)>) {
         for (k, v) in caps {
-            self.seen.entry(v.clone()).or_insert_with(|| format!("capture `{k}`"));
+            self.seen
+                .entry(v.clone())
+                .or_insert_with(|| format!("capture `{k}`"));
             self.captures.insert(k, v);
         }
     }
@@ -781,7 +806,11 @@ impl<'a> Runner<'a> {
     /// Substitute variables and parse a template in the stream's namespace context; literal
     /// braces and values containing braces survive (unlike substitute-then-parse).
     fn prepare_tpl(&self, step: &Step, name: &str, text: &str) -> Result<Template, StepEnd> {
-        let port = self.streams.get(name).map(|s| s.port).unwrap_or(PortKind::S2s);
+        let port = self
+            .streams
+            .get(name)
+            .map(|s| s.port)
+            .unwrap_or(PortKind::S2s);
         template::prepare_template(text, &|n| self.lookup(n), &template_ctx(port))
             .map_err(|e| Self::broken(step, e.to_string()))
     }
@@ -806,7 +835,8 @@ impl<'a> Runner<'a> {
             }
         }
         // For the report: the templates with the variables known so far filled in.
-        let mut shown = template::substitute(text, &|n| self.lookup(n)).unwrap_or_else(|_| text.to_string());
+        let mut shown =
+            template::substitute(text, &|n| self.lookup(n)).unwrap_or_else(|_| text.to_string());
         for a in or {
             shown.push_str("\n  or ");
             shown.push_str(a.trim());
@@ -831,7 +861,8 @@ impl<'a> Runner<'a> {
             Ok(caps) => {
                 for fresh in template::fresh_names(text) {
                     if let Some((_, v)) = caps.iter().find(|(k, _)| *k == fresh) {
-                        let this = header_seen(name, self.transcript.entries.len().saturating_sub(1));
+                        let this =
+                            header_seen(name, self.transcript.entries.len().saturating_sub(1));
                         if let Some(prev) = self.seen.get(v).filter(|p| **p != this) {
                             return Err(self.failure(
                                 step,
@@ -846,15 +877,28 @@ impl<'a> Runner<'a> {
                 Ok(())
             }
             Err(m) => {
-                if alts.iter().any(|a| template::match_unit(a, &ev, exact).is_ok()) {
+                if alts
+                    .iter()
+                    .any(|a| template::match_unit(a, &ev, exact).is_ok())
+                {
                     return Ok(());
                 }
-                Err(self.failure(step, name, text, format!("{}\n  mismatch: {m}", template::describe_event(&ev))))
+                Err(self.failure(
+                    step,
+                    name,
+                    text,
+                    format!("{}\n  mismatch: {m}", template::describe_event(&ev)),
+                ))
             }
         }
     }
 
-    async fn expect_no_connection(&mut self, step: &Step, actor: &str, window: Duration) -> StepResult {
+    async fn expect_no_connection(
+        &mut self,
+        step: &Step,
+        actor: &str,
+        window: Duration,
+    ) -> StepResult {
         let deadline = tokio::time::Instant::now() + window;
         loop {
             if let Some((_, peer, _)) = self.pending_accepts.get(actor).and_then(|q| q.front()) {
@@ -862,7 +906,10 @@ impl<'a> Runner<'a> {
                 return Err(self.failure(
                     step,
                     actor,
-                    format!("no connection from the SUT to {actor} for {}", fmt_dur(window)),
+                    format!(
+                        "no connection from the SUT to {actor} for {}",
+                        fmt_dur(window)
+                    ),
                     format!("the SUT connected from {peer}"),
                 ));
             }
@@ -1205,9 +1252,12 @@ impl<'a> Runner<'a> {
                 self.skip_queued_whitespace(o);
             }
             let other = others.into_iter().find(|o| {
-                self.streams.get(o).and_then(|s| s.inbox.front()).is_some_and(|r| {
-                    matches!(&r.unit, Unit::Element(e) if e.is(ns::DIALBACK, "verify"))
-                })
+                self.streams
+                    .get(o)
+                    .and_then(|s| s.inbox.front())
+                    .is_some_and(
+                        |r| matches!(&r.unit, Unit::Element(e) if e.is(ns::DIALBACK, "verify")),
+                    )
             });
             if let Some(other) = other {
                 if let Some(r) = self.next_unit(&other, deadline).await {
@@ -1392,7 +1442,10 @@ impl<'a> Runner<'a> {
                 or,
                 timeout,
                 exact,
-            } => self.expect(step, stream, template, or, *timeout, *exact).await,
+            } => {
+                self.expect(step, stream, template, or, *timeout, *exact)
+                    .await
+            }
             Action::ExpectNoConnection { actor, window } => {
                 self.expect_no_connection(step, actor, *window).await
             }

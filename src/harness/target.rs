@@ -230,7 +230,10 @@ fn bundled_config(scenario: &Scenario, routes: BTreeMap<String, SocketAddr>) -> 
     let _ = getrandom::fill(&mut secret);
     let mut cfg = proxy::ProxyConfig::new(BUNDLED_DOMAIN, &hex::encode(secret));
     cfg.component_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
-    cfg.routes = routes.into_iter().map(|(d, a)| (d, a.to_string())).collect();
+    cfg.routes = routes
+        .into_iter()
+        .map(|(d, a)| (d, a.to_string()))
+        .collect();
     cfg.components = components;
     // Short enough that a scenario about a silent peer ends in seconds.
     cfg.timeouts.connect = Duration::from_secs(2);

@@ -172,7 +172,10 @@ impl<'a> Placeholder<'a> {
         }
         // `{new:NAME}` captures like `{id:NAME}`; the runner also checks the value was never
         // seen before in the scenario (see [`fresh_names`]).
-        if let Some(name) = inner.strip_prefix("id:").or_else(|| inner.strip_prefix("new:")) {
+        if let Some(name) = inner
+            .strip_prefix("id:")
+            .or_else(|| inner.strip_prefix("new:"))
+        {
             return if is_name(name) && !RESERVED_NAMES.contains(&name) {
                 Ok(Placeholder::Capture(name))
             } else {

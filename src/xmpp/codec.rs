@@ -484,7 +484,7 @@ impl Decoder {
                     }
                 }
                 Lex::Tag { .. } => {
-                    if let Some(kind) = self.lex_tag_byte(b) {
+                    if let Some(kind) = self.lex_tag_byte(b)? {
                         if kind == TagKind::Empty {
                             return Err(nwf(Malformed::EmptyStreamHeader));
                         }
@@ -505,10 +505,15 @@ impl Decoder {
     }
 
     /// Advance the tag state by one byte; `Some` when the tag just ended with `>`.
-    fn lex_tag_byte(&mut self, b: u8) -> Option<TagKind> {
+    /// A `<` outside quotes inside a tag can never be well-formed (XML 1.0 §3.1): fail now
+    /// rather than frame past it and wait for a depth that never returns to zero.
+    fn lex_tag_byte(&mut self, b: u8) -> Result<Option<TagKind>, CodecError> {
         let Lex::Tag { quote, slash, end } = self.lex else {
-            return None;
+            return Ok(None);
         };
+        if quote == 0 && b == b'<' {
+            return Err(nwf(Malformed::Expected('>')));
+        }
         if quote != 0 {
             if b == quote {
                 self.lex = Lex::Tag {
@@ -517,7 +522,7 @@ impl Decoder {
                     end,
                 };
             }
-            return None;
+            return Ok(None);
         }
         match b {
             b'\'' | b'"' => {
@@ -529,13 +534,13 @@ impl Decoder {
             }
             b'>' => {
                 self.lex = Lex::Content;
-                return Some(if end {
+                return Ok(Some(if end {
                     TagKind::End
                 } else if slash {
                     TagKind::Empty
                 } else {
                     TagKind::Start
-                });
+                }));
             }
             _ => {
                 self.lex = Lex::Tag {
@@ -545,7 +550,7 @@ impl Decoder {
                 }
             }
         }
-        None
+        Ok(None)
     }
 
     fn unit_str(&self) -> Result<&str, CodecError> {
@@ -633,6 +638,11 @@ impl Decoder {
                     b'!' => self.lex = Lex::Bang { matched: 0 },
                     // RFC 6120 §11.1
                     b'?' => return Err(CodecError::Restricted(Restricted::ProcessingInstruction)),
+                    // XML 1.0 §3.1: a tag name starts right after '<' with a NameStartChar
+                    // (non-ASCII bytes are checked when the unit is parsed).
+                    _ if b < 0x80 && !is_name_start(b as char) => {
+                        return Err(nwf(Malformed::BadName));
+                    }
                     _ => {
                         self.lex = Lex::Tag {
                             quote: 0,
@@ -676,7 +686,7 @@ impl Decoder {
                 Lex::Pi { .. } => {
                     return Err(CodecError::Restricted(Restricted::ProcessingInstruction));
                 }
-                Lex::Tag { .. } => match self.lex_tag_byte(b) {
+                Lex::Tag { .. } => match self.lex_tag_byte(b)? {
                     None => {}
                     Some(TagKind::Start) => {
                         self.depth += 1;
@@ -2037,6 +2047,13 @@ mod tests {
     #[case::too_many_attrs(true, &format!("<a {}/>", (0..300).map(|i| format!("a{i}=''")).collect::<Vec<_>>().join(" ")), StreamCondition::PolicyViolation)]
     #[case::too_many_prefixes(true, &format!("<a {}/>", (0..70).map(|i| format!("xmlns:p{i}='u'")).collect::<Vec<_>>().join(" ")), StreamCondition::PolicyViolation)]
     #[case::whitespace_flood(true, &" ".repeat(300 * 1024), StreamCondition::PolicyViolation)]
+    // Caught while framing, not when a depth that never returns to 0 is finally reached.
+    #[case::bare_lt_in_text(
+        true,
+        "<message><body>1 < 2</body></message>",
+        StreamCondition::NotWellFormed
+    )]
+    #[case::lt_inside_tag(true, "<message <body>", StreamCondition::NotWellFormed)]
     fn error_condition(#[case] hdr: bool, #[case] tail: &str, #[case] want: StreamCondition) {
         // `\u{FFFD}` marks where a raw invalid byte goes (0xFF: invalid UTF-8, and a
         // UTF-16 byte order mark when first).
