@@ -1,5 +1,6 @@
 //! One integration-test binary made of modules, so the crate links once.
 
+mod cli;
 mod harness_errors;
 mod interop;
 mod scenarios;
