@@ -11,3 +11,5 @@
 
 pub mod address;
 pub mod error;
+pub mod presence;
+pub mod xml;
