@@ -11,5 +11,6 @@
 
 pub mod address;
 pub mod error;
+pub mod message;
 pub mod presence;
 pub mod xml;
