@@ -13,4 +13,5 @@ pub mod address;
 pub mod error;
 pub mod message;
 pub mod presence;
+pub mod subscription;
 pub mod xml;

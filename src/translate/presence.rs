@@ -566,20 +566,26 @@ pub fn tuple_to_xmpp_presence(t: &Tuple, fallback_notes: &[LangText]) -> XmppPre
     }
 }
 
+/// The tuple that [`pidf_to_xmpp_presence`] summarises a document by: the open tuple
+/// with the highest priority (first on ties), else the first tuple.
+pub fn select_tuple(pidf: &Pidf) -> Option<&Tuple> {
+    let prio = |t: &Tuple| t.priority.unwrap_or(0.0);
+    let mut best: Option<&Tuple> = None;
+    for t in pidf.tuples.iter().filter(|t| t.basic == Some(Basic::Open)) {
+        if best.is_none_or(|b| prio(t) > prio(b)) {
+            best = Some(t);
+        }
+    }
+    best.or(pidf.tuples.first())
+}
+
 /// Map a PIDF document to one XMPP presence (RFC 8048 §6.3; PNOT-02..04).
 ///
 /// A presentity with several tuples is summarised as its "most available" one: the
 /// open tuple with the highest priority (first in document order on ties); with no
 /// open tuple the result is unavailable (from the first tuple's notes, if any).
 pub fn pidf_to_xmpp_presence(pidf: &Pidf) -> XmppPresence {
-    let mut best: Option<&Tuple> = None;
-    for t in pidf.tuples.iter().filter(|t| t.basic == Some(Basic::Open)) {
-        let prio = |t: &Tuple| t.priority.unwrap_or(0.0);
-        if best.is_none_or(|b| prio(t) > prio(b)) {
-            best = Some(t);
-        }
-    }
-    match best.or(pidf.tuples.first()) {
+    match select_tuple(pidf) {
         Some(t) => tuple_to_xmpp_presence(t, &pidf.notes),
         None => XmppPresence {
             kind: PresenceKind::Unavailable,
