@@ -26,8 +26,11 @@ pub const MAX_PART_LEN: usize = 1023;
 /// The localpart is kept in its XEP-0106 escaped form (as it appears on the wire).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct JidParts {
+    /// Localpart (RFC 7622 §3.3), XEP-0106-escaped.
     pub local: Option<String>,
+    /// Domainpart (RFC 7622 §3.2), lowercase ASCII here.
     pub domain: String,
+    /// Resourcepart (RFC 7622 §3.4).
     pub resource: Option<String>,
 }
 
@@ -114,6 +117,7 @@ pub enum Scheme {
 }
 
 impl Scheme {
+    /// The scheme name without the colon.
     pub fn as_str(self) -> &'static str {
         match self {
             Scheme::Sip => "sip",
@@ -138,22 +142,29 @@ impl Scheme {
 /// Why an address could not be mapped.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum AddressError {
+    /// Nothing to map.
     #[error("empty address")]
     Empty,
+    /// RFC 3986 §3.1: a URI starts with a scheme.
     #[error("no URI scheme")]
     MissingScheme,
     /// RFC 7247 §8: a `sips:` Request-URI or To MUST NOT be translated to XMPP, since
     /// XMPP cannot guarantee TLS on every hop (ARCH-04).
     #[error("sips: URIs must not be translated to XMPP (RFC 7247 §8)")]
     SipsNotTranslatable,
+    /// RFC 7247 §6: only sip:, im: and pres: map to JIDs.
     #[error("unsupported URI scheme {0:?}")]
     UnsupportedScheme(String),
+    /// RFC 7622 §3.2: the domainpart is mandatory.
     #[error("missing domain")]
     MissingDomain,
+    /// Not an ASCII host name or IP literal.
     #[error("invalid domain {0:?} (IDN mapping is out of scope, RFC 7247 §6.1)")]
     InvalidDomain(String),
+    /// RFC 7622 §3.3: a localpart has at least one character.
     #[error("empty localpart")]
     EmptyLocalpart,
+    /// RFC 7622 §3.4: a resourcepart has at least one character.
     #[error("empty resourcepart")]
     EmptyResource,
     /// RFC 3986 §2.1: `%` must be followed by two hex digits.
@@ -171,6 +182,7 @@ pub enum AddressError {
     /// RFC 3859/3860 URIs carry no parameters, so a resourcepart has nowhere to go.
     #[error("{0:?} URIs cannot carry a resourcepart")]
     ResourceNotRepresentable(Scheme),
+    /// RFC 7622 §3.1: a part exceeds 1023 octets.
     #[error("{0} longer than 1023 octets (RFC 7622 §3.1)")]
     TooLong(&'static str),
 }

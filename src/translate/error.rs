@@ -15,20 +15,31 @@ pub enum SipCodeRule {
     Code(u16),
     /// Notes 1–2: the 4xx code when the error concerns a full JID (one endpoint), the
     /// 6xx/5xx code when it concerns a bare JID (the user everywhere).
-    ByAddress { full_jid: u16, bare_jid: u16 },
+    ByAddress {
+        /// Code for an error about a full JID (4xx).
+        full_jid: u16,
+        /// Code for an error about a bare JID (6xx, or 501).
+        bare_jid: u16,
+    },
     /// Note 3: 301 when `<gone/>` carries a new address, 410 when it does not.
     ByGoneTarget {
+        /// Code when a new address is known (301).
         with_target: u16,
+        /// Code without one (410).
         without_target: u16,
     },
     /// Note 4: 404 when the domain does not exist, 408 when it could not be reached.
     ByReachability {
+        /// Code when the domain does not exist (404).
         no_such_domain: u16,
+        /// Code when it cannot be reached (408).
         unreachable: u16,
     },
     /// The RFC offers alternatives; `chosen` is what this implementation sends.
     Choice {
+        /// The code sent.
         chosen: u16,
+        /// Every code the RFC allows.
         alternatives: &'static [u16],
     },
 }
@@ -344,7 +355,9 @@ pub fn sip_to_xmpp(code: u16) -> StanzaCondition {
 /// [`StanzaError`] itself does not hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MappedXmppError {
+    /// Type, condition and optional `<text/>` (RFC 6120 §8.3.2).
     pub error: StanzaError,
+    /// Character data of the condition element.
     pub condition_text: Option<String>,
 }
 

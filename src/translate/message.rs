@@ -35,12 +35,16 @@ pub const THREAD_CALL_ID_PREFIX: &str = "th~";
 /// [`MessageError::sip_status`] say what to answer.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum MessageError {
+    /// An address did not map (RFC 7247 §6).
     #[error(transparent)]
     Address(#[from] AddressError),
+    /// The element is not `<message/>`.
     #[error("not a <message/> element")]
     NotMessage,
+    /// RFC 6120 §8.1.1.2: S2S stanzas carry `from` and `to`.
     #[error("message has no {0} address")]
     MissingAddress(&'static str),
+    /// Nothing to deliver: no `<body/>`, or an empty SIP body.
     #[error("message has no <body/>")]
     NoBody,
     /// Errors become SIP responses, groupchat belongs to RFC 7702 (not pager mode).
@@ -52,6 +56,7 @@ pub enum MessageError {
     /// RFC 7572 §7: only text/plain is translated here (text/html → XHTML-IM is open).
     #[error("unsupported content type {0:?}")]
     UnsupportedContentType(String),
+    /// RFC 7572 §8: UTF-8 only.
     #[error("unsupported charset {0:?}")]
     UnsupportedCharset(String),
     /// XML 1.0 §2.2: the text holds characters an XML stream cannot carry.
@@ -100,10 +105,15 @@ impl MessageError {
 /// RFC 6121 §5.2.2 message types. An unknown or absent type is `Normal`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MessageKind {
+    /// Single message (pager mode).
     Normal,
+    /// One-to-one chat.
     Chat,
+    /// Multi-user chat (RFC 7702, not mapped here).
     Groupchat,
+    /// Alert, no reply expected.
     Headline,
+    /// Error reply (RFC 6120 §8.3).
     Error,
 }
 
@@ -134,15 +144,21 @@ impl MessageKind {
 /// The fields of an XMPP message that RFC 7572 maps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct XmppMessage {
+    /// Sender (full JID when the SIP side gave a GRUU).
     pub from: JidParts,
+    /// Recipient.
     pub to: JidParts,
+    /// RFC 6121 §5.2.2 `type`.
     pub kind: MessageKind,
     /// Effective `xml:lang`: the stanza's, else the stream default (IM-11).
     pub lang: Option<String>,
     /// `(xml:lang, text)`; `None` means "the message's language".
     pub bodies: Vec<LangText>,
+    /// `<subject/>` ↔ Subject header.
     pub subject: Option<String>,
+    /// `<thread/>` ↔ Call-ID (D-03).
     pub thread: Option<String>,
+    /// Stanza `id`; transaction ids belong to the SIP stack.
     pub id: Option<String>,
 }
 
@@ -152,13 +168,21 @@ pub struct XmppMessage {
 /// the SIP stack adds the `tag`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SipMessage {
+    /// Request-URI (RFC 3261 §8.1.1.1).
     pub request_uri: String,
+    /// From header value.
     pub from: String,
+    /// To header value.
     pub to: String,
+    /// Call-ID (RFC 3261 §20.8).
     pub call_id: String,
+    /// Content-Type of the body.
     pub content_type: String,
+    /// Content-Language (RFC 3261 §20.13).
     pub content_language: Option<String>,
+    /// Subject (RFC 3261 §20.36).
     pub subject: Option<String>,
+    /// The body, already decoded as UTF-8.
     pub body: String,
 }
 

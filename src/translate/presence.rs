@@ -33,10 +33,13 @@ pub const MAX_TUPLES: usize = 64;
 /// Why a presence value could not be read or mapped.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum PresenceError {
+    /// An address did not map (RFC 7247 §6).
     #[error(transparent)]
     Address(#[from] AddressError),
+    /// The body is not usable XML.
     #[error(transparent)]
     Xml(#[from] XmlError),
+    /// The element is not `<presence/>`.
     #[error("not a <presence/> element")]
     NotPresence,
     /// RFC 3863 §4.1.1: the root is `<presence xmlns='urn:ietf:params:xml:ns:pidf'>`.
@@ -55,6 +58,7 @@ pub enum PresenceError {
     /// unusable.
     #[error("extension {0:?} is marked mustUnderstand")]
     MustUnderstand(String),
+    /// More tuples than [`MAX_TUPLES`].
     #[error("more than {MAX_TUPLES} tuples")]
     TooManyTuples,
     /// RFC 6121 §4.7.1.
@@ -63,6 +67,7 @@ pub enum PresenceError {
     /// RFC 6121 §4.7.2.1: at most one `<show/>`, with one of four values.
     #[error("more than one <show/>")]
     MultipleShow,
+    /// Not away, chat, dnd or xa.
     #[error("invalid <show/> value {0:?}")]
     InvalidShow(String),
     /// RFC 6121 §4.7.2.2: several `<status/>` only with distinct `xml:lang`.
@@ -76,13 +81,21 @@ pub enum PresenceError {
 /// The `type` of an XMPP presence stanza (RFC 6121 §4.7.1), `Available` for none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PresenceKind {
+    /// No `type`: available.
     Available,
+    /// End of availability.
     Unavailable,
+    /// Subscription request (RFC 6121 §3.1).
     Subscribe,
+    /// Subscription approval.
     Subscribed,
+    /// Cancel own subscription (RFC 6121 §3.3).
     Unsubscribe,
+    /// Deny or cancel a subscription (RFC 6121 §3.2).
     Unsubscribed,
+    /// Request for current presence (RFC 6121 §4.3).
     Probe,
+    /// Error reply (RFC 6120 §8.3).
     Error,
 }
 
@@ -126,15 +139,21 @@ impl PresenceKind {
 /// RFC 6121 §4.7.2.1 `<show/>` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Show {
+    /// Temporarily away.
     Away,
+    /// Free for chat.
     Chat,
+    /// Do not disturb.
     Dnd,
+    /// Extended away.
     Xa,
 }
 
 impl Show {
+    /// The four values of RFC 6121 §4.7.2.1.
     pub const ALL: [Show; 4] = [Show::Away, Show::Chat, Show::Dnd, Show::Xa];
 
+    /// The wire value.
     pub fn as_str(self) -> &'static str {
         match self {
             Show::Away => "away",
@@ -144,6 +163,7 @@ impl Show {
         }
     }
 
+    /// Parse a wire value; `None` if unknown.
     pub fn from_name(s: &str) -> Option<Self> {
         Show::ALL.into_iter().find(|v| v.as_str() == s)
     }
@@ -156,9 +176,13 @@ pub type LangText = (Option<String>, String);
 /// beside it, not inside it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct XmppPresence {
+    /// The stanza `type`.
     pub kind: PresenceKind,
+    /// At most one `<show/>` (RFC 6121 §4.7.2.1).
     pub show: Option<Show>,
+    /// `<status/>` texts with their `xml:lang`.
     pub status: Vec<LangText>,
+    /// `<priority/>` (RFC 6121 §4.7.2.3).
     pub priority: Option<i8>,
 }
 
@@ -248,11 +272,14 @@ impl XmppPresence {
 /// RFC 3863 §4.1.4 `<basic/>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Basic {
+    /// Available for communication.
     Open,
+    /// Not available.
     Closed,
 }
 
 impl Basic {
+    /// The wire value.
     pub fn as_str(self) -> &'static str {
         match self {
             Basic::Open => "open",
@@ -265,19 +292,23 @@ impl Basic {
 /// extension inside `<status/>` (RFC 7248 §5.2 note 7, PNOT-03).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tuple {
+    /// Tuple `id` (an `xs:ID`).
     pub id: String,
     /// RFC 3863 §4.1.4 makes `<basic/>` optional; a tuple without one says nothing
     /// about availability.
     pub basic: Option<Basic>,
+    /// The `jabber:client` `<show/>` extension.
     pub show: Option<Show>,
     /// `<contact/>` URI (RFC 3863 §4.1.5).
     pub contact: Option<String>,
     /// `priority` of `<contact/>`, a qvalue in 0..=1 (RFC 3863 §4.1.5).
     pub priority: Option<f32>,
+    /// `<note/>`s with their `xml:lang` (RFC 3863 §4.1.6).
     pub note: Vec<LangText>,
 }
 
 impl Tuple {
+    /// A tuple with only an id and a basic status.
     pub fn new(id: impl Into<String>, basic: Basic) -> Self {
         Tuple {
             id: id.into(),
@@ -295,6 +326,7 @@ impl Tuple {
 pub struct Pidf {
     /// The presentity URI (`pres:` form here, RFC 3863 §4.1.1).
     pub entity: String,
+    /// The tuples, in document order.
     pub tuples: Vec<Tuple>,
     /// Presence-level `<note/>`s (RFC 3863 §4.1.6).
     pub notes: Vec<LangText>,

@@ -47,17 +47,26 @@ use super::presence::{
 /// RFC 6665 §4.2.2 / §8.2.3 `Subscription-State` reason codes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TerminationReason {
+    /// Re-subscribe at once.
     Deactivated,
+    /// Re-subscribe later (Retry-After).
     Probation,
+    /// Authorisation refused; do not re-subscribe.
     Rejected,
+    /// The subscription was not refreshed.
     Timeout,
+    /// The notifier could not decide in time.
     Giveup,
+    /// The resource no longer exists.
     NoResource,
+    /// The resource will never be available.
     Invariant,
+    /// An unknown reason, kept verbatim.
     Other(String),
 }
 
 impl TerminationReason {
+    /// The wire value.
     pub fn as_str(&self) -> &str {
         match self {
             TerminationReason::Deactivated => "deactivated",
@@ -71,6 +80,7 @@ impl TerminationReason {
         }
     }
 
+    /// Parse a wire value (case-insensitive).
     pub fn from_name(s: &str) -> Self {
         match s.to_ascii_lowercase().as_str() {
             "deactivated" => TerminationReason::Deactivated,
@@ -98,8 +108,11 @@ impl TerminationReason {
 /// RFC 6665 §8.2.3 `Subscription-State` values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SubState {
+    /// Awaiting authorisation.
     Pending,
+    /// Authorised.
     Active,
+    /// Over, with an optional reason.
     Terminated(Option<TerminationReason>),
 }
 
@@ -158,15 +171,20 @@ pub enum XsInput {
     ProbeRejected,
     /// Final (or provisional) response to the gateway's SUBSCRIBE.
     SubscribeResponse {
+        /// Status code.
         code: u16,
+        /// Granted Expires, if given.
         expires: Option<u32>,
         /// `Min-Expires` of a 423 (RFC 3261 §20.23).
         min_expires: Option<u32>,
     },
     /// A NOTIFY in the subscription's dialog. The driver answers it 200 itself.
     Notify {
+        /// `Subscription-State`.
         state: SubState,
+        /// `expires` parameter of `Subscription-State`.
         expires: Option<u32>,
+        /// The PIDF body, if any.
         body: Option<Pidf>,
     },
     /// A timer fired (or any wake-up); the machine checks its deadlines.
@@ -178,11 +196,19 @@ pub enum XsInput {
 pub enum XsAction {
     /// Send SUBSCRIBE (`Event: presence`, `Accept: application/pidf+xml`) from the
     /// watcher to the SIP user; `new_dialog` when no dialog can be reused.
-    SendSubscribe { expires: u32, new_dialog: bool },
+    SendSubscribe {
+        /// Requested Expires; 0 ends the subscription (RFC 6665 §4.1.2.3).
+        expires: u32,
+        /// Start a new dialog instead of refreshing the current one.
+        new_dialog: bool,
+    },
     /// Send this presence stanza on the XMPP side.
     SendPresence {
+        /// Sender.
         from: JidParts,
+        /// Recipient.
         to: JidParts,
+        /// Content.
         presence: XmppPresence,
     },
 }
@@ -239,11 +265,13 @@ impl XmppToSip {
         matches!(self.state, XsState::Idle | XsState::Terminated)
     }
 
+    /// Next action to perform; drain after every input.
     #[must_use]
     pub fn poll_action(&mut self) -> Option<XsAction> {
         self.out.pop_front()
     }
 
+    /// When to call `handle(now, Tick)` next.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.refresh_at
@@ -290,6 +318,7 @@ impl XmppToSip {
         self.send_to_watcher(from, p);
     }
 
+    /// Feed one event.
     pub fn handle(&mut self, now: Instant, input: XsInput) {
         use XsState::*;
         match input {
@@ -446,14 +475,19 @@ impl XmppToSip {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SxInput {
     /// SUBSCRIBE (`Event: presence`) from the SIP watcher; initial or refresh.
-    Subscribe { expires: u32 },
+    Subscribe {
+        /// Requested Expires; 0 is an unsubscribe or a poll (RFC 6665 §4.2.1.4).
+        expires: u32,
+    },
     /// `<presence type='subscribed'/>` from the XMPP contact.
     XmppSubscribed,
     /// `<presence type='unsubscribed'/>` from the XMPP contact.
     XmppUnsubscribed,
     /// Available or unavailable presence from the contact (`from` is its full JID).
     XmppPresence {
+        /// Sender (full JID).
         from: JidParts,
+        /// Content.
         presence: XmppPresence,
     },
     /// A timer fired (or any wake-up).
@@ -464,17 +498,28 @@ pub enum SxInput {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SxAction {
     /// Final response to the SUBSCRIBE just handled, with the granted Expires.
-    RespondSubscribe { code: u16, expires: u32 },
+    RespondSubscribe {
+        /// 202 while pending, 200 once approved or for Expires: 0.
+        code: u16,
+        /// Granted Expires.
+        expires: u32,
+    },
     /// NOTIFY the SIP watcher; `body` `None` is an empty NOTIFY (Content-Length 0).
     SendNotify {
+        /// `Subscription-State`.
         state: SubState,
+        /// Remaining seconds for `Subscription-State: …;expires=`.
         expires: Option<u32>,
+        /// PIDF body, `None` for an empty NOTIFY.
         body: Option<Pidf>,
     },
     /// Send this presence stanza on the XMPP side.
     SendPresence {
+        /// Sender (bare).
         from: JidParts,
+        /// Recipient (bare).
         to: JidParts,
+        /// Content.
         presence: XmppPresence,
     },
 }
@@ -506,6 +551,7 @@ pub struct SipToXmpp {
 }
 
 impl SipToXmpp {
+    /// Both addresses are reduced to bare JIDs (PSUB-15).
     pub fn new(cfg: SubscriptionConfig, watcher: &JidParts, contact: &JidParts) -> Self {
         SipToXmpp {
             cfg,
@@ -529,11 +575,13 @@ impl SipToXmpp {
         self.approved
     }
 
+    /// Next action to perform; drain after every input.
     #[must_use]
     pub fn poll_action(&mut self) -> Option<SxAction> {
         self.out.pop_front()
     }
 
+    /// When to call `handle(now, Tick)` next.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
@@ -642,6 +690,7 @@ impl SipToXmpp {
         self.state = SxState::Idle;
     }
 
+    /// Feed one event.
     pub fn handle(&mut self, now: Instant, input: SxInput) {
         match input {
             SxInput::Subscribe { expires } => self.on_subscribe(now, expires),

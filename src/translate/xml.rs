@@ -24,20 +24,28 @@ pub const MAX_DEPTH: usize = 32;
 /// Why a body could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum XmlError {
+    /// Larger than [`MAX_DOCUMENT_BYTES`].
     #[error("document larger than {MAX_DOCUMENT_BYTES} bytes")]
     TooLarge,
+    /// Deeper than [`MAX_DEPTH`].
     #[error("elements nested deeper than {MAX_DEPTH}")]
     TooDeep,
+    /// A DOCTYPE was present.
     #[error("DOCTYPE is not allowed")]
     Doctype,
+    /// Not one of the five predefined entities.
     #[error("unknown entity &{0};")]
     UnknownEntity(String),
+    /// Namespaces in XML §5: every prefix is declared.
     #[error("unbound namespace prefix {0:?}")]
     UnboundPrefix(String),
+    /// No element at all.
     #[error("no root element")]
     NoRoot,
+    /// Content after the root element.
     #[error("content after the root element")]
     TrailingContent,
+    /// Any other well-formedness error.
     #[error("not well-formed: {0}")]
     Malformed(String),
 }
