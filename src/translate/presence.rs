@@ -386,6 +386,17 @@ impl Pidf {
         out
     }
 
+    /// The Content-Language for a NOTIFY carrying this document (PNOT-04, RFC 7248
+    /// Table 1: `xml:lang` ↔ Content-Language): the language of the first note that
+    /// has one, tuple notes first.
+    pub fn content_language(&self) -> Option<&str> {
+        self.tuples
+            .iter()
+            .flat_map(|t| t.note.iter())
+            .chain(self.notes.iter())
+            .find_map(|(lang, _)| lang.as_deref())
+    }
+
     /// Parse an `application/pidf+xml` body (RFC 3863 §4.1). Structure is checked
     /// strictly (root, entity, tuple ids, `<basic/>` values, mustUnderstand); advisory
     /// values are read leniently (an unknown `<show/>` or an out-of-range priority is
@@ -708,6 +719,7 @@ mod tests {
         let pidf = xmpp_presence_to_pidf(&p, &juliet(Some("r")))
             .expect("map")
             .expect("n");
+        assert_eq!(pidf.content_language(), Some("en"));
         let xml = pidf.to_xml();
         assert!(
             xml.contains("<note xml:lang='en'>In a meeting</note>"),
