@@ -214,7 +214,11 @@ pub fn escape_localpart(decoded: &str) -> String {
     let mut out = String::with_capacity(decoded.len());
     for (i, ch) in decoded.char_indices() {
         if ch == '\\' {
-            // XEP-0106 §4.2: a backslash is escaped only when followed by a code.
+            // XEP-0106 §5 rule 7 and its IMPS/IRC examples: a backslash is escaped
+            // only when it starts a sequence that would unescape; partial and unknown
+            // sequences are left alone ("Exceptions"). (The XEP's JID examples 9–11
+            // escape every backslash; following them would break ADDR-08 for JIDs
+            // that contain a plain backslash.)
             if escape_code_at(&decoded[i + 1..]).is_some() {
                 out.push_str("\\5c");
             } else {
@@ -230,7 +234,8 @@ pub fn escape_localpart(decoded: &str) -> String {
     out
 }
 
-/// Undo XEP-0106 escaping (RFC 7247 §6.5 step 1). Only the ten lowercase codes of
+/// Undo XEP-0106 escaping (RFC 7247 §6.5 step 1). XEP-0106 §5 rule 3 and
+/// "Exceptions": only the listed sequences are unescaped. Only the ten lowercase codes of
 /// [`ESCAPES`] are sequences; any other backslash is literal.
 pub fn unescape_localpart(escaped: &str) -> String {
     let mut out = String::with_capacity(escaped.len());
@@ -545,6 +550,19 @@ mod tests {
     #[case::pres("pres:juliet@example.com", "juliet@example.com")]
     #[case::im("IM:juliet@example.com?subject=hi", "juliet@example.com")]
     #[case::case_kept("sip:Juliet@Example.COM", "Juliet@example.com")]
+    // XEP-0106 §6 examples (its "cr%zy" written validly as "cr%25zy").
+    #[case::xep0106_sip(
+        "sip:here%27s_a_wild_%26_%2Fcr%25zy%2F_address@example.com",
+        "here\\27s_a_wild_\\26_\\2fcr%zy\\2f_address@example.com"
+    )]
+    #[case::xep0106_irc(
+        "sip:somenick!user%22&'/%3A%3C%3E%5C3address@example.com",
+        "somenick!user\\22\\26\\27\\2f\\3a\\3c\\3e\\5c3address@example.com"
+    )]
+    #[case::xep0106_imps(
+        "sip:%5C3and%5C2is%5C5cool@example.com",
+        "\\5c3and\\2is\\5c5cool@example.com"
+    )]
     fn sip_to_jid_table(#[case] uri: &str, #[case] expected: &str) {
         assert_eq!(
             sip_to_jid(uri).map(|j| j.to_string()),
