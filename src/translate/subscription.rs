@@ -149,6 +149,10 @@ pub fn refresh_delay(granted_secs: u32) -> Duration {
     Duration::from_secs(g - (g / 2).min(600))
 }
 
+/// Re-SUBSCRIBEs in a row (481, 423, terminated without a final reason) before the
+/// machine gives up, so a misbehaving notifier cannot cause an endless loop.
+pub const MAX_RESUBSCRIBES: u8 = 3;
+
 fn presence(kind: PresenceKind) -> XmppPresence {
     XmppPresence::new(kind)
 }
@@ -238,6 +242,8 @@ pub struct XmppToSip {
     /// `subscribed` was sent to the watcher.
     approved: bool,
     refresh_at: Option<Instant>,
+    /// Consecutive re-SUBSCRIBEs without an active NOTIFY or 2xx in between.
+    resubscribes: u8,
     out: VecDeque<XsAction>,
 }
 
@@ -251,6 +257,7 @@ impl XmppToSip {
             state: XsState::Idle,
             approved: false,
             refresh_at: None,
+            resubscribes: 0,
             out: VecDeque::new(),
         }
     }
@@ -298,6 +305,17 @@ impl XmppToSip {
         });
     }
 
+    /// Subscribe again after a transient failure, unless that has happened
+    /// [`MAX_RESUBSCRIBES`] times in a row: then the subscription is cancelled.
+    fn resubscribe(&mut self, expires: u32, new_dialog: bool) {
+        if self.resubscribes >= MAX_RESUBSCRIBES {
+            self.cancel();
+            return;
+        }
+        self.resubscribes += 1;
+        self.subscribe(expires, new_dialog);
+    }
+
     /// End the subscription towards the watcher: unavailable first if presence was
     /// flowing, then `unsubscribed` (RFC 6121 §3.2.2, PSUB-18).
     fn cancel(&mut self) {
@@ -325,6 +343,7 @@ impl XmppToSip {
             XsInput::XmppSubscribe => match self.state {
                 Idle | Terminated => {
                     self.state = Subscribing;
+                    self.resubscribes = 0;
                     self.subscribe(self.cfg.requested_expires, true);
                 }
                 // RFC 6121 §3.1.3 / RFC 8048 §5.3.1: already subscribed, auto-reply.
@@ -365,12 +384,23 @@ impl XmppToSip {
                 body,
             } => self.on_notify(now, state, expires, body),
             XsInput::Tick => {
-                if self.state == Active && self.refresh_at.is_some_and(|t| now >= t) {
-                    // RFC 8048 §8.1 (PSUB-07): probe the watcher before refreshing.
-                    self.refresh_at = None;
-                    let from = self.contact.clone();
-                    self.send_to_watcher(from, presence(PresenceKind::Probe));
-                    self.subscribe(self.cfg.requested_expires, false);
+                if self.refresh_at.is_none_or(|t| now < t) {
+                    return;
+                }
+                match self.state {
+                    Active => {
+                        // RFC 8048 §8.1 (PSUB-07): probe the watcher before refreshing.
+                        self.refresh_at = None;
+                        let from = self.contact.clone();
+                        self.send_to_watcher(from, presence(PresenceKind::Probe));
+                        self.subscribe(self.cfg.requested_expires, false);
+                    }
+                    // RFC 6665 §4.1.2.2: a pending subscription expires too.
+                    Subscribing | Pending => {
+                        self.refresh_at = None;
+                        self.subscribe(self.cfg.requested_expires, false);
+                    }
+                    Idle | Terminated | Unsubscribing => self.refresh_at = None,
                 }
             }
         }
@@ -394,14 +424,15 @@ impl XmppToSip {
                 if granted == 0 {
                     return;
                 }
+                self.resubscribes = 0;
                 self.refresh_at = Some(now + refresh_delay(granted));
             }
             // RFC 8048 §5.2.2 (PSUB-06): transient failures keep the subscription.
             423 => {
                 let e = min.unwrap_or(self.cfg.requested_expires).max(1);
-                self.subscribe(e, self.state == Subscribing);
+                self.resubscribe(e, self.state == Subscribing);
             }
-            481 => self.subscribe(self.cfg.requested_expires, true),
+            481 => self.resubscribe(self.cfg.requested_expires, true),
             408 | 500..=599 if self.state == Active => {
                 self.refresh_at = Some(now + Duration::from_secs(60));
             }
@@ -439,6 +470,7 @@ impl XmppToSip {
                     self.tell(PresenceKind::Subscribed);
                 }
                 self.state = Active;
+                self.resubscribes = 0;
                 if let Some(e) = expires.filter(|e| *e > 0) {
                     self.refresh_at = Some(now + refresh_delay(e));
                 }
@@ -459,7 +491,7 @@ impl XmppToSip {
                         if self.state != Active {
                             self.state = Subscribing;
                         }
-                        self.subscribe(self.cfg.requested_expires, true);
+                        self.resubscribe(self.cfg.requested_expires, true);
                     }
                 }
             }
@@ -1192,6 +1224,63 @@ mod tests {
         );
         assert!(m.is_closed());
         assert_eq!(m.poll_timeout(), None);
+    }
+
+    #[test]
+    fn x_to_s_resubscribe_loop_is_bounded() {
+        let t0 = Instant::now();
+        let mut m = xs_active(t0);
+        let mut subscribes = 0;
+        for _ in 0..10 {
+            m.handle(
+                t0,
+                XsInput::Notify {
+                    state: SubState::Terminated(Some(TerminationReason::Deactivated)),
+                    expires: None,
+                    body: None,
+                },
+            );
+            for a in xs_drain(&mut m) {
+                if matches!(a, XsAction::SendSubscribe { .. }) {
+                    subscribes += 1;
+                }
+            }
+        }
+        assert_eq!(subscribes, usize::from(MAX_RESUBSCRIBES));
+        assert!(m.is_closed());
+    }
+
+    #[test]
+    fn x_to_s_pending_subscription_is_refreshed_without_probe() {
+        let t0 = Instant::now();
+        let mut m = XmppToSip::new(SubscriptionConfig::default(), &juliet(), &romeo());
+        m.handle(t0, XsInput::XmppSubscribe);
+        m.handle(
+            t0,
+            XsInput::SubscribeResponse {
+                code: 202,
+                expires: Some(120),
+                min_expires: None,
+            },
+        );
+        m.handle(
+            t0,
+            XsInput::Notify {
+                state: SubState::Pending,
+                expires: None,
+                body: None,
+            },
+        );
+        let _ = xs_drain(&mut m);
+        let due = m.poll_timeout().expect("refresh timer");
+        m.handle(due, XsInput::Tick);
+        assert_eq!(
+            xs_drain(&mut m),
+            vec![XsAction::SendSubscribe {
+                expires: 3600,
+                new_dialog: false
+            }]
+        );
     }
 
     #[test]
