@@ -54,7 +54,7 @@ pub enum PresenceError {
     /// RFC 3863 §4.1.4: `<basic>` is `open` or `closed`.
     #[error("invalid <basic/> value {0:?}")]
     InvalidBasic(String),
-    /// RFC 3863 §4.3: an unknown element marked mustUnderstand makes the document
+    /// RFC 3863 (extensibility): an unknown element marked mustUnderstand makes the document
     /// unusable.
     #[error("extension {0:?} is marked mustUnderstand")]
     MustUnderstand(String),
@@ -475,7 +475,7 @@ fn parse_tuple(t: &Element) -> Result<Tuple, PresenceError> {
     })
 }
 
-/// RFC 3863 §4.3: the `mustUnderstand` attribute on an extension element we do not
+/// RFC 3863 (extensibility): the `mustUnderstand` attribute on an extension element we do not
 /// implement means the whole document must be rejected.
 fn check_must_understand(e: &Element) -> Result<(), PresenceError> {
     for c in e.elements() {
