@@ -18,9 +18,11 @@ use fedcheck::harness::{load, report, suite};
     about = "Conformance test harness for SIP <-> XMPP federation gateways"
 )]
 struct Cli {
-    /// Log filter (tracing env-filter syntax), e.g. `fedcheck=debug`.
-    #[arg(long, global = true, default_value = "warn")]
-    log: String,
+    /// Log filter (tracing env-filter syntax), e.g. `fedcheck=debug`. By default the
+    /// bundled proxy's own warnings stay quiet during `run`: what it did wrong shows in
+    /// the verdicts and transcripts, not as log noise.
+    #[arg(long, global = true)]
+    log: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -70,11 +72,25 @@ fn default_paths(paths: Vec<PathBuf>) -> Vec<PathBuf> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let default = match cli.command {
+        Command::Run { .. } => "warn,fedcheck::proxy=error,fedcheck::xmpp=error",
+        _ => "info",
+    };
+    let filter = match cli.log.as_deref() {
+        Some(f) => match tracing_subscriber::EnvFilter::try_new(f) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("fedcheck: error: --log {f:?}: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => tracing_subscriber::EnvFilter::new(default),
+    };
+    use std::io::IsTerminal as _;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match real_main(cli) {
         Ok(code) => ExitCode::from(code),

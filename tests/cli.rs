@@ -21,9 +21,17 @@ fn the_shipped_proxy_config_is_valid() {
 fn a_bad_proxy_config_names_file_and_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("bad.toml");
-    std::fs::write(&path, "domains = [\"a.test\"]\nlisten = \"not an address\"\ndialback_secret = \"s\"\n")
-        .expect("write");
-    let out = fedcheck().arg("proxy").arg("--config").arg(&path).output().expect("run");
+    std::fs::write(
+        &path,
+        "domains = [\"a.test\"]\nlisten = \"not an address\"\ndialback_secret = \"s\"\n",
+    )
+    .expect("write");
+    let out = fedcheck()
+        .arg("proxy")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.toml:2"), "{err}");
@@ -32,17 +40,33 @@ fn a_bad_proxy_config_names_file_and_line() {
 #[test]
 fn list_shows_every_scenario_with_its_requirements() {
     let out = fedcheck().arg("list").output().expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("scenarios/s2s/db-06-receiving-verifies.toml"), "{stdout}");
+    assert!(
+        stdout.contains("scenarios/s2s/db-06-receiving-verifies.toml"),
+        "{stdout}"
+    );
     assert!(stdout.contains("covers: DB-06 DB-08 DB-07"), "{stdout}");
 }
 
 #[test]
 fn coverage_counts_covered_requirements() {
-    let out = fedcheck().args(["coverage", "--missing"]).output().expect("run");
+    let out = fedcheck()
+        .args(["coverage", "--missing"])
+        .output()
+        .expect("run");
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("requirements covered by at least one scenario"), "{stdout}");
-    assert!(!stdout.lines().any(|l| l.starts_with("DB-06 ")), "DB-06 is covered: {stdout}");
+    assert!(
+        stdout.contains("requirements covered by at least one scenario"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.lines().any(|l| l.starts_with("DB-06 ")),
+        "DB-06 is covered: {stdout}"
+    );
 }
