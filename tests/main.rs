@@ -4,3 +4,4 @@ mod cli;
 mod harness_errors;
 mod interop;
 mod scenarios;
+mod targets;

@@ -242,6 +242,12 @@ impl<'a> Runner<'a> {
     /// Execute every step; stop at the first that does not hold.
     pub async fn run(mut self) -> RunResult {
         let steps = self.scenario.steps.clone();
+        let mut result = RunResult {
+            verdict: Verdict::Pass,
+            failure: None,
+            reason: None,
+            transcript: Transcript::default(),
+        };
         for step in &steps {
             if let Some(note) = &step.note {
                 self.note(&format!("step {}: {note}", step.index + 1));
@@ -249,37 +255,41 @@ impl<'a> Runner<'a> {
             match self.step(step).await {
                 Ok(()) => {}
                 Err(StepEnd::Failed(f)) => {
-                    self.drain_leftovers();
-                    let verdict = if f.level == Level::Must {
+                    result.verdict = if f.level == Level::Must {
                         Verdict::Fail
                     } else {
                         Verdict::Warn
                     };
-                    return RunResult {
-                        verdict,
-                        failure: Some(f),
-                        reason: None,
-                        transcript: std::mem::take(&mut self.transcript),
-                    };
+                    result.failure = Some(f);
+                    break;
                 }
                 Err(StepEnd::Broken(e)) => {
-                    self.drain_leftovers();
-                    return RunResult {
-                        verdict: Verdict::Error,
-                        failure: None,
-                        reason: Some(e.to_string()),
-                        transcript: std::mem::take(&mut self.transcript),
-                    };
+                    result.verdict = Verdict::Error;
+                    result.reason = Some(e.to_string());
+                    break;
                 }
             }
         }
         self.drain_leftovers();
-        RunResult {
-            verdict: Verdict::Pass,
-            failure: None,
-            reason: None,
-            transcript: std::mem::take(&mut self.transcript),
+        self.release().await;
+        result.transcript = std::mem::take(&mut self.transcript);
+        result
+    }
+
+    /// Close every socket and listener before returning, so a following scenario can bind
+    /// the same fixed addresses (a remote target's routes) at once.
+    async fn release(&mut self) {
+        for t in self.accept_tasks.drain(..) {
+            t.abort();
+            let _ = t.await;
         }
+        for (_, mut st) in self.streams.drain() {
+            st.writer = None;
+            st.reader.abort();
+            let reader = std::mem::replace(&mut st.reader, tokio::spawn(async {}));
+            let _ = reader.await;
+        }
+        self.pending_accepts.clear();
     }
 
     fn now(&self) -> Duration {
@@ -287,6 +297,10 @@ impl<'a> Runner<'a> {
     }
 
     fn note(&mut self, text: &str) {
+        // Notes are free text: write the SUT's domain as `{sut}`, as the normaliser does for
+        // addresses, so a transcript reads the same against every target.
+        let text = mask_domain(text, &self.sut.domain);
+        let text = text.as_str();
         let at = self.now();
         self.transcript.push(
             at,
@@ -1484,6 +1498,25 @@ impl<'a> Runner<'a> {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::mask_domain;
+
+    #[test]
+    fn masks_only_whole_domains() {
+        assert_eq!(
+            mask_domain("rx → sut.test (x)", "sut.test"),
+            "rx → {sut} (x)"
+        );
+        assert_eq!(
+            mask_domain("gw.sut.test and sut.test.", "sut.test"),
+            "gw.sut.test and {sut}."
+        );
+        assert_eq!(mask_domain("romeo@sut.test/r", "sut.test"), "romeo@{sut}/r");
+        assert_eq!(mask_domain("sut.tester", "sut.test"), "sut.tester");
+    }
+}
+
 fn assign(
     wanted: &[(usize, Option<Template>, String)],
     i: usize,
@@ -1515,6 +1548,30 @@ fn assign(
         }
     }
     false
+}
+
+/// Replace whole-domain occurrences of `domain` in `text` with `{sut}` (not inside a longer
+/// name such as `gw.sut.test`).
+fn mask_domain(text: &str, domain: &str) -> String {
+    if domain.is_empty() {
+        return text.to_string();
+    }
+    let part_of_name = |c: char| c.is_ascii_alphanumeric() || c == '.' || c == '-';
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(domain) {
+        let before = rest[..i].chars().next_back();
+        let after = rest[i + domain.len()..].chars().next();
+        out.push_str(&rest[..i]);
+        if before.is_some_and(part_of_name) || after.is_some_and(|c| part_of_name(c) && c != '.') {
+            out.push_str(domain);
+        } else {
+            out.push_str("{sut}");
+        }
+        rest = &rest[i + domain.len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// How a stream id the SUT sent is described in a freshness failure.
