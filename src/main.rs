@@ -153,13 +153,21 @@ fn real_main(cli: Cli) -> anyhow::Result<u8> {
             let files = suite::discover(&default_paths(paths))?;
             let mut bad = false;
             for f in files {
-                match load::load_file(&f, &catalogue) {
-                    Ok(s) => println!(
-                        "{}\n    {}\n    covers: {}",
-                        f.display(),
-                        s.title,
-                        s.covers.join(" ")
-                    ),
+                match load::load_file_cells(&f, &catalogue) {
+                    Ok(cells) => {
+                        let s = &cells[0];
+                        let n = if cells.len() > 1 {
+                            format!(" ({} matrix cells)", cells.len())
+                        } else {
+                            String::new()
+                        };
+                        println!(
+                            "{}{n}\n    {}\n    covers: {}",
+                            f.display(),
+                            s.title,
+                            s.covers.join(" ")
+                        );
+                    }
                     Err(e) => {
                         bad = true;
                         println!("{}\n    error: {e}", f.display());
@@ -173,11 +181,14 @@ fn real_main(cli: Cli) -> anyhow::Result<u8> {
             let mut by_req: std::collections::BTreeMap<String, Vec<String>> = Default::default();
             let mut bad = false;
             for f in files {
-                match load::load_file(&f, &catalogue) {
-                    Ok(s) => {
-                        let mut ids = s.covers.clone();
-                        for st in &s.steps {
-                            ids.extend(st.covers.iter().cloned());
+                match load::load_file_cells(&f, &catalogue) {
+                    Ok(cells) => {
+                        let mut ids = Vec::new();
+                        for s in &cells {
+                            ids.extend(s.covers.iter().cloned());
+                            for st in &s.steps {
+                                ids.extend(st.covers.iter().cloned());
+                            }
                         }
                         ids.sort();
                         ids.dedup();

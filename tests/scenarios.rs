@@ -30,20 +30,33 @@ fn scenario(#[files("scenarios/**/*.toml")] path: PathBuf) {
         .enable_all()
         .build()
         .expect("runtime");
-    let outcome = rt.block_on(suite::run_file(&path, &Target::Bundled, &catalogue));
-    assert!(
-        outcome.verdict == Verdict::Pass,
-        "{} against the bundled pair:\n{}",
-        outcome.verdict,
-        report::details(&outcome, &catalogue)
-    );
-    let name = snapshot_name(&path);
-    insta::with_settings!({
-        snapshot_path => Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots"),
-        prepend_module_to_snapshot => false,
-        input_file => &path,
-        omit_expression => true,
-    }, {
-        insta::assert_snapshot!(name, outcome.normalised);
-    });
+    // A matrix file yields one outcome per cell: each must pass and has its own snapshot.
+    let outcomes = rt.block_on(suite::run_file(&path, &Target::Bundled, &catalogue));
+    let failed: Vec<String> = outcomes
+        .iter()
+        .filter(|o| o.verdict != Verdict::Pass)
+        .map(|o| {
+            format!(
+                "{} against the bundled pair:\n{}",
+                o.verdict,
+                report::details(o, &catalogue)
+            )
+        })
+        .collect();
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+    for o in &outcomes {
+        let mut name = snapshot_name(&path);
+        if let Some(cell) = &o.cell {
+            name = format!("{name}@{}", cell.replace('=', "-").replace(',', "__"));
+        }
+        insta::with_settings!({
+            snapshot_path => Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots"),
+            prepend_module_to_snapshot => false,
+            input_file => &path,
+            description => o.cell.clone().unwrap_or_default(),
+            omit_expression => true,
+        }, {
+            insta::assert_snapshot!(name, o.normalised);
+        });
+    }
 }

@@ -59,7 +59,7 @@ fn scenarios_run_unchanged_against_a_remote_target() {
             "scenarios/s2s/db-06-receiving-verifies.toml",
             "scenarios/s2s/db-18-ping-round-trip.toml",
         ] {
-            let o = suite::run_file(&scenario(s), &target, &cat).await;
+            let o = suite::run_file(&scenario(s), &target, &cat).await.remove(0);
             assert_eq!(
                 o.verdict,
                 Verdict::Pass,
@@ -92,7 +92,8 @@ fn a_capability_the_target_does_not_claim_is_inconclusive() {
             &target,
             &cat,
         )
-        .await;
+        .await
+        .remove(0);
         assert_eq!(o.verdict, Verdict::Inconclusive);
         assert!(
             o.reason.as_deref().unwrap_or("").contains("component"),

@@ -13,6 +13,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::catalogue::Catalogue;
+use super::matrix;
 use super::model::{ExpectItemFile, ScenarioFile, StepFile};
 use super::template::{self, RESERVED_NAMES, is_name};
 use crate::xmpp::ns;
@@ -50,6 +51,8 @@ pub const MAX_DURATION: Duration = Duration::from_secs(600);
 #[derive(Debug, Clone)]
 pub struct Scenario {
     pub path: PathBuf,
+    /// The matrix cell this scenario is (`tls=required,peer=plain`), for matrix files.
+    pub cell: Option<String>,
     pub title: String,
     pub description: Option<String>,
     pub covers: Vec<String>,
@@ -247,6 +250,38 @@ pub fn load_file(path: &Path, cat: &Catalogue) -> Result<Scenario, LoadError> {
         source,
     })?;
     load_str(&text, path, cat)
+}
+
+/// Load a file as the scenarios it stands for: one, or one per cell of its `[matrix]`
+/// (see [`crate::harness::matrix`]).
+pub fn load_file_cells(path: &Path, cat: &Catalogue) -> Result<Vec<Scenario>, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    load_str_cells(&text, path, cat)
+}
+
+pub fn load_str_cells(
+    text: &str,
+    origin: &Path,
+    cat: &Catalogue,
+) -> Result<Vec<Scenario>, LoadError> {
+    match matrix::cells(text, origin)? {
+        None => {
+            let plain = matrix::expand(text, None, origin)?;
+            Ok(vec![load_str(&plain, origin, cat)?])
+        }
+        Some(cells) => cells
+            .iter()
+            .map(|c| {
+                let t = matrix::expand(text, Some(c), origin)?;
+                let mut s = load_str(&t, origin, cat)?;
+                s.cell = Some(c.name.clone());
+                Ok(s)
+            })
+            .collect(),
+    }
 }
 
 /// Validate scenario text; `origin` names it in errors and in [`Scenario::path`].
@@ -534,6 +569,18 @@ impl Validator<'_> {
         let mut steps = Vec::new();
         for (index, s) in f.step.iter().enumerate() {
             let (line, _) = self.lines.at(s.span().start);
+            if let Some(when) = &s.get_ref().when {
+                let clauses: Vec<String> =
+                    when.get_ref().iter().map(|c| c.get_ref().clone()).collect();
+                match matrix::when_holds(&clauses) {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        self.err(when.span(), e);
+                        continue;
+                    }
+                }
+            }
             if let Some(step) = self.step(index, line, s, &covers, timeout, &mut walk) {
                 steps.push(step);
             }
@@ -541,6 +588,7 @@ impl Validator<'_> {
 
         Scenario {
             path: origin.to_path_buf(),
+            cell: None,
             title,
             description: f.description,
             covers,
@@ -590,7 +638,7 @@ impl Validator<'_> {
             .find(|(k, _)| *k == action)
             .map_or(&[][..], |(_, a)| *a);
         for (key, span) in st.other_keys() {
-            if key != "covers" && key != "note" && !allowed.contains(&key) {
+            if key != "covers" && key != "note" && key != "when" && !allowed.contains(&key) {
                 self.err(
                     span,
                     format!(

@@ -5,6 +5,7 @@
 
 pub mod catalogue;
 pub mod load;
+pub mod matrix;
 pub mod model;
 pub mod normalise;
 pub mod report;

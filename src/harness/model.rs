@@ -31,6 +31,9 @@ pub struct ScenarioFile {
     /// `[[step]]`, in file order.
     #[serde(default)]
     pub step: Vec<Spanned<StepFile>>,
+    /// `[matrix]`: read by [`crate::harness::matrix`] before this model is parsed.
+    #[serde(default)]
+    pub matrix: Option<toml::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -80,6 +83,8 @@ pub struct StepFile {
     pub verify_stream: Option<Spanned<String>>,
     pub covers: Option<Spanned<Vec<Spanned<String>>>>,
     pub note: Option<Spanned<String>>,
+    /// Matrix files: keep the step only in cells where every clause holds.
+    pub when: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// One item of `expect_all`: `{ stream, xml }` or `{ stream, eof = true }`.
@@ -113,7 +118,8 @@ impl StepFile {
             to,
             verify_stream,
             covers,
-            note
+            note,
+            when
         );
         v
     }

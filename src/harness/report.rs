@@ -30,7 +30,7 @@ pub fn progress_line(o: &Outcome) -> String {
     format!(
         "{:<12} {}  [{}]  ({} ms)",
         o.verdict.as_str().to_uppercase(),
-        display_path(&o.path),
+        o.name(),
         o.covers.join(" "),
         o.elapsed.as_millis()
     )
@@ -51,7 +51,7 @@ pub fn summary(outcomes: &[Outcome], catalogue: &Catalogue, target: &str) -> Str
             out,
             "  {:<10} {:<70} {}",
             o.verdict.as_str(),
-            display_path(&o.path),
+            o.name(),
             o.covers.join(" ")
         );
     }
@@ -74,11 +74,14 @@ pub fn details(o: &Outcome, catalogue: &Catalogue) -> String {
     let _ = writeln!(
         out,
         "── {} ({}) ──",
-        display_path(&o.path),
+        o.name(),
         o.verdict.as_str().to_uppercase()
     );
     if !o.title.is_empty() {
         let _ = writeln!(out, "   {}", o.title);
+    }
+    if let Some(c) = &o.cell {
+        let _ = writeln!(out, "   matrix cell: {c}");
     }
     if let Some(r) = &o.reason {
         let _ = writeln!(out, "   {r}");

@@ -58,14 +58,22 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), SuiteError> {
     Ok(())
 }
 
-/// Load and run one scenario file against `target`. Never panics on a bad file: a file
-/// that does not load is an `error` outcome naming file:line.
-pub async fn run_file(path: &Path, target: &Target, catalogue: &Catalogue) -> Outcome {
+/// Load and run one scenario file against `target`: one outcome, or one per matrix cell.
+/// Never panics on a bad file: a file that does not load is one `error` outcome naming
+/// file:line.
+pub async fn run_file(path: &Path, target: &Target, catalogue: &Catalogue) -> Vec<Outcome> {
     let started = Instant::now();
-    match load::load_file(path, catalogue) {
-        Ok(s) => run_scenario(&s, target, catalogue).await,
-        Err(e) => Outcome {
+    match load::load_file_cells(path, catalogue) {
+        Ok(cells) => {
+            let mut out = Vec::with_capacity(cells.len());
+            for s in &cells {
+                out.push(run_scenario(s, target, catalogue).await);
+            }
+            out
+        }
+        Err(e) => vec![Outcome {
             path: path.to_path_buf(),
+            cell: None,
             title: String::new(),
             covers: Vec::new(),
             verdict: Verdict::Error,
@@ -74,7 +82,7 @@ pub async fn run_file(path: &Path, target: &Target, catalogue: &Catalogue) -> Ou
             transcript: Transcript::default(),
             normalised: String::new(),
             elapsed: started.elapsed(),
-        },
+        }],
     }
 }
 
@@ -82,6 +90,7 @@ pub async fn run_scenario(s: &Scenario, target: &Target, catalogue: &Catalogue) 
     let started = Instant::now();
     let base = |verdict, reason: Option<String>| Outcome {
         path: s.path.clone(),
+        cell: s.cell.clone(),
         title: s.title.clone(),
         covers: s.covers.clone(),
         verdict,
@@ -123,6 +132,7 @@ pub async fn run_scenario(s: &Scenario, target: &Target, catalogue: &Catalogue) 
     );
     Outcome {
         path: s.path.clone(),
+        cell: s.cell.clone(),
         title: s.title.clone(),
         covers: s.covers.clone(),
         verdict: result.verdict,
@@ -135,7 +145,7 @@ pub async fn run_scenario(s: &Scenario, target: &Target, catalogue: &Catalogue) 
 }
 
 /// Run many files with at most `jobs` at once (1 for targets whose routes are fixed).
-/// `progress` sees each outcome as it completes; the result is in file order.
+/// `progress` sees each outcome as it completes; the result is in file (then cell) order.
 pub async fn run_all(
     files: Vec<PathBuf>,
     target: Arc<Target>,
@@ -157,13 +167,15 @@ pub async fn run_all(
             (i, run_file(&f, &target, &catalogue).await)
         });
     }
-    let mut out: Vec<Option<Outcome>> = (0..files.len()).map(|_| None).collect();
+    let mut out: Vec<Option<Vec<Outcome>>> = (0..files.len()).map(|_| None).collect();
     while let Some(joined) = set.join_next().await {
         match joined {
-            Ok((i, o)) => {
-                progress(&o);
+            Ok((i, os)) => {
+                for o in &os {
+                    progress(o);
+                }
                 if let Some(slot) = out.get_mut(i) {
-                    *slot = Some(o);
+                    *slot = Some(os);
                 }
             }
             Err(e) => tracing::error!("a scenario task failed: {e}"),
@@ -171,17 +183,20 @@ pub async fn run_all(
     }
     out.into_iter()
         .zip(files)
-        .map(|(o, f)| {
-            o.unwrap_or_else(|| Outcome {
-                path: f,
-                title: String::new(),
-                covers: Vec::new(),
-                verdict: Verdict::Error,
-                failure: None,
-                reason: Some("the harness task running this scenario panicked".into()),
-                transcript: Transcript::default(),
-                normalised: String::new(),
-                elapsed: std::time::Duration::ZERO,
+        .flat_map(|(o, f)| {
+            o.unwrap_or_else(|| {
+                vec![Outcome {
+                    path: f,
+                    cell: None,
+                    title: String::new(),
+                    covers: Vec::new(),
+                    verdict: Verdict::Error,
+                    failure: None,
+                    reason: Some("the harness task running this scenario panicked".into()),
+                    transcript: Transcript::default(),
+                    normalised: String::new(),
+                    elapsed: std::time::Duration::ZERO,
+                }]
             })
         })
         .collect()

@@ -61,6 +61,8 @@ pub struct Failure {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub path: PathBuf,
+    /// The matrix cell, for a matrix file.
+    pub cell: Option<String>,
     pub title: String,
     pub covers: Vec<String>,
     pub verdict: Verdict,
@@ -71,4 +73,16 @@ pub struct Outcome {
     /// The normalised transcript (the snapshot text).
     pub normalised: String,
     pub elapsed: Duration,
+}
+
+impl Outcome {
+    /// `path` or `path [cell]`: how reports name this outcome.
+    pub fn name(&self) -> String {
+        let p = self.path.display().to_string();
+        let p = p.strip_prefix("./").map(str::to_string).unwrap_or(p);
+        match &self.cell {
+            Some(c) => format!("{p} [{c}]"),
+            None => p,
+        }
+    }
 }
