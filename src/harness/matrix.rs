@@ -203,6 +203,12 @@ pub fn cells(text: &str, origin: &Path) -> Result<Option<Vec<Cell>>, LoadError> 
                 vars.entry(k.clone()).or_insert_with(|| v.to_string());
             }
         }
+        // Derived values may use the axis values (`offered_attr = "version='${offered}'"`).
+        for v in vars.values_mut() {
+            for (axis, val) in &axis_vals {
+                *v = v.replace(&format!("${{{axis}}}"), val);
+            }
+        }
         out.push(Cell { name, vars });
     }
     Ok(Some(out))
@@ -280,6 +286,7 @@ outcome = "refused"
 
 [[matrix.set]]
 outcome = "accepted"
+label = "tls-${tls}"
 "#;
 
     #[test]
@@ -300,6 +307,7 @@ outcome = "accepted"
         let outcome: Vec<&str> = cells.iter().map(|c| c.vars["outcome"].as_str()).collect();
         assert_eq!(outcome, ["accepted", "accepted", "refused", "accepted"]);
         assert_eq!(cells[2].slug(), "peer-plain__tls-required");
+        assert_eq!(cells[1].vars["label"], "tls-optional", "derived values see the axes");
     }
 
     #[test]
