@@ -8,4 +8,5 @@
 
 pub mod harness;
 pub mod proxy;
+pub mod sip;
 pub mod xmpp;
