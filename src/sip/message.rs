@@ -345,6 +345,18 @@ impl Headers {
         );
     }
 
+    /// Inserts a header line at `index` (clamped to the end).
+    pub fn insert(&mut self, index: usize, name: impl Into<String>, value: impl Into<String>) {
+        let index = index.min(self.0.len());
+        self.0.insert(
+            index,
+            Header {
+                name: name.into(),
+                value: value.into(),
+            },
+        );
+    }
+
     /// Replaces the first line of `name` in place and removes the others, or appends.
     pub fn set(&mut self, name: impl Into<String>, value: impl Into<String>) {
         let name = name.into();
@@ -407,7 +419,7 @@ impl Headers {
         self.get(name).is_some()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Header> {
+    pub fn iter(&self) -> std::slice::Iter<'_, Header> {
         self.0.iter()
     }
 
