@@ -6,8 +6,10 @@
 //! the payload does not give it, so a scenario can also send deliberately odd values.
 //! Randomness comes from a caller's [`RandomSource`] so tests and snapshots are repeatable.
 
+use super::codec::{Limits, ParseError, StartLineError};
+use super::framing::{Item, parse_datagram};
 use super::headers::{MAGIC_COOKIE, NameAddr};
-use super::message::{Method, Request, Response, Uri};
+use super::message::{Message, Method, Request, Response, Uri};
 
 /// Where tags, branches and Call-IDs get their randomness.
 pub trait RandomSource {
@@ -80,6 +82,35 @@ pub fn new_tag(rng: &mut dyn RandomSource) -> String {
 /// A Call-ID: random word `@` host, as §8.1.1.4 recommends.
 pub fn new_call_id(rng: &mut dyn RandomSource, host: &str) -> String {
     format!("{}@{host}", random_hex(rng, 12))
+}
+
+/// Parses a payload as a scenario file writes it. Scenario text comes from TOML multi-line
+/// strings, whose lines end in LF: in the head every LF becomes CRLF, the empty line ends
+/// the head (appended when missing), and the body after it is kept byte for byte.
+/// Content-Length may be absent, as in a datagram (RFC 3261 §18.3); it is recomputed when
+/// the message is serialised. Everything else is as strict as the wire parser, so a
+/// payload that is wrong on purpose must be sent as raw bytes instead.
+pub fn parse_payload(text: &str, limits: &Limits) -> Result<Message, ParseError> {
+    let (head, body) = match text.find("\r\n\r\n") {
+        Some(i) if !text.get(..i).unwrap_or("").contains("\n\n") => {
+            (text.get(..i).unwrap_or(""), text.get(i + 4..).unwrap_or(""))
+        }
+        _ => match text.find("\n\n") {
+            Some(i) => (text.get(..i).unwrap_or(""), text.get(i + 2..).unwrap_or("")),
+            None => (text.trim_end_matches(['\r', '\n']), ""),
+        },
+    };
+    let mut wire = String::with_capacity(text.len() + 64);
+    for line in head.split('\n') {
+        wire.push_str(line.strip_suffix('\r').unwrap_or(line));
+        wire.push_str("\r\n");
+    }
+    wire.push_str("\r\n");
+    wire.push_str(body);
+    match parse_datagram(wire.as_bytes(), limits)? {
+        Item::Message(m) => Ok(m),
+        Item::Keepalive(_) => Err(ParseError::BadStartLine(StartLineError::Empty)),
+    }
 }
 
 /// The sending UA: its address of record and how it is reached.
@@ -215,19 +246,20 @@ impl RequestBuilder {
             let seq = self.cseq.unwrap_or(1);
             r.headers.insert(at, "CSeq", format!("{seq} {}", r.method));
         }
-        if !r.headers.contains("Contact") && NEEDS_CONTACT.contains(&r.method) {
-            if let Some(contact) = &local.contact {
-                let index = r
-                    .headers
-                    .iter()
-                    .position(|h| {
-                        super::message::names_equal(&h.name, "Content-Type")
-                            || super::message::names_equal(&h.name, "Content-Length")
-                    })
-                    .unwrap_or(r.headers.len());
-                r.headers
-                    .insert(index, "Contact", NameAddr::new(contact.clone()).to_string());
-            }
+        if !r.headers.contains("Contact")
+            && NEEDS_CONTACT.contains(&r.method)
+            && let Some(contact) = &local.contact
+        {
+            let index = r
+                .headers
+                .iter()
+                .position(|h| {
+                    super::message::names_equal(&h.name, "Content-Type")
+                        || super::message::names_equal(&h.name, "Content-Length")
+                })
+                .unwrap_or(r.headers.len());
+            r.headers
+                .insert(index, "Contact", NameAddr::new(contact.clone()).to_string());
         }
         r.headers.set("Content-Length", r.body.len().to_string());
         r
@@ -370,21 +402,21 @@ impl<'a> ResponseBuilder<'a> {
         }
         for name in COPIED {
             let Some(value) = req.get(name) else { continue };
-            if name == "To" && status != 100 {
-                if let Ok(to) = req.to() {
-                    if to.tag().is_none() {
-                        let tag = self.to_tag.clone().unwrap_or_else(|| new_tag(rng));
-                        r.headers.push("To", to.with_tag(&tag).to_string());
-                        continue;
-                    }
-                }
+            if name == "To"
+                && status != 100
+                && let Ok(to) = req.to()
+                && to.tag().is_none()
+            {
+                let tag = self.to_tag.clone().unwrap_or_else(|| new_tag(rng));
+                r.headers.push("To", to.with_tag(&tag).to_string());
+                continue;
             }
             r.headers.push(name, value);
         }
-        if status == 100 {
-            if let Some(ts) = req.get("Timestamp") {
-                r.headers.push("Timestamp", ts);
-            }
+        if status == 100
+            && let Some(ts) = req.get("Timestamp")
+        {
+            r.headers.push("Timestamp", ts);
         }
         for (name, value) in self.extra {
             r.headers.push(name, value);
@@ -548,6 +580,34 @@ mod tests {
         assert_eq!(
             resp.headers.to().expect("to").tag().as_deref(),
             Some("peer")
+        );
+    }
+
+    #[test]
+    fn scenario_payloads_with_lf_line_ends() {
+        let text =
+            "MESSAGE sip:juliet@xmpp.example SIP/2.0\nContent-Type: text/plain\n\nHello\nthere\n";
+        let Ok(Message::Request(r)) = parse_payload(text, &Limits::default()) else {
+            panic!("parses");
+        };
+        assert_eq!(r.body, b"Hello\nthere\n");
+        let r = RequestBuilder::from_request(r).build(&local(), &mut SeededRandom(1));
+        assert_eq!(validate_request(&r), Ok(()));
+        assert_eq!(r.headers.get("Content-Length"), Some("12"));
+
+        let Ok(Message::Response(resp)) = parse_payload("SIP/2.0 200 OK\n", &Limits::default())
+        else {
+            panic!("parses");
+        };
+        assert_eq!((resp.status, resp.headers.len()), (200, 0));
+        let crlf = "OPTIONS sip:a@b SIP/2.0\r\nSubject: x\r\n\r\nbody\n\nmore";
+        let Ok(Message::Request(r)) = parse_payload(crlf, &Limits::default()) else {
+            panic!("parses");
+        };
+        assert_eq!(r.body, b"body\n\nmore");
+        assert_eq!(
+            parse_payload("OPTIONS sip:a@b SIP/2.0\nVia\n", &Limits::default()),
+            Err(ParseError::HeaderWithoutColon { line: 2 })
         );
     }
 

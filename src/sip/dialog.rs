@@ -253,19 +253,18 @@ impl Dialog {
             return Err(DialogError::NotInDialog);
         }
         let seq = request.headers.cseq()?.seq;
-        if let Some(remote) = self.remote_seq {
-            if seq < remote {
-                return Err(DialogError::OutOfOrder { got: seq, remote });
-            }
+        if let Some(remote) = self.remote_seq
+            && seq < remote
+        {
+            return Err(DialogError::OutOfOrder { got: seq, remote });
         }
         self.remote_seq = Some(seq);
         if matches!(
             request.method,
             Method::Subscribe | Method::Notify | Method::Update | Method::Invite
-        ) {
-            if let Some(contact) = request.headers.contacts()?.into_iter().next() {
-                self.remote_target = contact.uri;
-            }
+        ) && let Some(contact) = request.headers.contacts()?.into_iter().next()
+        {
+            self.remote_target = contact.uri;
         }
         Ok(())
     }
