@@ -612,6 +612,14 @@ mod tests {
     }
 
     #[test]
+    fn os_random_gives_distinct_identifiers() {
+        let mut rng = OsRandom::default();
+        let tags: std::collections::HashSet<_> = (0..50).map(|_| new_tag(&mut rng)).collect();
+        assert_eq!(tags.len(), 50);
+        assert!(new_branch(&mut rng).starts_with(MAGIC_COOKIE));
+    }
+
+    #[test]
     fn reasons() {
         assert_eq!(default_reason(489), "Bad Event");
         assert_eq!(default_reason(499), "Client Error");

@@ -297,8 +297,8 @@ impl Subscription {
 
     fn set_duration(&mut self, now: Instant, seconds: u32) {
         let d = Duration::from_secs(u64::from(seconds));
-        self.expires_at = Some(now + d);
-        self.refresh_at = Some(now + d / 2);
+        self.expires_at = now.checked_add(d);
+        self.refresh_at = now.checked_add(d / 2);
     }
 
     /// Subscriber: a 2xx to our SUBSCRIBE. "200-class responses to SUBSCRIBE requests will

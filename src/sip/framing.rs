@@ -218,7 +218,8 @@ impl StreamDecoder {
                             let len = head
                                 .content_length
                                 .ok_or(ParseError::MissingContentLength)?;
-                            if end - self.pos + len > self.limits.max_message_bytes {
+                            if (end - self.pos).saturating_add(len) > self.limits.max_message_bytes
+                            {
                                 return Err(ParseError::MessageTooLarge {
                                     limit: self.limits.max_message_bytes,
                                 });
@@ -229,7 +230,7 @@ impl StreamDecoder {
                     }
                 }
                 State::ExpectBody { head, len } => {
-                    let Some(body) = self.buf.get(self.pos..self.pos + len) else {
+                    let Some(body) = self.buf.get(self.pos..self.pos.saturating_add(len)) else {
                         self.state = State::ExpectBody { head, len };
                         return Ok(None);
                     };
@@ -435,6 +436,15 @@ mod tests {
         let mut d = StreamDecoder::new(limits);
         d.feed(b"OPTIONS sip:a@b SIP/2.0\r\nl: 90\r\n\r\n");
         assert_eq!(d.next(), Err(ParseError::MessageTooLarge { limit: 100 }));
+        // A Content-Length near usize::MAX must not overflow the arithmetic.
+        let mut d = StreamDecoder::default();
+        d.feed(format!("OPTIONS sip:a@b SIP/2.0\r\nl: {}\r\n\r\n", usize::MAX).as_bytes());
+        assert_eq!(d.next(), Err(ParseError::MessageTooLarge { limit: 65_536 }));
+        let dgram = format!("OPTIONS sip:a@b SIP/2.0\r\nl: {}\r\n\r\nx", usize::MAX);
+        assert!(matches!(
+            parse_datagram(dgram.as_bytes(), &Limits::default()),
+            Err(ParseError::BodyShorterThanContentLength { .. })
+        ));
     }
 
     #[test]

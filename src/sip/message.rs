@@ -729,6 +729,28 @@ mod tests {
         assert_eq!(h.get_all("v").count(), 2);
     }
 
+    #[rstest]
+    #[case("v", "Via")]
+    #[case("f", "From")]
+    #[case("t", "To")]
+    #[case("i", "Call-ID")]
+    #[case("m", "Contact")]
+    #[case("l", "Content-Length")]
+    #[case("c", "Content-Type")]
+    #[case("e", "Content-Encoding")]
+    #[case("k", "Supported")]
+    #[case("o", "Event")]
+    #[case("u", "Allow-Events")]
+    #[case("s", "Subject")]
+    fn compact_forms(#[case] short: &str, #[case] long: &str) {
+        assert_eq!(canonical_name(short), long);
+        assert_eq!(canonical_name(&short.to_ascii_uppercase()), long);
+        assert!(names_equal(short, &long.to_ascii_lowercase()));
+        let mut h = Headers::new();
+        h.push(short, "x");
+        assert_eq!(h.get(long), Some("x"));
+    }
+
     #[test]
     fn non_list_headers_are_not_split() {
         let mut h = Headers::new();
