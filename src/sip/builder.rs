@@ -143,9 +143,9 @@ impl Local {
 /// Max-Forwards a UAC starts with (RFC 3261 §8.1.1.6: "SHOULD be 70").
 pub const DEFAULT_MAX_FORWARDS: u32 = 70;
 
-/// Methods whose requests must carry a Contact (RFC 3261 §8.1.1.8 for dialog-creating
-/// requests, RFC 6665 §4.1.2.1 (SUBSCRIBE) and §4.2.2 (NOTIFY), RFC 3515 §2.4.1 (REFER),
-/// RFC 3311 §5.1 (UPDATE)).
+/// Methods whose requests must carry a Contact: those that create a dialog or refresh its
+/// target (RFC 3261 §8.1.1.8, §12.1; RFC 6665 §4.1.2.1 and §4.2.2 for SUBSCRIBE and
+/// NOTIFY; REFER, RFC 3515, and UPDATE, RFC 3311, likewise).
 const NEEDS_CONTACT: [Method; 5] = [
     Method::Invite,
     Method::Subscribe,
@@ -266,7 +266,8 @@ impl RequestBuilder {
     }
 }
 
-/// Default reason phrases (RFC 3261 §21; 202 RFC 6665 §8.3.1; 489 RFC 6665 §8.3.2).
+/// Default reason phrases (RFC 3261 §21; 202 and 489 from event notification, RFC 6665;
+/// 204 from RFC 5839).
 const REASONS: [(u16, &str); 53] = [
     (100, "Trying"),
     (180, "Ringing"),

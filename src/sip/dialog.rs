@@ -301,9 +301,9 @@ impl Subscription {
         self.refresh_at = now.checked_add(d / 2);
     }
 
-    /// Subscriber: a 2xx to our SUBSCRIBE. "200-class responses to SUBSCRIBE requests will
-    /// not generally contain any useful information beyond subscription duration ... MUST
-    /// contain an Expires header field" (RFC 6665 §4.1.2.1, §4.2.1.1).
+    /// Subscriber: a 2xx to our SUBSCRIBE. Its Expires is the duration the notifier
+    /// granted, which may be shorter than asked (RFC 6665 §4.1.2.1, §4.2.1.1); without it
+    /// the duration is unknown, which is an error here.
     pub fn on_subscribe_response(
         &mut self,
         now: Instant,
