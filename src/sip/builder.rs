@@ -198,7 +198,8 @@ impl RequestBuilder {
     /// Completes the request (RFC 3261 §8.1.1). Given headers stay where they are; added
     /// ones go to the top in the customary order (Via, Max-Forwards, From, To, Call-ID,
     /// CSeq), Contact before the body headers, Content-Length last. A From without a tag
-    /// gets one (§8.1.1.3: "the From field MUST contain a new tag parameter").
+    /// gets one (§8.1.1.3: "the From field MUST contain a new tag parameter"), and so does
+    /// a given top Via without a branch (§8.1.1.7).
     pub fn build(self, local: &Local, rng: &mut dyn RandomSource) -> Request {
         let mut r = self.request;
         let mut at = 0;
@@ -206,6 +207,7 @@ impl RequestBuilder {
             r.headers.insert(at, "Via", local.via(&new_branch(rng)));
             at += 1;
         } else {
+            add_missing_branch(&mut r, rng);
             at = r
                 .headers
                 .iter()
@@ -263,6 +265,31 @@ impl RequestBuilder {
         }
         r.headers.set("Content-Length", r.body.len().to_string());
         r
+    }
+}
+
+/// A given top Via without a branch gets a fresh one (RFC 3261 §8.1.1.7: "The Via header
+/// field value MUST contain a branch parameter"); a Via that does not parse stays as it is.
+fn add_missing_branch(r: &mut Request, rng: &mut dyn RandomSource) {
+    let Ok(mut via) = r.headers.top_via() else {
+        return;
+    };
+    if via.branch().is_some() {
+        return;
+    }
+    via.params.set("branch", Some(&new_branch(rng)));
+    let Some(line) = r.headers.get("Via") else {
+        return;
+    };
+    let mut values: Vec<String> = super::message::split_list(line)
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    if let Some(first) = values.first_mut() {
+        *first = via.to_string();
+    }
+    if let Some(h) = r.headers.first_mut("Via") {
+        h.value = values.join(", ");
     }
 }
 
@@ -527,6 +554,26 @@ mod tests {
         assert_eq!(r.headers.max_forwards(), Ok(Some(0)));
         assert_eq!(r.headers.get("Contact"), Some("<sip:alice@127.0.0.1:5070>"));
         assert_eq!(validate_request(&r), Ok(()));
+    }
+
+    #[test]
+    fn a_given_via_without_branch_gets_one() {
+        let r = RequestBuilder::new(Method::Message, uri("sip:a@b"))
+            .header(
+                "v",
+                "SIP/2.0/TCP 127.0.0.1:5090;rport, SIP/2.0/UDP proxy;branch=z9hG4bKp",
+            )
+            .build(&local(), &mut SeededRandom(4));
+        let vias = r.headers.vias().expect("vias");
+        assert_eq!(vias.len(), 2);
+        assert!(
+            vias[0]
+                .branch()
+                .is_some_and(|b| b.starts_with(MAGIC_COOKIE))
+        );
+        assert_eq!(vias[0].rport(), Some(None));
+        assert_eq!(vias[1].branch().as_deref(), Some("z9hG4bKp"));
+        assert_eq!(r.headers.iter().next().map(|h| h.name.as_str()), Some("v"));
     }
 
     #[test]

@@ -377,6 +377,11 @@ impl Headers {
         }
     }
 
+    /// The first line of `name`, for editing in place.
+    pub fn first_mut(&mut self, name: &str) -> Option<&mut Header> {
+        self.0.iter_mut().find(|h| names_equal(&h.name, name))
+    }
+
     /// Removes every line of `name`; returns how many were removed.
     pub fn remove(&mut self, name: &str) -> usize {
         let before = self.0.len();
