@@ -90,6 +90,9 @@ enum State {
 /// so compaction stays amortised linear.
 const COMPACT_MIN: usize = 4 * 1024;
 
+/// Buffer capacity kept while no message is pending.
+const IDLE_CAPACITY: usize = 8 * 1024;
+
 impl Default for StreamDecoder {
     fn default() -> Self {
         Self::new(Limits::default())
@@ -239,6 +242,10 @@ impl StreamDecoder {
                     if self.pos == self.buf.len() {
                         self.buf.clear();
                         self.pos = 0;
+                        // Idle streams stay small after one large message.
+                        if self.buf.capacity() > IDLE_CAPACITY {
+                            self.buf.shrink_to(IDLE_CAPACITY);
+                        }
                     }
                     return Ok(Some(Item::Message(message)));
                 }
@@ -480,6 +487,16 @@ mod tests {
         }
         assert_eq!(n, 1000);
         assert!(d.buf.len() < 3 * COMPACT_MIN);
+    }
+
+    #[test]
+    fn idle_buffer_is_released_after_a_large_message() {
+        let body = "x".repeat(40_000);
+        let big = format!("MESSAGE sip:a@b SIP/2.0\r\nl: {}\r\n\r\n{body}", body.len());
+        let mut d = StreamDecoder::default();
+        d.feed(big.as_bytes());
+        assert!(matches!(d.next(), Ok(Some(Item::Message(_)))));
+        assert!(d.buf.capacity() <= IDLE_CAPACITY);
     }
 
     #[test]
