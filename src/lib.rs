@@ -2,11 +2,15 @@
 //!
 //! Layout mirrors the architecture (see README "Architecture"):
 //! - [`xmpp`]: sans-IO XMPP stream codec and S2S negotiation state machines.
+//! - [`sip`]: sans-IO SIP core: message codec, UDP/TCP framing, non-INVITE transactions,
+//!   dialogs and subscriptions, builders.
+//! - [`translate`]: pure SIP/SIMPLE ↔ XMPP mappings (RFC 7247, RFC 8048, RFC 7572): no I/O.
 //! - [`proxy`]: the reference edge proxy, a thin tokio driver around [`xmpp`].
 //! - [`harness`]: scenario model, loader, runner (actors), matcher, normaliser, reports.
 //!   The harness talks to any system under test over the wire only.
 
 pub mod harness;
 pub mod proxy;
+pub mod sip;
 pub mod translate;
 pub mod xmpp;
