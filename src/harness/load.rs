@@ -16,6 +16,7 @@ use super::catalogue::Catalogue;
 use super::matrix;
 use super::model::{ExpectItemFile, ScenarioFile, StepFile};
 use super::template::{self, RESERVED_NAMES, is_name};
+use super::tls_io;
 use crate::xmpp::ns;
 
 /// Capabilities a scenario may `require` of a target; a target lacking one makes the
@@ -65,6 +66,18 @@ pub struct Scenario {
 }
 
 impl Scenario {
+    /// Does any step negotiate TLS? Then the run needs a test PKI.
+    pub fn uses_tls(&self) -> bool {
+        self.steps.iter().any(|s| {
+            matches!(
+                s.action,
+                Action::StartTls { .. }
+                    | Action::AcceptStartTls { .. }
+                    | Action::SaslExternal { .. }
+            )
+        })
+    }
+
     pub fn actor(&self, name: &str) -> Option<&Actor> {
         self.actors.iter().find(|a| a.name == name)
     }
@@ -74,6 +87,9 @@ impl Scenario {
 pub struct Actor {
     pub name: String,
     pub kind: ActorKind,
+    /// XMPP actors: the TLS certificate preset it presents (`"valid"` by default,
+    /// `"none"` for no certificate); see [`crate::harness::tls_io::CERT_PRESETS`].
+    pub cert: String,
 }
 
 impl Actor {
@@ -183,6 +199,38 @@ pub enum Action {
         timeout: Duration,
         verify_stream: String,
     },
+    /// The actor, as initiator, negotiates TLS on `stream`: `<starttls/>`, `<proceed/>`,
+    /// handshake (RFC 6120 §5.4). The stream then restarts.
+    StartTls {
+        stream: String,
+        timeout: Duration,
+    },
+    /// The actor, as receiver, answers the SUT's `<starttls/>` with `<proceed/>` and the
+    /// handshake as TLS server.
+    AcceptStartTls {
+        stream: String,
+        timeout: Duration,
+    },
+    /// SASL EXTERNAL as initiator (RFC 6120 §6, XEP-0178): `<auth mechanism='EXTERNAL'>`,
+    /// `<success/>`, then the stream restarts.
+    SaslExternal {
+        stream: String,
+        authzid: Authzid,
+        timeout: Duration,
+    },
+}
+
+/// What an initiator sends as SASL EXTERNAL initial response (RFC 6120 §6.3.8, D-06).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authzid {
+    /// base64 of the actor's domain (what Prosody sends).
+    Domain,
+    /// `=`: an empty response (XEP-0178 §3's example).
+    Equals,
+    /// No character data at all.
+    Empty,
+    /// Exactly this text (already base64), for hostile cases.
+    Raw(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -401,6 +449,9 @@ const ACTION_KEYS: &[(&str, &[&str])] = &[
     ("reset", &[]),
     ("dialback", &["actor", "from", "to", "verify_stream"]),
     ("accept_dialback", &["actor", "timeout", "verify_stream"]),
+    ("starttls", &["timeout"]),
+    ("accept_starttls", &["timeout"]),
+    ("sasl_external", &["authzid", "timeout"]),
 ];
 
 /// What is known about a stream while walking the steps.
@@ -506,11 +557,28 @@ impl Validator<'_> {
                 .secret
                 .clone()
                 .unwrap_or_else(|| format!("fedcheck-secret-{domain}"));
+            let cert = match &a.get_ref().cert {
+                Some(c) => {
+                    if !tls_io::CERT_PRESETS.contains(&c.get_ref().as_str()) {
+                        self.err(
+                            c.span(),
+                            format!(
+                                "cert: unknown preset {:?} (known: {})",
+                                c.get_ref(),
+                                tls_io::CERT_PRESETS.join(", ")
+                            ),
+                        );
+                    }
+                    c.get_ref().clone()
+                }
+                None => "valid".to_string(),
+            };
             actors.push((
                 a.span().start,
                 Actor {
                     name: name.clone(),
                     kind: ActorKind::Xmpp { domain, secret },
+                    cert,
                 },
             ));
         }
@@ -528,6 +596,7 @@ impl Validator<'_> {
                 Actor {
                     name: name.clone(),
                     kind: ActorKind::Component { domain, secret },
+                    cert: "none".to_string(),
                 },
             ));
         }
@@ -726,6 +795,24 @@ impl Validator<'_> {
                     window: self.duration(&st.window, DEFAULT_WINDOW),
                 }
             }
+            "starttls" => Action::StartTls {
+                stream: self.existing(st.starttls.as_ref()?, w)?,
+                timeout: self.duration(&st.timeout, timeout),
+            },
+            "accept_starttls" => Action::AcceptStartTls {
+                stream: self.existing(st.accept_starttls.as_ref()?, w)?,
+                timeout: self.duration(&st.timeout, timeout),
+            },
+            "sasl_external" => Action::SaslExternal {
+                stream: self.existing(st.sasl_external.as_ref()?, w)?,
+                authzid: match st.authzid.as_ref().map(|a| a.get_ref().as_str()) {
+                    None | Some("domain") => Authzid::Domain,
+                    Some("=") => Authzid::Equals,
+                    Some("") | Some("empty") => Authzid::Empty,
+                    Some(other) => Authzid::Raw(other.to_string()),
+                },
+                timeout: self.duration(&st.timeout, timeout),
+            },
             "expect_eof" => Action::ExpectEof {
                 stream: self.existing(st.expect_eof.as_ref()?, w)?,
                 timeout: self.duration(&st.timeout, timeout),

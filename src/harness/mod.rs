@@ -13,5 +13,6 @@ pub mod run;
 pub mod suite;
 pub mod target;
 pub mod template;
+pub mod tls_io;
 pub mod transcript;
 pub mod verdict;

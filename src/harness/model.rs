@@ -42,6 +42,9 @@ pub struct XmppActorFile {
     pub domain: Spanned<String>,
     #[serde(default)]
     pub secret: Option<String>,
+    /// The certificate it presents in TLS (a preset of the run's test PKI).
+    #[serde(default)]
+    pub cert: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -67,6 +70,9 @@ pub struct StepFile {
     pub reset: Option<Spanned<String>>,
     pub dialback: Option<Spanned<String>>,
     pub accept_dialback: Option<Spanned<String>>,
+    pub starttls: Option<Spanned<String>>,
+    pub accept_starttls: Option<Spanned<String>>,
+    pub sasl_external: Option<Spanned<String>>,
     /// The value names an actor (not a stream): the SUT must not connect to it.
     pub expect_no_connection: Option<Spanned<String>>,
     // --- other keys
@@ -81,6 +87,8 @@ pub struct StepFile {
     pub from: Option<Spanned<String>>,
     pub to: Option<Spanned<String>>,
     pub verify_stream: Option<Spanned<String>>,
+    /// `sasl_external`: what to send as authorization identity (D-06).
+    pub authzid: Option<Spanned<String>>,
     pub covers: Option<Spanned<Vec<Spanned<String>>>>,
     pub note: Option<Spanned<String>>,
     /// Matrix files: keep the step only in cells where every clause holds.
@@ -117,6 +125,7 @@ impl StepFile {
             from,
             to,
             verify_stream,
+            authzid,
             covers,
             note,
             when
@@ -142,6 +151,9 @@ impl StepFile {
             reset,
             dialback,
             accept_dialback,
+            starttls,
+            accept_starttls,
+            sasl_external,
             expect_no_connection
         );
         v

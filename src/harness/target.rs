@@ -13,8 +13,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use std::sync::Arc;
+
 use super::load::Scenario;
 use super::run::{ActorListeners, RunError, SutEndpoints};
+use super::tls_io::RunPki;
 use crate::proxy;
 
 /// The domain the bundled proxy serves (`{sut}` in scenarios).
@@ -184,8 +187,38 @@ impl RunningSut {
     }
 }
 
+/// What a prepared run has: where the SUT is, the actors' listeners, the running SUT, and
+/// the run's test PKI when the scenario negotiates TLS.
+pub struct Prepared {
+    pub endpoints: SutEndpoints,
+    pub listeners: ActorListeners,
+    pub running: RunningSut,
+    pub pki: Option<Arc<RunPki>>,
+}
+
 /// Bind the actors' listeners and start (or locate) the SUT.
-pub async fn prepare(
+pub async fn prepare(target: &Target, scenario: &Scenario) -> Result<Prepared, RunError> {
+    let domain = match target {
+        Target::Bundled => BUNDLED_DOMAIN.to_string(),
+        Target::Remote(r) => r.endpoints.domain.clone(),
+    };
+    let pki = if scenario.uses_tls() {
+        let p = RunPki::for_scenario(scenario, &domain)
+            .map_err(|e| RunError::Io(std::io::Error::other(e.to_string())))?;
+        Some(Arc::new(p))
+    } else {
+        None
+    };
+    let (endpoints, listeners, running) = prepare_sut(target, scenario).await?;
+    Ok(Prepared {
+        endpoints,
+        listeners,
+        running,
+        pki,
+    })
+}
+
+async fn prepare_sut(
     target: &Target,
     scenario: &Scenario,
 ) -> Result<(SutEndpoints, ActorListeners, RunningSut), RunError> {

@@ -1,0 +1,294 @@
+//! TLS for the harness's simulated servers (RFC 6120 §5, RFC 7590).
+//!
+//! The harness is a tester, not a relying party: it completes a handshake with whatever
+//! certificate the SUT presents and *records* what it saw (version, ALPN, the chain and how
+//! it verifies against the run's test CA) in the transcript, so scenarios and reports can
+//! judge it. Its own side presents the actor's certificate from the run's test PKI.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use tokio::net::TcpStream;
+
+use crate::tls::identity::{PeerRole, anchors_from};
+use crate::tls::{CertVerdict, Leaf, TestCa, verify_peer};
+
+/// ALPN for XMPP server-to-server (XEP-0368 §3; also sent on STARTTLS as Prosody does).
+pub const ALPN_XMPP_SERVER: &[u8] = b"xmpp-server";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsIoError {
+    #[error("TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+    #[error("TLS handshake: {0}")]
+    Handshake(std::io::Error),
+    #[error("TLS handshake did not finish within {0:?}")]
+    Timeout(Duration),
+    #[error("invalid server name {0:?}")]
+    ServerName(String),
+}
+
+/// What the harness saw of one handshake.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsSummary {
+    pub version: String,
+    pub alpn: Option<String>,
+    pub cipher: String,
+    /// The SUT's chain, end entity first (empty when it sent none).
+    pub peer_chain: Vec<Vec<u8>>,
+    /// The SUT's certificate checked against the run's CA for the role it played.
+    pub verdict: CertVerdict,
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Accepts any certificate: the verdict is computed and recorded separately.
+#[derive(Debug)]
+struct Recorder {
+    algs: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for Recorder {
+    fn verify_server_cert(
+        &self,
+        _ee: &CertificateDer<'_>,
+        _im: &[CertificateDer<'_>],
+        _name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.algs)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.algs)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}
+
+impl ClientCertVerifier for Recorder {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+    fn verify_client_cert(
+        &self,
+        _ee: &CertificateDer<'_>,
+        _im: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.algs)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.algs)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}
+
+fn recorder() -> Arc<Recorder> {
+    Arc::new(Recorder {
+        algs: provider().signature_verification_algorithms,
+    })
+}
+
+/// TLS 1.2 and 1.3 only (RFC 7590 §3.1.1 forbids older).
+const VERSIONS: &[&rustls::SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
+
+fn summary(
+    conn: &rustls::CommonState,
+    chain: Option<&[CertificateDer<'static>]>,
+    ca: &TestCa,
+    role: PeerRole,
+) -> TlsSummary {
+    let chain: Vec<CertificateDer<'static>> = chain.map(|c| c.to_vec()).unwrap_or_default();
+    let ca_cert = ca.cert();
+    let (anchors, _) = anchors_from(std::slice::from_ref(&ca_cert));
+    let verdict = verify_peer(&chain, &anchors, SystemTime::now(), role);
+    TlsSummary {
+        version: conn
+            .protocol_version()
+            .map(|v| format!("{v:?}"))
+            .unwrap_or_else(|| "?".into()),
+        alpn: conn
+            .alpn_protocol()
+            .map(|a| String::from_utf8_lossy(a).into_owned()),
+        cipher: conn
+            .negotiated_cipher_suite()
+            .map(|c| format!("{:?}", c.suite()))
+            .unwrap_or_default(),
+        peer_chain: chain.iter().map(|c| c.to_vec()).collect(),
+        verdict,
+    }
+}
+
+/// The actor as TLS client (it initiated the stream): presents `leaf` if any, SNI = the
+/// domain it is talking to.
+pub async fn connect(
+    tcp: TcpStream,
+    server_domain: &str,
+    leaf: Option<&Leaf>,
+    ca: &TestCa,
+    timeout: Duration,
+) -> Result<(tokio_rustls::TlsStream<TcpStream>, TlsSummary), TlsIoError> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(VERSIONS)?
+        .dangerous()
+        .with_custom_certificate_verifier(recorder());
+    let mut cfg = match leaf {
+        Some(l) => builder.with_client_auth_cert(l.cert_chain(), l.private_key())?,
+        None => builder.with_no_client_auth(),
+    };
+    cfg.alpn_protocols = vec![ALPN_XMPP_SERVER.to_vec()];
+    let name = ServerName::try_from(server_domain.to_string())
+        .map_err(|_| TlsIoError::ServerName(server_domain.to_string()))?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let tls = match tokio::time::timeout(timeout, connector.connect(name, tcp)).await {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => return Err(TlsIoError::Handshake(e)),
+        Err(_) => return Err(TlsIoError::Timeout(timeout)),
+    };
+    let (_, conn) = tls.get_ref();
+    let s = summary(conn, conn.peer_certificates(), ca, PeerRole::Receiving);
+    Ok((tokio_rustls::TlsStream::Client(tls), s))
+}
+
+/// The actor as TLS server (the SUT initiated the stream): presents `leaf`, asks for (but
+/// does not require) a client certificate.
+pub async fn accept(
+    tcp: TcpStream,
+    leaf: &Leaf,
+    ca: &TestCa,
+    timeout: Duration,
+) -> Result<(tokio_rustls::TlsStream<TcpStream>, TlsSummary), TlsIoError> {
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(VERSIONS)?
+        .with_client_cert_verifier(recorder())
+        .with_single_cert(leaf.cert_chain(), leaf.private_key())?;
+    cfg.alpn_protocols = vec![ALPN_XMPP_SERVER.to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let tls = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => return Err(TlsIoError::Handshake(e)),
+        Err(_) => return Err(TlsIoError::Timeout(timeout)),
+    };
+    let (_, conn) = tls.get_ref();
+    let s = summary(conn, conn.peer_certificates(), ca, PeerRole::Initiating);
+    Ok((tokio_rustls::TlsStream::Server(tls), s))
+}
+
+/// The certificate presets a scenario can give an actor (`cert = "…"`).
+pub const CERT_PRESETS: &[&str] = &[
+    "valid",
+    "wrong_name",
+    "expired",
+    "not_yet_valid",
+    "untrusted",
+    "no_client_auth",
+    "none",
+];
+
+/// Issue the actor's certificate for `domain` from preset `preset` (`None` for "none").
+pub fn issue(
+    ca: &TestCa,
+    preset: &str,
+    domain: &str,
+) -> Result<Option<Leaf>, crate::tls::PkiError> {
+    Ok(Some(match preset {
+        "valid" => ca.valid(domain)?,
+        "wrong_name" => ca.wrong_name(domain)?,
+        "expired" => ca.expired(domain)?,
+        "not_yet_valid" => ca.not_yet_valid(domain)?,
+        "untrusted" => crate::tls::pki::untrusted(domain)?,
+        "no_client_auth" => ca.no_client_auth(domain)?,
+        _ => return Ok(None),
+    }))
+}
+
+/// The certificates of one run: a fresh test CA, each XMPP actor's certificate (by its
+/// preset) and the bundled SUT's own, for its domain.
+pub struct RunPki {
+    pub ca: TestCa,
+    pub actors: std::collections::HashMap<String, Option<Leaf>>,
+    pub sut: Leaf,
+}
+
+impl RunPki {
+    pub fn for_scenario(
+        s: &crate::harness::load::Scenario,
+        sut_domain: &str,
+    ) -> Result<Self, crate::tls::PkiError> {
+        let ca = TestCa::new("fedcheck test CA")?;
+        let mut actors = std::collections::HashMap::new();
+        for a in &s.actors {
+            if let crate::harness::load::ActorKind::Xmpp { domain, .. } = &a.kind {
+                actors.insert(a.name.clone(), issue(&ca, &a.cert, domain)?);
+            }
+        }
+        let sut = ca.valid(sut_domain)?;
+        Ok(RunPki { ca, actors, sut })
+    }
+}
+
+/// One line describing what the harness made of the SUT's certificate.
+pub fn describe_verdict(v: &CertVerdict) -> String {
+    let trust = if v.trusted {
+        "trusted".to_string()
+    } else if v.problems.is_empty() {
+        "untrusted".to_string()
+    } else {
+        let p: Vec<String> = v.problems.iter().map(|p| format!("{p:?}")).collect();
+        format!("untrusted ({})", p.join(", "))
+    };
+    let ids: Vec<String> = v
+        .identities
+        .iter()
+        .map(|i| format!("{:?}:{}", i.kind, i.value))
+        .collect();
+    if ids.is_empty() {
+        trust
+    } else {
+        format!("{trust}; {}", ids.join(" "))
+    }
+}
