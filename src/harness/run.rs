@@ -1845,40 +1845,6 @@ impl<'a> Runner<'a> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::mask_domain;
-
-    #[test]
-    fn base64_matches_rfc4648_vectors() {
-        for (i, o) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(super::base64(i.as_bytes()), o);
-        }
-    }
-
-    #[test]
-    fn masks_only_whole_domains() {
-        assert_eq!(
-            mask_domain("rx → sut.test (x)", "sut.test"),
-            "rx → {sut} (x)"
-        );
-        assert_eq!(
-            mask_domain("gw.sut.test and sut.test.", "sut.test"),
-            "gw.sut.test and {sut}."
-        );
-        assert_eq!(mask_domain("romeo@sut.test/r", "sut.test"), "romeo@{sut}/r");
-        assert_eq!(mask_domain("sut.tester", "sut.test"), "sut.tester");
-    }
-}
-
 fn assign(
     wanted: &[(usize, Option<Template>, String)],
     i: usize,
@@ -2019,4 +1985,38 @@ fn random_id() -> String {
         b[..16].copy_from_slice(&t.as_nanos().to_le_bytes());
     }
     hex::encode(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask_domain;
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(super::base64(i.as_bytes()), o);
+        }
+    }
+
+    #[test]
+    fn masks_only_whole_domains() {
+        assert_eq!(
+            mask_domain("rx → sut.test (x)", "sut.test"),
+            "rx → {sut} (x)"
+        );
+        assert_eq!(
+            mask_domain("gw.sut.test and sut.test.", "sut.test"),
+            "gw.sut.test and {sut}."
+        );
+        assert_eq!(mask_domain("romeo@sut.test/r", "sut.test"), "romeo@{sut}/r");
+        assert_eq!(mask_domain("sut.tester", "sut.test"), "sut.tester");
+    }
 }
