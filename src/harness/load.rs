@@ -90,6 +90,54 @@ pub struct Actor {
     /// XMPP actors: the TLS certificate preset it presents (`"valid"` by default,
     /// `"none"` for no certificate); see [`crate::harness::tls_io::CERT_PRESETS`].
     pub cert: String,
+    /// XMPP actors: the partner policy the SUT must have for this domain, if the scenario
+    /// depends on one.
+    pub partner: Option<Partner>,
+}
+
+/// A per-partner policy (Lync's New-CsXmppAllowedPartner settings, MS-06..MS-09).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partner {
+    pub tls: Negotiation,
+    pub sasl: Negotiation,
+    pub dialback: bool,
+    pub keepalive: bool,
+}
+
+/// TlsNegotiation / SaslNegotiation values (MS-06, MS-07).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Negotiation {
+    Required,
+    Optional,
+    NotSupported,
+}
+
+impl Negotiation {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "required" => Negotiation::Required,
+            "optional" => Negotiation::Optional,
+            "not_supported" => Negotiation::NotSupported,
+            _ => return None,
+        })
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Negotiation::Required => "required",
+            Negotiation::Optional => "optional",
+            Negotiation::NotSupported => "not_supported",
+        }
+    }
+}
+
+impl Partner {
+    /// Lync's defaults (MS-06..MS-08): TLS required, SASL required, dialback on, keepalive on.
+    pub const DEFAULT: Partner = Partner {
+        tls: Negotiation::Required,
+        sasl: Negotiation::Required,
+        dialback: true,
+        keepalive: true,
+    };
 }
 
 impl Actor {
@@ -573,12 +621,39 @@ impl Validator<'_> {
                 }
                 None => "valid".to_string(),
             };
+            let partner = a.get_ref().partner.as_ref().map(|p| {
+                let f = p.get_ref();
+                let mut neg = |v: &Option<String>, default: Negotiation, what: &str| match v.as_deref() {
+                    None => default,
+                    Some(x) => Negotiation::parse(x).unwrap_or_else(|| {
+                        self.err(p.span(), format!("partner.{what}: {x:?} is not required, optional or not_supported"));
+                        default
+                    }),
+                };
+                let tls = neg(&f.tls, Partner::DEFAULT.tls, "tls");
+                let sasl = neg(&f.sasl, Partner::DEFAULT.sasl, "sasl");
+                let partner = Partner {
+                    tls,
+                    sasl,
+                    dialback: f.dialback.unwrap_or(Partner::DEFAULT.dialback),
+                    keepalive: f.keepalive.unwrap_or(Partner::DEFAULT.keepalive),
+                };
+                // MS-07: SASL needs TLS; MS-08: at least one of SASL or dialback.
+                if partner.tls == Negotiation::NotSupported && partner.sasl != Negotiation::NotSupported {
+                    self.err(p.span(), "partner: SASL needs TLS (tls = \"not_supported\" with sasl enabled, MS-07)");
+                }
+                if partner.sasl == Negotiation::NotSupported && !partner.dialback {
+                    self.err(p.span(), "partner: no usable authentication (no SASL and no dialback, MS-08)");
+                }
+                partner
+            });
             actors.push((
                 a.span().start,
                 Actor {
                     name: name.clone(),
                     kind: ActorKind::Xmpp { domain, secret },
                     cert,
+                    partner,
                 },
             ));
         }
@@ -597,6 +672,7 @@ impl Validator<'_> {
                     name: name.clone(),
                     kind: ActorKind::Component { domain, secret },
                     cert: "none".to_string(),
+                    partner: None,
                 },
             ));
         }

@@ -45,6 +45,24 @@ pub struct XmppActorFile {
     /// The certificate it presents in TLS (a preset of the run's test PKI).
     #[serde(default)]
     pub cert: Option<Spanned<String>>,
+    /// How the SUT must be configured for this partner domain (Lync's per-partner settings,
+    /// MS-06..MS-09): the bundled target applies it, a third-party target must declare it.
+    #[serde(default)]
+    pub partner: Option<Spanned<PartnerFile>>,
+}
+
+/// `partner = { tls = "required", sasl = "optional", dialback = true, keepalive = false }`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PartnerFile {
+    #[serde(default)]
+    pub tls: Option<String>,
+    #[serde(default)]
+    pub sasl: Option<String>,
+    #[serde(default)]
+    pub dialback: Option<bool>,
+    #[serde(default)]
+    pub keepalive: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

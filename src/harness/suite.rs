@@ -113,6 +113,13 @@ pub async fn run_scenario(s: &Scenario, target: &Target, catalogue: &Catalogue) 
             )),
         );
     }
+    for a in &s.actors {
+        if let Some(p) = &a.partner {
+            if let Some(why) = target.partner_mismatch(a.domain(), p) {
+                return base(Verdict::Inconclusive, Some(why));
+            }
+        }
+    }
     let prepared = match target::prepare(target, s).await {
         Ok(x) => x,
         Err(e) => {
