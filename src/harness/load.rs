@@ -74,6 +74,7 @@ impl Scenario {
                 Action::StartTls { .. }
                     | Action::AcceptStartTls { .. }
                     | Action::SaslExternal { .. }
+                    | Action::AcceptSasl { .. }
             )
         })
     }
@@ -264,6 +265,11 @@ pub enum Action {
     SaslExternal {
         stream: String,
         authzid: Authzid,
+        timeout: Duration,
+    },
+    /// The receiving side of SASL EXTERNAL on a stream the SUT opened and secured.
+    AcceptSasl {
+        stream: String,
         timeout: Duration,
     },
 }
@@ -500,6 +506,7 @@ const ACTION_KEYS: &[(&str, &[&str])] = &[
     ("starttls", &["timeout"]),
     ("accept_starttls", &["timeout"]),
     ("sasl_external", &["authzid", "timeout"]),
+    ("accept_sasl", &["timeout"]),
 ];
 
 /// What is known about a stream while walking the steps.
@@ -877,6 +884,10 @@ impl Validator<'_> {
             },
             "accept_starttls" => Action::AcceptStartTls {
                 stream: self.existing(st.accept_starttls.as_ref()?, w)?,
+                timeout: self.duration(&st.timeout, timeout),
+            },
+            "accept_sasl" => Action::AcceptSasl {
+                stream: self.existing(st.accept_sasl.as_ref()?, w)?,
                 timeout: self.duration(&st.timeout, timeout),
             },
             "sasl_external" => Action::SaslExternal {

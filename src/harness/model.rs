@@ -91,6 +91,7 @@ pub struct StepFile {
     pub starttls: Option<Spanned<String>>,
     pub accept_starttls: Option<Spanned<String>>,
     pub sasl_external: Option<Spanned<String>>,
+    pub accept_sasl: Option<Spanned<String>>,
     /// The value names an actor (not a stream): the SUT must not connect to it.
     pub expect_no_connection: Option<Spanned<String>>,
     // --- other keys
@@ -172,6 +173,7 @@ impl StepFile {
             starttls,
             accept_starttls,
             sasl_external,
+            accept_sasl,
             expect_no_connection
         );
         v

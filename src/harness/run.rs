@@ -11,9 +11,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
+
 use tokio::sync::{mpsc, oneshot};
 
 use super::catalogue::{Catalogue, Level};
@@ -106,6 +108,11 @@ struct StreamState {
     /// Asks a plain-TCP reader to stop and hand its half back (for a TLS upgrade).
     stop: Option<oneshot::Sender<oneshot::Sender<(OwnedReadHalf, Vec<u8>)>>>,
     tls: bool,
+    /// Set before the harness sends `<success/>` as SASL receiver: the reader restarts its
+    /// decoder for the header that follows (RFC 6120 §6.4.6).
+    restart: Arc<AtomicBool>,
+    /// The last TLS handshake on this stream, as the harness saw it.
+    tls_summary: Option<tls_io::TlsSummary>,
 }
 
 /// The sending half of a stream, plain or TLS.
@@ -148,6 +155,7 @@ async fn read_loop<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
     start: Instant,
     name: String,
     mut stop: Option<oneshot::Receiver<oneshot::Sender<(R, Vec<u8>)>>>,
+    restart: Arc<AtomicBool>,
 ) {
     let send = |unit: Unit, raw: Vec<u8>| {
         let _ = tx.send(NetEvent::Unit {
@@ -183,6 +191,12 @@ async fn read_loop<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
             Err(_) => return send(Unit::Reset, Vec::new()),
         };
         let chunk = &buf[..n];
+        if restart.swap(false, Ordering::SeqCst) && !parked {
+            match dec.as_mut() {
+                Some(d) => d.restart(),
+                None => dec = Some(new_decoder()),
+            }
+        }
         let Some(d) = dec.as_mut() else {
             send(
                 Unit::Undecodable {
@@ -629,12 +643,14 @@ impl<'a> Runner<'a> {
     ) {
         let (read, write) = stream.into_split();
         let (stop_tx, stop_rx) = oneshot::channel();
+        let restart = Arc::new(AtomicBool::new(false));
         let reader = tokio::spawn(read_loop(
             read,
             self.tx.clone(),
             self.start,
             name.to_string(),
             Some(stop_rx),
+            restart.clone(),
         ));
         let st = StreamState {
             actor: actor.to_string(),
@@ -650,6 +666,8 @@ impl<'a> Runner<'a> {
             reader,
             stop: Some(stop_tx),
             tls: false,
+            restart,
+            tls_summary: None,
         };
         self.streams.insert(name.to_string(), st);
     }
@@ -697,12 +715,14 @@ impl<'a> Runner<'a> {
     /// from both sides (RFC 6120 §5.4.3.3: the stream restarts after the handshake).
     fn attach_tls(&mut self, name: &str, tls: tokio_rustls::TlsStream<TcpStream>) {
         let (read, write) = tokio::io::split(tls);
+        let restart = Arc::new(AtomicBool::new(false));
         let reader = tokio::spawn(read_loop(
             read,
             self.tx.clone(),
             self.start,
             name.to_string(),
             None,
+            restart.clone(),
         ));
         if let Some(st) = self.streams.get_mut(name) {
             st.reader.abort();
@@ -713,6 +733,7 @@ impl<'a> Runner<'a> {
             st.sut_header = None;
             st.own_id = None;
             st.tls = true;
+            st.restart = restart;
         }
     }
 
@@ -1663,6 +1684,9 @@ impl<'a> Runner<'a> {
             Ok((tls, summary)) => {
                 self.record_tls(name, Dir::ToSut, &summary);
                 self.attach_tls(name, tls);
+                if let Some(st) = self.streams.get_mut(name) {
+                    st.tls_summary = Some(summary);
+                }
                 Ok(())
             }
             Err(e) => {
@@ -1707,6 +1731,9 @@ impl<'a> Runner<'a> {
             Ok((tls, summary)) => {
                 self.record_tls(name, Dir::FromSut, &summary);
                 self.attach_tls(name, tls);
+                if let Some(st) = self.streams.get_mut(name) {
+                    st.tls_summary = Some(summary);
+                }
                 Ok(())
             }
             Err(e) => {
@@ -1764,6 +1791,118 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
+    /// The receiving side of SASL EXTERNAL (RFC 6120 §6, XEP-0178 §3) on a stream the SUT
+    /// opened and secured with TLS: answer its new header, offer EXTERNAL (and dialback),
+    /// expect `<auth mechanism='EXTERNAL'>`, and grant it only if the certificate the SUT
+    /// presented authenticates the domain it claims.
+    async fn accept_sasl(&mut self, step: &Step, name: &str, timeout: Duration) -> StepResult {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let actor = self
+            .streams
+            .get(name)
+            .map(|st| st.actor.clone())
+            .unwrap_or_default();
+        let Some((domain, _)) = self.actor_identity(&actor) else {
+            return Err(Self::broken(step, format!("unknown actor `{actor}`")));
+        };
+        let claimed = match self.next_unit(name, deadline).await.map(|r| r.unit) {
+            Some(Unit::Header(h)) => h.from.clone().unwrap_or_default(),
+            Some(u) => {
+                return Err(self.failure(
+                    step,
+                    name,
+                    "the SUT's stream header after TLS",
+                    describe_unit(&u),
+                ));
+            }
+            None => {
+                return Err(self.failure(
+                    step,
+                    name,
+                    "the SUT's stream header after TLS",
+                    "nothing",
+                ));
+            }
+        };
+        let id = random_id();
+        if let Some(st) = self.streams.get_mut(name) {
+            st.own_id = Some(id.clone());
+        }
+        self.send_text(
+            step,
+            name,
+            &Self::stream_header(&domain, &claimed, Some(&id)),
+        )
+        .await?;
+        self.send_text(
+            step,
+            name,
+            "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>EXTERNAL</mechanism></mechanisms>\
+             <dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback></stream:features>",
+        )
+        .await?;
+        let auth = match self.next_unit(name, deadline).await.map(|r| r.unit) {
+            Some(Unit::Element(e))
+                if e.is(ns::SASL, "auth") && e.attr("mechanism") == Some("EXTERNAL") =>
+            {
+                e
+            }
+            Some(u) => {
+                return Err(self.failure(
+                    step,
+                    name,
+                    "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>",
+                    describe_unit(&u),
+                ));
+            }
+            None => return Err(self.failure(step, name, "<auth mechanism='EXTERNAL'>", "nothing")),
+        };
+        // RFC 6120 §6.3.8 and XEP-0178 §3 (D-06): an empty response, `=`, or the claimed domain.
+        let text = auth.text();
+        let authzid_ok =
+            matches!(text.trim(), "" | "=") || text.trim() == base64(claimed.as_bytes());
+        let cert_ok = self
+            .streams
+            .get(name)
+            .and_then(|st| st.tls_summary.as_ref())
+            .is_some_and(|t| t.verdict.authenticates(&claimed));
+        if !(authzid_ok && cert_ok) {
+            let cond = if authzid_ok {
+                "not-authorized"
+            } else {
+                "invalid-authzid"
+            };
+            self.send_text(
+                step,
+                name,
+                &format!("<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><{cond}/></failure>"),
+            )
+            .await?;
+            return Err(self.failure(
+                step,
+                name,
+                format!("SASL EXTERNAL for {claimed} with a certificate that authenticates it (XEP-0178 §3)"),
+                if authzid_ok { "the SUT's certificate does not authenticate the domain it claims".to_string() } else { format!("authzid {text:?}") },
+            ));
+        }
+        if let Some(st) = self.streams.get(name) {
+            st.restart.store(true, Ordering::SeqCst);
+        }
+        self.send_text(
+            step,
+            name,
+            "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>",
+        )
+        .await?;
+        // The SUT now restarts the stream: the next unit is its new header (RFC 6120 §6.4.6).
+        if let Some(st) = self.streams.get_mut(name) {
+            st.sent_decoder = Some(new_decoder());
+            st.header_sent = false;
+            st.sut_header = None;
+        }
+        Ok(())
+    }
+
     async fn step(&mut self, step: &Step) -> StepResult {
         match &step.action {
             Action::Connect {
@@ -1801,6 +1940,9 @@ impl<'a> Runner<'a> {
             Action::StartTls { stream, timeout } => self.starttls(step, stream, *timeout).await,
             Action::AcceptStartTls { stream, timeout } => {
                 self.accept_starttls(step, stream, *timeout).await
+            }
+            Action::AcceptSasl { stream, timeout } => {
+                self.accept_sasl(step, stream, *timeout).await
             }
             Action::SaslExternal {
                 stream,
