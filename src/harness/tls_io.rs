@@ -282,3 +282,88 @@ pub fn describe_verdict(v: &CertVerdict) -> String {
         format!("{trust}; {}", ids.join(" "))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::IdKind;
+
+    /// Both ends of the harness's TLS over loopback: the handshake completes whatever the
+    /// certificates, and each side's summary says how the other's checks out.
+    async fn handshake(
+        server: &Leaf,
+        client: Option<&Leaf>,
+        ca: &TestCa,
+    ) -> (TlsSummary, TlsSummary) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let t = Duration::from_secs(5);
+        let (srv, cli) = tokio::join!(
+            async {
+                let (tcp, _) = l.accept().await.expect("accept");
+                accept(tcp, server, ca, t).await.expect("server handshake")
+            },
+            async {
+                let tcp = TcpStream::connect(addr).await.expect("connect");
+                connect(tcp, "sut.test", client, ca, t)
+                    .await
+                    .expect("client handshake")
+            }
+        );
+        (srv.1, cli.1)
+    }
+
+    #[tokio::test]
+    async fn records_versions_alpn_and_verdicts() {
+        let ca = TestCa::new("test CA").expect("ca");
+        let server = ca.valid("sut.test").expect("leaf");
+        let client = ca.valid("remote.test").expect("leaf");
+        let (srv, cli) = handshake(&server, Some(&client), &ca).await;
+        assert_eq!(cli.alpn.as_deref(), Some("xmpp-server"));
+        assert!(cli.version.contains("TLS"), "{}", cli.version);
+        assert!(cli.verdict.authenticates("sut.test"), "{cli:?}");
+        assert!(srv.verdict.authenticates("remote.test"), "{srv:?}");
+        assert!(
+            srv.verdict
+                .identities
+                .iter()
+                .any(|i| i.kind == IdKind::DnsId && i.value == "remote.test")
+        );
+        assert_eq!(describe_verdict(&cli.verdict), "trusted; DnsId:sut.test");
+    }
+
+    #[tokio::test]
+    async fn a_bad_certificate_is_recorded_not_refused() {
+        let ca = TestCa::new("test CA").expect("ca");
+        let server = ca.wrong_name("sut.test").expect("leaf");
+        let client = crate::tls::pki::untrusted("remote.test").expect("leaf");
+        let (srv, cli) = handshake(&server, Some(&client), &ca).await;
+        assert!(!cli.verdict.matches("sut.test"), "{cli:?}");
+        assert!(!srv.verdict.trusted, "{srv:?}");
+        assert!(
+            describe_verdict(&srv.verdict).starts_with("untrusted ("),
+            "{}",
+            describe_verdict(&srv.verdict)
+        );
+    }
+
+    #[tokio::test]
+    async fn no_client_certificate_is_recorded_as_none() {
+        let ca = TestCa::new("test CA").expect("ca");
+        let server = ca.valid("sut.test").expect("leaf");
+        let (srv, _) = handshake(&server, None, &ca).await;
+        assert!(srv.peer_chain.is_empty());
+        assert!(!srv.verdict.trusted);
+    }
+
+    #[test]
+    fn every_preset_issues() {
+        let ca = TestCa::new("test CA").expect("ca");
+        for p in CERT_PRESETS {
+            let leaf = issue(&ca, p, "remote.test").expect("issues");
+            assert_eq!(leaf.is_none(), *p == "none", "{p}");
+        }
+    }
+}
