@@ -112,12 +112,19 @@ pub enum Bound {
     AtLeast,
 }
 
+/// A budget line of DESIGN §6: the figure must stay on `bound`'s side of `limit`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Budget {
+    pub bound: Bound,
+    pub limit: f64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Figure {
     pub operation: &'static str,
     pub value: Option<f64>,
     pub unit: &'static str,
-    pub budget: Option<(Bound, f64)>,
+    pub budget: Option<Budget>,
     pub status: Status,
     pub note: String,
 }
@@ -130,10 +137,11 @@ impl Figure {
         budget: Option<(Bound, f64)>,
         note: String,
     ) -> Self {
+        let budget = budget.map(|(bound, limit)| Budget { bound, limit });
         let status = match (value, budget) {
             (None, _) => Status::NotMeasured,
             (Some(_), None) => Status::Info,
-            (Some(v), Some((b, limit))) => judge(v, b, limit),
+            (Some(v), Some(b)) => judge(v, b.bound, b.limit),
         };
         Figure {
             operation,
@@ -224,13 +232,15 @@ impl Report {
             let value = f
                 .value
                 .map_or("-".to_string(), |v| format!("{} {}", fmt_num(v), f.unit));
-            let budget = f.budget.map_or("-".to_string(), |(b, l)| {
-                let op = match b {
-                    Bound::AtMost => "≤",
-                    Bound::AtLeast => "≥",
-                };
-                format!("{op} {} {}", fmt_num(l), f.unit)
-            });
+            let budget = f
+                .budget
+                .map_or("-".to_string(), |Budget { bound, limit: l }| {
+                    let op = match bound {
+                        Bound::AtMost => "≤",
+                        Bound::AtLeast => "≥",
+                    };
+                    format!("{op} {} {}", fmt_num(l), f.unit)
+                });
             let _ = writeln!(
                 s,
                 "{:<46} {:>16}  {:<18} {}",
