@@ -169,8 +169,11 @@ pub struct Raw {
     pub setup_cpu_ns: u64,
     pub warmup_cpu_ns: u64,
     pub load_cpu_ns: u64,
-    /// utime + stime ticks per phase (10 ms resolution), as a cross-check of schedstat.
+    /// utime + stime ticks per phase (set-up, warm-up, load; 10 ms resolution), as a
+    /// cross-check of schedstat.
     pub ticks: [u64; 3],
+    /// The kernel-mode (stime) part of `ticks`, per phase.
+    pub sys_ticks: [u64; 3],
     pub rss_base_kib: u64,
     pub rss_after_setup_kib: u64,
     pub rss_idle_kib: u64,
@@ -257,6 +260,18 @@ impl Report {
     }
 }
 
+/// "N% in the kernel" from the tick counts (too few ticks say nothing).
+fn kernel_share(ticks: u64, sys: u64) -> String {
+    if ticks < 10 {
+        "too short to split user/kernel time".into()
+    } else {
+        format!(
+            "{:.0}% of it in the kernel",
+            100.0 * sys as f64 / ticks as f64
+        )
+    }
+}
+
 fn fmt_num(v: f64) -> String {
     if v >= 100.0 {
         format!("{v:.0}")
@@ -313,9 +328,11 @@ pub fn report(opts: &Options, raw: Raw) -> Report {
             Some(raw.setup_cpu_ns as f64 / n / 1e6),
             "CPU-ms",
             Some((Bound::AtMost, 0.09)),
-            "per stream in: accept, header, features, db:result, db:verify over the \
-             proxy's new outbound stream, valid"
-                .into(),
+            format!(
+                "per stream in: accept, header, features, db:result, db:verify over the \
+                 proxy's new outbound stream, valid; {}",
+                kernel_share(raw.ticks[0], raw.sys_ticks[0])
+            ),
         ),
         Figure::new(
             "outbound pair dialback + first ping",
@@ -332,8 +349,10 @@ pub fn report(opts: &Options, raw: Raw) -> Report {
             "CPU-µs",
             Some((Bound::AtMost, 6.5)),
             format!(
-                "XEP-0199 ping in, iq result out over the outbound stream; {:.0} stanzas/s wall",
-                m / (raw.load_wall_ms / 1e3).max(1e-9)
+                "XEP-0199 ping in, iq result out over the outbound stream; {:.0} stanzas/s \
+                 wall; {}",
+                m / (raw.load_wall_ms / 1e3).max(1e-9),
+                kernel_share(raw.ticks[2], raw.sys_ticks[2])
             ),
         ),
         Figure::new(
@@ -641,6 +660,11 @@ async fn phases(
         c1.ticks.saturating_sub(c0.ticks),
         c2.ticks.saturating_sub(c1.ticks),
         c3.ticks.saturating_sub(c2.ticks),
+    ];
+    raw.sys_ticks = [
+        c1.sys_ticks.saturating_sub(c0.sys_ticks),
+        c2.sys_ticks.saturating_sub(c1.sys_ticks),
+        c3.sys_ticks.saturating_sub(c2.sys_ticks),
     ];
     Ok(raw)
 }

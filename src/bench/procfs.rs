@@ -8,12 +8,18 @@ use std::path::Path;
 /// proc(5) `/proc/<pid>/stat`: `utime` and `stime` are fields 14 and 15, in clock ticks.
 /// Field 2 (`comm`) is parenthesised and may itself contain spaces or `)`, so fields are
 /// counted from the *last* `)`; the field after it is field 3 (`state`).
-pub fn parse_stat_ticks(stat: &str) -> Option<u64> {
+pub fn parse_stat_user_sys(stat: &str) -> Option<(u64, u64)> {
     let rest = stat.get(stat.rfind(')')? + 1..)?;
     let mut fields = rest.split_ascii_whitespace().skip(11);
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
-    utime.checked_add(stime)
+    Some((utime, stime))
+}
+
+/// utime + stime from `/proc/<pid>/stat`, in clock ticks.
+pub fn parse_stat_ticks(stat: &str) -> Option<u64> {
+    let (u, s) = parse_stat_user_sys(stat)?;
+    u.checked_add(s)
 }
 
 /// `/proc/<pid>/task/<tid>/schedstat`: the first of three numbers is the time the task
@@ -46,6 +52,8 @@ pub struct CpuSample {
     pub sched_ns: Option<u64>,
     /// utime + stime of the process (exited threads included), in clock ticks.
     pub ticks: u64,
+    /// The kernel-mode part of `ticks` (stime).
+    pub sys_ticks: u64,
 }
 
 impl CpuSample {
@@ -62,10 +70,11 @@ impl CpuSample {
 pub fn cpu(pid: u32) -> std::io::Result<CpuSample> {
     let base = format!("/proc/{pid}");
     let stat = std::fs::read_to_string(format!("{base}/stat"))?;
-    let ticks = parse_stat_ticks(&stat).ok_or_else(|| bad_data("stat"))?;
+    let (user, sys) = parse_stat_user_sys(&stat).ok_or_else(|| bad_data("stat"))?;
     Ok(CpuSample {
         sched_ns: sched_ns(Path::new(&format!("{base}/task"))),
-        ticks,
+        ticks: user.saturating_add(sys),
+        sys_ticks: sys,
     })
 }
 
@@ -115,6 +124,11 @@ mod tests {
         assert_eq!(parse_stat_ticks(text), want);
     }
 
+    #[test]
+    fn stat_user_and_sys_apart() {
+        assert_eq!(parse_stat_user_sys(STAT), Some((37, 12)));
+    }
+
     #[rstest]
     #[case("394155145 433604126 115\n", Some(394_155_145))]
     #[case("0 0 0", Some(0))]
@@ -141,11 +155,13 @@ mod tests {
         let with = CpuSample {
             sched_ns: Some(5),
             ticks: 3,
+            sys_ticks: 1,
         };
         assert_eq!(with.ns(), 5);
         let without = CpuSample {
             sched_ns: None,
             ticks: 3,
+            sys_ticks: 1,
         };
         assert_eq!(without.ns(), 30_000_000);
     }
