@@ -228,8 +228,8 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "{:<46} {:>16}  {:<18} {}",
-            "operation", "measured", "budget", "status"
+            "{:<46} {:>16}  {:<18} status",
+            "operation", "measured", "budget"
         );
         for f in &self.figures {
             let value = f
