@@ -9,7 +9,9 @@
 //! - [`proxy`]: the reference edge proxy, a thin tokio driver around [`xmpp`].
 //! - [`harness`]: scenario model, loader, runner (actors), matcher, normaliser, reports.
 //!   The harness talks to any system under test over the wire only.
+//! - [`bench`]: benchmarks printing figures against the performance budget (DESIGN §6).
 
+pub mod bench;
 pub mod harness;
 pub mod proxy;
 pub mod sip;
