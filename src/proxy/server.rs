@@ -165,6 +165,7 @@ pub async fn start(cfg: ProxyConfig) -> Result<RunningProxy, ProxyError> {
             establish: cfg.timeouts.establish,
             dialback: cfg.timeouts.dialback,
             idle: cfg.timeouts.idle,
+            ..Timeouts::default()
         },
         limits: SessionLimits {
             codec: Limits {
@@ -174,6 +175,10 @@ pub async fn start(cfg: ProxyConfig) -> Result<RunningProxy, ProxyError> {
             max_pairs: cfg.limits.max_pairs_per_stream,
             max_queued: cfg.limits.max_queued_stanzas,
         },
+        policies: crate::xmpp::s2s::Policies::uniform(
+            crate::xmpp::s2s::PartnerPolicy::DIALBACK_ONLY,
+        ),
+        tls: crate::xmpp::s2s::TlsAbility::default(),
     });
     let routes = cfg
         .routes
