@@ -16,5 +16,8 @@ mod server;
 #[cfg(test)]
 mod tests;
 
-pub use config::{ComponentConfig, ConfigError, LimitsConfig, ProxyConfig, Rule, TimeoutsConfig};
+pub use config::{
+    ComponentConfig, ConfigError, LimitsConfig, PartnerConfig, ProxyConfig, Rule, TimeoutsConfig,
+    TlsFiles,
+};
 pub use server::{ProxyError, RunningProxy, run, start};

@@ -9,8 +9,10 @@
 
 use std::collections::BTreeMap;
 
-/// Required / Optional / NotSupported, as Lync spells its negotiation settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Required / Optional / NotSupported, as Lync spells its negotiation settings
+/// (configuration files say `required`, `optional`, `not_supported`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Negotiation {
     Required,
     Optional,
