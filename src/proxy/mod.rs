@@ -15,6 +15,8 @@ pub mod config;
 mod server;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;
 
 pub use config::{
     ComponentConfig, ConfigError, LimitsConfig, PartnerConfig, ProxyConfig, Rule, TimeoutsConfig,
