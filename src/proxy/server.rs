@@ -55,6 +55,8 @@ pub enum ProxyError {
     Tls(#[from] TlsConfigError),
 }
 
+type OutKey = (String, Option<String>);
+
 enum OutCmd {
     Stanza {
         from_domain: String,
@@ -84,7 +86,11 @@ struct Shared {
     local: Arc<LocalConfig>,
     components: Vec<ComponentCredentials>,
     routes: RwLock<HashMap<String, String>>,
-    outbound: Mutex<HashMap<String, mpsc::Sender<OutCmd>>>,
+    /// Outbound streams by (remote, local). `local` is `None` for the usual stream that
+    /// multiplexes all our domains by dialback (XEP-0220 §2.6.1), `Some` for a partner whose
+    /// policy rules dialback out: SASL authenticates only the stream's `from` (RFC 6120
+    /// §6.3.8), so each of our domains needs its own stream to such a partner.
+    outbound: Mutex<HashMap<OutKey, mpsc::Sender<OutCmd>>>,
     linked: Mutex<HashMap<String, mpsc::Sender<CompCmd>>>,
     /// Each task holds a clone; shutdown waits for all to drop. `None` once shutting down.
     tracker: Mutex<Option<mpsc::Sender<()>>>,
@@ -714,12 +720,13 @@ async fn inbound_task(
 
 async fn outbound_task(
     shared: Arc<Shared>,
-    remote: String,
+    key: OutKey,
     addr: String,
     me: mpsc::Sender<OutCmd>,
     mut rx: mpsc::Receiver<OutCmd>,
     _t: mpsc::Sender<()>,
 ) {
+    let remote = key.0.clone();
     let connect = tokio::time::timeout(
         shared.cfg.timeouts.connect,
         TcpStream::connect(addr.as_str()),
@@ -730,21 +737,24 @@ async fn outbound_task(
         Ok(Err(e)) => {
             info!(%remote, %addr, error = %e, "cannot connect");
             return shared
-                .outbound_gone(&remote, &me, rx, StanzaCondition::RemoteServerTimeout)
+                .outbound_gone(&key, &me, rx, StanzaCondition::RemoteServerTimeout)
                 .await;
         }
         Err(_) => {
             info!(%remote, %addr, "connect timed out");
             return shared
-                .outbound_gone(&remote, &me, rx, StanzaCondition::RemoteServerTimeout)
+                .outbound_gone(&key, &me, rx, StanzaCondition::RemoteServerTimeout)
                 .await;
         }
     };
     let _ = sock.set_nodelay(true);
     let mut conn = Conn::Plain(sock);
     let mut tls_buf = Vec::new();
-    let primary = shared.local.primary().to_string();
-    let mut s = OutboundSession::new(Instant::now(), shared.local.clone(), &primary, &remote);
+    let local = key
+        .1
+        .clone()
+        .unwrap_or_else(|| shared.local.primary().to_string());
+    let mut s = OutboundSession::new(Instant::now(), shared.local.clone(), &local, &remote);
     let mut replies: HashMap<(String, String, String), mpsc::Sender<InCmd>> = HashMap::new();
     let mut stop = shared.shutdown.clone();
     let mut timer = StreamTimer::new();
@@ -843,7 +853,7 @@ async fn outbound_task(
     }
     debug!(%remote, "outbound stream closed");
     shared
-        .outbound_gone(&remote, &me, rx, StanzaCondition::RemoteServerTimeout)
+        .outbound_gone(&key, &me, rx, StanzaCondition::RemoteServerTimeout)
         .await;
     linger(conn).await;
 }
@@ -1032,7 +1042,7 @@ impl Shared {
             warn!(%from_domain, %remote, "refusing to relay a stanza not from a served domain");
             return;
         }
-        match self.outbound_for(remote) {
+        match self.outbound_for(remote, &from_domain) {
             // ERR-11 / RFC 6120 §10.4.3: no route is "not found".
             None => self.bounce_back(&el, StanzaCondition::RemoteServerNotFound),
             Some(tx) => {
@@ -1061,7 +1071,7 @@ impl Shared {
                 result: Verdict::Error(StanzaCondition::RemoteServerNotFound),
             });
         };
-        match self.outbound_for(&req.originating) {
+        match self.outbound_for(&req.originating, &req.receiving) {
             None => {
                 info!(originating = %req.originating, "no route to the authoritative server");
                 fail(req, &reply);
@@ -1076,12 +1086,18 @@ impl Shared {
         }
     }
 
-    /// The command channel of the outbound stream to `remote`, opening it on demand. `None`
-    /// when there is no route (or we are shutting down).
-    fn outbound_for(self: &Arc<Self>, remote: &str) -> Option<mpsc::Sender<OutCmd>> {
+    /// The command channel of the outbound stream to `remote` for stanzas from `local`,
+    /// opening it on demand. `None` when there is no route (or we are shutting down).
+    fn outbound_for(self: &Arc<Self>, remote: &str, local: &str) -> Option<mpsc::Sender<OutCmd>> {
         let remote = remote.to_ascii_lowercase();
+        let p = self.local.policy(&remote);
+        let per_domain = !(p.may_tls_dialback() || p.may_tcp_dialback());
+        let key: OutKey = (
+            remote.clone(),
+            per_domain.then(|| local.to_ascii_lowercase()),
+        );
         let mut map = lock(&self.outbound);
-        if let Some(tx) = map.get(&remote).filter(|t| !t.is_closed()) {
+        if let Some(tx) = map.get(&key).filter(|t| !t.is_closed()) {
             return Some(tx.clone());
         }
         let addr = self
@@ -1092,23 +1108,23 @@ impl Shared {
             .cloned()?;
         let t = lock(&self.tracker).clone()?;
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
-        map.insert(remote.clone(), tx.clone());
-        tokio::spawn(outbound_task(self.clone(), remote, addr, tx.clone(), rx, t));
+        map.insert(key.clone(), tx.clone());
+        tokio::spawn(outbound_task(self.clone(), key, addr, tx.clone(), rx, t));
         Some(tx)
     }
 
     /// An outbound task ends: unregister it, then fail whatever was still queued for it.
     async fn outbound_gone(
         self: &Arc<Self>,
-        remote: &str,
+        key: &OutKey,
         me: &mpsc::Sender<OutCmd>,
         mut rx: mpsc::Receiver<OutCmd>,
         c: StanzaCondition,
     ) {
         {
             let mut map = lock(&self.outbound);
-            if map.get(remote).is_some_and(|t| t.same_channel(me)) {
-                map.remove(remote);
+            if map.get(key).is_some_and(|t| t.same_channel(me)) {
+                map.remove(key);
             }
         }
         rx.close();

@@ -591,3 +591,74 @@ async fn per_partner_stream_limit() {
     drop(held);
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn component_domain_gets_its_own_sasl_stream_to_a_sasl_only_partner() {
+    // SASL authenticates the stream's `from` only (RFC 6120 §6.3.8); with dialback ruled
+    // out by policy (MS-09: TLS Req / SASL Req) the gateway's domain gets its own stream,
+    // and the proxy's certificate must name it too (CERT-06).
+    use Negotiation::Required as R;
+    let strict = policy(R, R, false);
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let a_addr = listener.local_addr().expect("addr");
+    let mut c = ProxyConfig::new("b.test", "secret-b");
+    c.component_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    c.components.push(ComponentConfig {
+        domain: "gw.b.test".into(),
+        secret: "gw".into(),
+    });
+    let leaf = ca()
+        .issue(&crate::tls::LeafSpec {
+            dns_names: vec!["b.test".into(), "gw.b.test".into()],
+            ..crate::tls::LeafSpec::for_domain("b.test")
+        })
+        .expect("leaf");
+    c.tls_material = Some(TlsMaterial::from_leaf(&leaf, ca().cert_pem()));
+    c.default_partner = PartnerConfig::from_policy(strict);
+    let b = start(c).await.expect("start");
+    b.add_route("a.test", a_addr);
+    let mut gw = super::tests::TestComponent::connect(
+        b.component_addr.expect("component port"),
+        "gw.b.test",
+        "gw",
+    )
+    .await;
+    let settings = a_settings(&ca().valid("a.test").expect("leaf"));
+    let back = tokio::spawn(async move {
+        let (tcp, _) = tokio::time::timeout(WAIT, listener.accept())
+            .await
+            .ok()?
+            .ok()?;
+        let mut s = InboundSession::new(Instant::now(), a_local(strict), "a-1".into());
+        let seen = drive(&mut s, tcp, Side::Server, &settings, |o| {
+            matches!(o, Output::Stanza(_))
+        })
+        .await;
+        Some((seen, s.sasl_authenticated().map(str::to_string)))
+    });
+    gw.send(
+        Element::new(ns::SERVER, "message")
+            .with_attr("from", "carol@gw.b.test")
+            .with_attr("to", "alice@a.test")
+            .with_child(Element::new(ns::SERVER, "body").with_text("hi")),
+    )
+    .await;
+    let (seen, authenticated) = tokio::time::timeout(WAIT, back)
+        .await
+        .expect("in time")
+        .expect("task")
+        .expect("connected");
+    assert_eq!(
+        authenticated.as_deref(),
+        Some("gw.b.test"),
+        "{}",
+        seen.received
+    );
+    assert!(seen.received.contains("from='gw.b.test'"));
+    assert!(
+        seen.outputs
+            .iter()
+            .any(|o| matches!(o, Output::Stanza(e) if e.attr("to") == Some("alice@a.test")))
+    );
+    b.shutdown().await;
+}
