@@ -293,8 +293,6 @@ pub enum Rule {
         "partner {0:?} needs TLS (required TLS or SASL) but no [tls] certificate is configured"
     )]
     TlsWithoutCertificate(String),
-    #[error("[tls]: {0}")]
-    Tls(String),
 }
 
 impl Rule {
@@ -320,7 +318,6 @@ impl Rule {
                     Some((p, Some("[partners")))
                 }
             }
-            Rule::Tls(_) => Some(("[tls]", None)),
         }
     }
 }
@@ -413,7 +410,7 @@ impl ProxyConfig {
                 Err(source) => {
                     return Err(ConfigError::Tls {
                         file: path.to_path_buf(),
-                        line: line_for(&src, &Rule::Tls(String::new())),
+                        line: src.find("[tls]").map_or(1, |i| line_of(&src, i)),
                         source,
                     });
                 }

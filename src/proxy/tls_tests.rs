@@ -662,3 +662,33 @@ async fn component_domain_gets_its_own_sasl_stream_to_a_sasl_only_partner() {
     );
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn total_inbound_connection_limit() {
+    // MS-10 ConnectionLimit: past the limit a connection is closed before any XML.
+    let mut c = ProxyConfig::new("b.test", "secret-b");
+    c.limits.max_inbound_streams = 1;
+    let b = start(c).await.expect("start");
+    let mut first = TcpStream::connect(b.s2s_addr).await.expect("connect");
+    first.write_all(HDR.as_bytes()).await.expect("write");
+    let (got, _) = read_until(&mut first, "</stream:features>", WAIT).await;
+    assert!(got.contains("<stream:features>"), "{got}");
+    let mut second = TcpStream::connect(b.s2s_addr).await.expect("connect");
+    let _ = second.write_all(HDR.as_bytes()).await;
+    let (got, closed) = read_until(&mut second, "", WAIT).await;
+    assert!(closed && got.is_empty(), "{got}");
+    drop(first);
+    // The slot is given back when the first stream ends.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut third = TcpStream::connect(b.s2s_addr).await.expect("connect");
+        let _ = third.write_all(HDR.as_bytes()).await;
+        let (got, _) =
+            read_until(&mut third, "</stream:features>", Duration::from_millis(500)).await;
+        if got.contains("<stream:features>") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slot never freed");
+    }
+    b.shutdown().await;
+}

@@ -1,5 +1,6 @@
 //! The receiving side of an S2S stream: receiving server and authoritative server
-//! (XEP-0220 §2.2.1, §2.2.2).
+//! (XEP-0220 §2.2.1, §2.2.2), STARTTLS as TLS server (RFC 6120 §5.4) and SASL EXTERNAL as
+//! receiving entity (RFC 6120 §6.4, XEP-0178 §3).
 
 use std::sync::Arc;
 use std::time::Instant;

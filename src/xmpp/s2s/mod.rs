@@ -1,4 +1,5 @@
-//! Sans-IO server-to-server sessions (RFC 6120 §4, XEP-0220 Server Dialback).
+//! Sans-IO server-to-server sessions (RFC 6120 §4–§6, XEP-0220 Server Dialback, XEP-0178
+//! SASL EXTERNAL).
 //!
 //! Two session types, one per TCP connection:
 //! - [`InboundSession`]: the peer opened the stream. We act as *receiving server* (its
@@ -15,6 +16,13 @@
 //!
 //! A failed session stays failed: once it has sent a stream error or closed, every later
 //! call returns the same [`Error`] and produces nothing (rustls `conn/mod.rs`).
+//!
+//! TLS and SASL: the sessions negotiate STARTTLS (RFC 6120 §5) and SASL EXTERNAL (§6) per
+//! the partner's [`PartnerPolicy`] (MS-06..MS-09), but never do crypto. After `<proceed/>`
+//! a session emits [`Output::UpgradeTls`]; the driver runs the handshake and answers with
+//! [`Input::TlsEstablished`] carrying its [`CertVerdict`] on the peer's certificate (from
+//! [`crate::tls::verify_peer`]), or [`Input::TlsFailed`]. Each restart (after TLS, after
+//! SASL success) gets a fresh stream id (STR-05).
 
 pub mod features;
 mod inbound;

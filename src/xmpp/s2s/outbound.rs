@@ -1,4 +1,5 @@
-//! The initiating side of an S2S stream (XEP-0220 §2.1.1, §2.1.2).
+//! The initiating side of an S2S stream (XEP-0220 §2.1.1, §2.1.2), with STARTTLS as TLS
+//! client (RFC 6120 §5.4) and SASL EXTERNAL as initiating entity (XEP-0178 §3).
 
 use std::sync::Arc;
 use std::time::Instant;
