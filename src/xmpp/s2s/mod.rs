@@ -291,6 +291,9 @@ pub enum PeerMisbehaved {
     KeepAliveMissing,
     /// A SASL or TLS element out of sequence (e.g. `<auth/>` after success).
     OutOfSequence,
+    /// The receiving server's certificate does not authenticate the domain we dialled,
+    /// and policy leaves no dialback to fall back on (RFC 6120 §13.7.2.1, CERT-04).
+    UnauthenticatedServer,
 }
 
 impl PeerMisbehaved {
@@ -311,7 +314,7 @@ impl PeerMisbehaved {
             P::UnexpectedStreamEvent => C::NotWellFormed,
             P::DataBeforeTls | P::TooManyAuthFailures | P::NoAcceptableAuth => C::PolicyViolation,
             P::KeepAliveMissing => C::ConnectionTimeout,
-            P::OutOfSequence => C::PolicyViolation,
+            P::OutOfSequence | P::UnauthenticatedServer => C::PolicyViolation,
         }
     }
 }

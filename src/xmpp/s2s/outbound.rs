@@ -396,9 +396,22 @@ impl OutboundSession {
                 if !matches!(self.state, State::TlsHandshake) {
                     return Err(Error::Misuse);
                 }
-                // RFC 6120 §13.7.2: a receiving server whose certificate does not name the
-                // target is not authenticated; the stream goes on, protected (TLS-09), and
-                // our own authentication does not depend on it.
+                // RFC 6120 §13.7.2.1 (CERT-04): the reference identity is the domain we
+                // dialled. A server it does not authenticate may still get dialback over
+                // TLS (TLS-09: protected, and dialback checks the other way round); with
+                // dialback ruled out by policy there is nothing left to trust: abort.
+                let authenticated = peer.as_ref().is_some_and(|v| v.authenticates(&self.remote));
+                if !authenticated && !self.policy.may_tls_dialback() {
+                    info!(remote = %self.remote, problems = ?peer.as_ref().map(|v| v.problems.clone()), "receiving server not authenticated by its certificate");
+                    let se = StreamError::with_text(
+                        PeerMisbehaved::UnauthenticatedServer.condition(),
+                        format!("certificate does not authenticate {}", self.remote),
+                    );
+                    // A new header first: the error belongs to the stream over TLS.
+                    self.send_header();
+                    let err = Error::PeerMisbehaved(PeerMisbehaved::UnauthenticatedServer);
+                    return Err(self.fail_with(se, err));
+                }
                 match &peer {
                     Some(v) => info!(
                         remote = %self.remote,

@@ -1902,6 +1902,100 @@ fn sasl_required_initiator_without_external_closes_with_policy_violation() {
     assert_eq!(bounces(&r), ["remote-server-timeout"]);
 }
 
+#[rstest::rstest]
+#[case::dialback_allowed(OPT, false)]
+#[case::sasl_only(PartnerPolicy { tls: Negotiation::Required, sasl: Negotiation::Required, ..OPT }, true)]
+fn wrong_server_certificate_aborts_only_without_dialback(
+    #[case] p: PartnerPolicy,
+    #[case] aborts: bool,
+) {
+    // CERT-04: the receiving server presents a certificate for another name.
+    let mut r = outbound_tls(p);
+    r.feed(RESP_HDR).ok();
+    r.feed(FEATURES_TLS).ok();
+    r.feed("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        .ok();
+    r.take_wire();
+    let cert = verdict(
+        &test_ca()
+            .issue(&crate::tls::LeafSpec::for_domain("host.hoster.test"))
+            .expect("leaf"),
+        PeerRole::Receiving,
+    );
+    let _ =
+        r.s.handle_input(r.now, Input::TlsEstablished { peer: Some(cert) });
+    r.drain();
+    let w = r.take_wire();
+    assert!(w.contains("<stream:stream"), "{w}");
+    assert_eq!(r.s.is_closed(), aborts, "{w}");
+    if aborts {
+        assert!(w.contains("<policy-violation ") && w.contains("does not authenticate b.test"));
+        assert_eq!(
+            r.closed_with(),
+            Some(Some(StreamCondition::PolicyViolation))
+        );
+        assert_eq!(bounces(&r), ["remote-server-timeout"]);
+    }
+}
+
+/// Deterministic generated inputs (xorshift): mutated TLS/SASL transcripts never panic the
+/// sessions, whatever state they reach.
+#[test]
+fn mutated_tls_and_sasl_transcripts_never_panic() {
+    let pieces = [
+        HDR_TLS,
+        "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
+        "<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
+        "<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>YS50ZXN0</auth>",
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>",
+        "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>",
+        "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>",
+        "<abort xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>",
+        "<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>=</challenge>",
+        FEATURES_TLS,
+        "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>EXTERNAL</mechanism></mechanisms></stream:features>",
+        "<db:result xmlns:db='jabber:server:dialback' from='a.test' to='b.test'>k</db:result>",
+        "<message from='u@a.test' to='v@b.test'/>",
+        RESP_HDR,
+        " ",
+        "</stream:stream>",
+    ];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for round in 0..400 {
+        let now = Instant::now();
+        let mut inb = InboundSession::new(now, tls_cfg("b.test", "t", OPT), format!("id{round}"));
+        let mut out = OutboundSession::new(now, tls_cfg("a.test", "s", OPT), "a.test", "b.test");
+        out.send_stanza(now, "a.test", msg("u@a.test", "v@b.test", "x"));
+        for _ in 0..(next() % 12) {
+            let p = pieces[(next() % pieces.len() as u64) as usize];
+            let mut bytes = p.as_bytes().to_vec();
+            if next() % 3 == 0 && !bytes.is_empty() {
+                let cut = (next() % bytes.len() as u64) as usize;
+                bytes.truncate(cut);
+            }
+            for s in [&mut inb as &mut dyn Session, &mut out as &mut dyn Session] {
+                let _ = s.input(now, Input::Data(&bytes));
+                if next() % 4 == 0 {
+                    let cert = if next() % 2 == 0 { valid_a() } else { None };
+                    let _ = s.input(now, Input::TlsEstablished { peer: cert });
+                }
+                if next() % 7 == 0 {
+                    let _ = s.input(now, Input::TlsFailed);
+                }
+                let _ = s.fire(now + Duration::from_secs(next() % 400));
+                while s.output().is_some() {}
+            }
+        }
+    }
+}
+
 // ---- keepalives (KA-01, MS-10) ----
 
 #[test]
