@@ -652,14 +652,12 @@ async fn inbound_task(
                 } => {
                     info!(%peer, %originating, %receiving, encrypted = s.is_encrypted(), sasl = s.sasl_authenticated().is_some(), "inbound pair verified");
                 }
-                Output::Partner(p) => {
-                    if !slot.claim(&p) {
-                        warn!(%peer, partner = %p, "too many streams from this partner");
-                        s.close(Some(StreamError::with_text(
-                            StreamCondition::PolicyViolation,
-                            "too many streams from this domain",
-                        )));
-                    }
+                Output::Partner(p) if !slot.claim(&p) => {
+                    warn!(%peer, partner = %p, "too many streams from this partner");
+                    s.close(Some(StreamError::with_text(
+                        StreamCondition::PolicyViolation,
+                        "too many streams from this domain",
+                    )));
                 }
                 Output::UpgradeTls => {
                     d.upgrade = true;

@@ -199,7 +199,7 @@ pub fn base64_encode(data: &[u8]) -> String {
 /// whitespace, correct padding, length a multiple of 4.
 pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
     let s = s.as_bytes();
-    if s.len() % 4 != 0 {
+    if !s.len().is_multiple_of(4) {
         return None;
     }
     let val = |c: u8| B64.iter().position(|&x| x == c).map(|p| p as u32);

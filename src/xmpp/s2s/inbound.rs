@@ -444,10 +444,10 @@ impl InboundSession {
             .as_deref()
             .and_then(jid_domain)
             .map(str::to_ascii_lowercase);
-        if partner.is_some() && partner != self.partner {
-            if let Some(p) = &partner {
-                self.out.push(Output::Partner(p.clone()));
-            }
+        if let Some(p) = &partner
+            && partner != self.partner
+        {
+            self.out.push(Output::Partner(p.clone()));
         }
         self.partner = partner;
         self.local =

@@ -152,6 +152,14 @@ impl PartnerPolicy {
 use Method::{SaslOverTls as S, TcpDialback as Tcp, TlsDialback as Tls};
 use Negotiation::{NotSupported as NS, Optional as O, Required as R};
 
+/// One row of [`MS09_MATRIX`]: TLS, SASL, dialback → methods or the rule broken.
+pub type MatrixRow = (
+    Negotiation,
+    Negotiation,
+    bool,
+    Result<&'static [Method], PolicyRule>,
+);
+
 /// The MS-09 negotiation matrix: (TLS, SASL, dialback) → methods that may authenticate a
 /// stream, best first, or the rule that makes the combination invalid.
 ///
@@ -164,12 +172,7 @@ use Negotiation::{NotSupported as NS, Optional as O, Required as R};
 /// NotSup   NotSup   on    TCP dialback only            (the Google Talk profile, MS-12)
 /// any case with no usable method, or SASL with TLS NotSup: invalid
 /// ```
-pub const MS09_MATRIX: &[(
-    Negotiation,
-    Negotiation,
-    bool,
-    Result<&[Method], PolicyRule>,
-)] = &[
+pub const MS09_MATRIX: &[MatrixRow] = &[
     (R, R, true, Ok(&[S])),
     (R, R, false, Ok(&[S])),
     (R, O, true, Ok(&[S, Tls])),
