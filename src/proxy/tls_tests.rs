@@ -692,3 +692,77 @@ async fn total_inbound_connection_limit() {
     }
     b.shutdown().await;
 }
+
+/// Two bundled proxies: `a.test` (with the gateway component `gw.a.test`) and `b.test`,
+/// both with `partner` as default policy; `a_leaf` is a's certificate.
+async fn tls_federation(
+    partner: PartnerPolicy,
+    a_leaf: Leaf,
+) -> (RunningProxy, RunningProxy, super::tests::TestComponent) {
+    let mut a = ProxyConfig::new("a.test", "secret-a");
+    a.component_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    a.components.push(ComponentConfig {
+        domain: "gw.a.test".into(),
+        secret: "gw".into(),
+    });
+    a.tls_material = Some(TlsMaterial::from_leaf(&a_leaf, ca().cert_pem()));
+    a.default_partner = PartnerConfig::from_policy(partner);
+    a.timeouts.dialback = Duration::from_secs(3);
+    let mut b = ProxyConfig::new("b.test", "secret-b");
+    b.tls_material = Some(TlsMaterial::from_leaf(
+        &ca().valid("b.test").expect("leaf"),
+        ca().cert_pem(),
+    ));
+    b.default_partner = PartnerConfig::from_policy(partner);
+    b.timeouts.dialback = Duration::from_secs(3);
+    let (a, b) = (start(a).await.expect("a"), start(b).await.expect("b"));
+    a.add_route("b.test", b.s2s_addr);
+    b.add_route("a.test", a.s2s_addr);
+    b.add_route("gw.a.test", a.s2s_addr);
+    let gw = super::tests::TestComponent::connect(
+        a.component_addr.expect("component port"),
+        "gw.a.test",
+        "gw",
+    )
+    .await;
+    (a, b, gw)
+}
+
+#[tokio::test]
+async fn proxies_federate_over_starttls_and_sasl_external() {
+    // MS-09 first row between two bundled proxies: a's certificate names both of its
+    // domains, the gateway's stanzas get their own SASL stream.
+    use Negotiation::Required as R;
+    let leaf = ca()
+        .issue(&crate::tls::LeafSpec {
+            dns_names: vec!["a.test".into(), "gw.a.test".into()],
+            ..crate::tls::LeafSpec::for_domain("a.test")
+        })
+        .expect("leaf");
+    let (a, b, mut gw) = tls_federation(policy(R, R, false), leaf).await;
+    gw.send(ping("sip@gw.a.test", "b.test", "p1")).await;
+    let r = gw.recv().await.expect("answer");
+    assert_eq!((r.attr("type"), r.attr("id")), (Some("result"), Some("p1")));
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[rstest::rstest]
+#[case::dialback_allowed(Negotiation::Optional, true, "result")]
+#[case::sasl_required(Negotiation::Required, false, "error")]
+#[tokio::test]
+async fn proxies_with_a_wrong_name_certificate(
+    #[case] sasl: Negotiation,
+    #[case] dialback: bool,
+    #[case] answer: &str,
+) {
+    // D-17: dialback over TLS when allowed; refused (an error comes back to the sender)
+    // when SASL is required and dialback is off.
+    let p = policy(Negotiation::Required, sasl, dialback);
+    let (a, b, mut gw) = tls_federation(p, ca().wrong_name("a.test").expect("leaf")).await;
+    gw.send(ping("sip@gw.a.test", "b.test", "p1")).await;
+    let r = gw.recv().await.expect("answer");
+    assert_eq!(r.attr("type"), Some(answer), "{r:?}");
+    a.shutdown().await;
+    b.shutdown().await;
+}

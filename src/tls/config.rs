@@ -404,6 +404,13 @@ impl TlsSessionInfo {
         }
     }
 
+    /// The peer's end-entity certificate as it describes itself (subject CN, SAN
+    /// identities, validity), for transcripts; `None` without a certificate or when it
+    /// cannot be parsed.
+    pub fn peer_cert(&self) -> Option<identity::CertInfo> {
+        identity::parse_cert(self.peer_chain.first()?).ok()
+    }
+
     pub fn from_server(c: &rustls::ServerConnection) -> Self {
         Self::from_common(c, c.server_name())
     }
@@ -505,6 +512,8 @@ mod tests {
         assert_eq!(sinfo.alpn.as_deref(), Some("xmpp-server"));
         assert_eq!(sinfo.version.as_deref(), Some("TLSv1_3"));
         assert_eq!(sinfo.sni.as_deref(), Some("b.test"));
+        let peer = sinfo.peer_cert().expect("client certificate");
+        assert_eq!(peer.common_name.as_deref(), Some("a.test"));
         assert!(verdict.unwrap().authenticates("a.test"));
         let sv = a.verify(
             Some(&cinfo.peer_chain),
