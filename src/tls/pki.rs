@@ -358,6 +358,14 @@ mod tests {
     use super::*;
     use crate::tls::identity::parse_cert;
 
+    /// The harness shares one CA across tasks.
+    #[test]
+    fn ca_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<TestCa>();
+        check::<Leaf>();
+    }
+
     #[test]
     fn ca_and_valid_leaf() {
         let ca = TestCa::new("t CA").unwrap();
