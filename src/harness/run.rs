@@ -1262,12 +1262,48 @@ impl<'a> Runner<'a> {
         }
         let header = Self::stream_header(actor_domain, &from, Some(&id));
         self.send_text(step, name, &header).await?;
-        self.send_text(
-            step,
-            name,
-            "<stream:features><dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback></stream:features>",
-        )
-        .await
+        // Offer STARTTLS too when the actor can do TLS and the stream is still plain, so a
+        // SUT whose policy requires TLS can go on (RFC 6120 §5.3.1).
+        let features = if self.can_offer_tls(name) {
+            "<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/><dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback></stream:features>"
+        } else {
+            "<stream:features><dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback></stream:features>"
+        };
+        self.send_text(step, name, features).await
+    }
+
+    fn can_offer_tls(&self, name: &str) -> bool {
+        let Some(st) = self.streams.get(name) else {
+            return false;
+        };
+        !st.tls
+            && self
+                .pki
+                .as_ref()
+                .is_some_and(|p| p.actors.get(&st.actor).is_some_and(|l| l.is_some()))
+    }
+
+    /// Is the next unit of `name` the SUT's `<starttls/>`?
+    fn front_is_starttls(&self, name: &str) -> bool {
+        self.streams
+            .get(name)
+            .and_then(|s| s.inbox.front())
+            .is_some_and(|r| matches!(&r.unit, Unit::Element(e) if e.is(ns::TLS, "starttls")))
+    }
+
+    /// The SUT asked for TLS on a stream the helper serves: secure it and answer the
+    /// restarted stream's header (RFC 6120 §5.4.3.3).
+    async fn serve_starttls(
+        &mut self,
+        step: &Step,
+        name: &str,
+        actor_domain: &str,
+        deadline: tokio::time::Instant,
+    ) -> StepResult {
+        let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
+        self.accept_starttls(step, name, timeout).await?;
+        self.answer_incoming_header(step, name, actor_domain, deadline)
+            .await
     }
 
     /// Answer a `db:verify` request as the authoritative server for `actor`.
@@ -1421,6 +1457,24 @@ impl<'a> Runner<'a> {
             for o in &others {
                 self.skip_queued_whitespace(o);
             }
+            if let Some(tls) = others.iter().find(|o| self.front_is_starttls(o)).cloned() {
+                self.serve_starttls(step, &tls, &domain, deadline).await?;
+                continue;
+            }
+            // Some receiving servers (Prosody) first authenticate the stream they opened to
+            // us with their own <db:result/>, and send <db:verify/> only once that is valid:
+            // play the receiving server for it (XEP-0220 §2.2) and go on waiting.
+            let own_request = others.iter().find(|o| {
+                self.streams.get(*o).is_some_and(|st| st.origin == Origin::Sut)
+                    && self.streams.get(*o).and_then(|st| st.inbox.front()).is_some_and(|r| {
+                        matches!(&r.unit, Unit::Element(e) if e.is(ns::DIALBACK, "result") && e.attr("type").is_none())
+                    })
+            });
+            if let Some(o) = own_request.cloned() {
+                let v = format!("{o}_verify");
+                self.accept_dialback(step, &o, actor, timeout, &v).await?;
+                continue;
+            }
             let other = others.into_iter().find(|o| {
                 self.streams
                     .get(o)
@@ -1470,8 +1524,13 @@ impl<'a> Runner<'a> {
             self.answer_incoming_header(step, name, &domain, deadline)
                 .await?;
         }
-        // The SUT's db:result (answering any piggybacked db:verify on the way).
+        // The SUT's db:result (answering any piggybacked db:verify on the way, and securing
+        // the stream first if the SUT asks for TLS).
         let (originating, key) = loop {
+            if self.front_is_starttls(name) {
+                self.serve_starttls(step, name, &domain, deadline).await?;
+                continue;
+            }
             match self.next_unit(name, deadline).await.map(|r| r.unit) {
                 Some(Unit::Element(e))
                     if e.is(ns::DIALBACK, "result") && e.attr("type").is_none() =>

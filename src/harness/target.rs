@@ -24,7 +24,14 @@ use crate::proxy;
 pub const BUNDLED_DOMAIN: &str = "sut.test";
 
 /// Capabilities the bundled pair claims.
-pub const BUNDLED_CAPABILITIES: &[&str] = &["dialback", "component", "s2s-in", "s2s-out"];
+pub const BUNDLED_CAPABILITIES: &[&str] = &[
+    "dialback",
+    "component",
+    "s2s-in",
+    "s2s-out",
+    "starttls",
+    "sasl-external",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
@@ -259,7 +266,7 @@ pub async fn prepare(target: &Target, scenario: &Scenario) -> Result<Prepared, R
     } else {
         None
     };
-    let (endpoints, listeners, running) = prepare_sut(target, scenario).await?;
+    let (endpoints, listeners, running) = prepare_sut(target, scenario, pki.as_deref()).await?;
     Ok(Prepared {
         endpoints,
         listeners,
@@ -271,12 +278,13 @@ pub async fn prepare(target: &Target, scenario: &Scenario) -> Result<Prepared, R
 async fn prepare_sut(
     target: &Target,
     scenario: &Scenario,
+    pki: Option<&RunPki>,
 ) -> Result<(SutEndpoints, ActorListeners, RunningSut), RunError> {
     match target {
         Target::Bundled => {
             let listeners = ActorListeners::bind(scenario, &BTreeMap::new()).await?;
             let routes = listeners.routes(scenario)?;
-            let cfg = bundled_config(scenario, routes);
+            let cfg = bundled_config(scenario, routes, pki);
             let running = proxy::start(cfg)
                 .await
                 .map_err(|e| RunError::Io(std::io::Error::other(e.to_string())))?;
@@ -296,7 +304,11 @@ async fn prepare_sut(
 
 /// The bundled proxy's configuration for one scenario: it serves `sut.test`, dials each
 /// simulated domain at its actor's listener, and accepts the scenario's components.
-fn bundled_config(scenario: &Scenario, routes: BTreeMap<String, SocketAddr>) -> proxy::ProxyConfig {
+fn bundled_config(
+    scenario: &Scenario,
+    routes: BTreeMap<String, SocketAddr>,
+    pki: Option<&RunPki>,
+) -> proxy::ProxyConfig {
     use super::load::ActorKind;
     let components = scenario
         .actors
@@ -322,7 +334,36 @@ fn bundled_config(scenario: &Scenario, routes: BTreeMap<String, SocketAddr>) -> 
     cfg.timeouts.connect = Duration::from_secs(2);
     cfg.timeouts.dialback = Duration::from_secs(3);
     cfg.timeouts.establish = Duration::from_secs(5);
+    // TLS only for scenarios that negotiate it: its certificate and trust anchor come from
+    // the run's test PKI. The partner policies are the ones the scenario's actors name;
+    // for the others the proxy's permissive default (TLS and SASL optional, dialback on).
+    if let Some(pki) = pki {
+        cfg.tls_material = Some(crate::tls::config::TlsMaterial::from_leaf(
+            &pki.sut,
+            pki.ca.cert_pem(),
+        ));
+    }
+    for a in &scenario.actors {
+        if let (ActorKind::Xmpp { domain, .. }, Some(p)) = (&a.kind, &a.partner) {
+            cfg.partners.insert(domain.clone(), partner_config(p));
+        }
+    }
     cfg
+}
+
+fn partner_config(p: &Partner) -> proxy::PartnerConfig {
+    use crate::xmpp::s2s::policy::Negotiation as N;
+    let n = |x: Negotiation| match x {
+        Negotiation::Required => N::Required,
+        Negotiation::Optional => N::Optional,
+        Negotiation::NotSupported => N::NotSupported,
+    };
+    proxy::PartnerConfig {
+        tls: Some(n(p.tls)),
+        sasl: Some(n(p.sasl)),
+        dialback: Some(p.dialback),
+        keepalive: Some(p.keepalive),
+    }
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
