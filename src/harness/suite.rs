@@ -8,9 +8,10 @@ use super::catalogue::Catalogue;
 use super::load::{self, Scenario};
 use super::normalise::{NormaliseContext, normalise};
 use super::run::Runner;
-use super::target::{self, Target};
+use super::target::{self, PrepareError, Target};
 use super::transcript::Transcript;
 use super::verdict::{Outcome, Verdict};
+use super::waivers;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SuiteError {
@@ -82,6 +83,8 @@ pub async fn run_file(path: &Path, target: &Target, catalogue: &Catalogue) -> Ve
             transcript: Transcript::default(),
             normalised: String::new(),
             elapsed: started.elapsed(),
+            sut_log: String::new(),
+            waiver: None,
         }],
     }
 }
@@ -99,6 +102,8 @@ pub async fn run_scenario(s: &Scenario, target: &Target, catalogue: &Catalogue) 
         transcript: Transcript::default(),
         normalised: String::new(),
         elapsed: started.elapsed(),
+        sut_log: String::new(),
+        waiver: None,
     };
     let caps = target.capabilities();
     let missing: Vec<&String> = s.requires.iter().filter(|r| !caps.contains(r)).collect();
@@ -113,16 +118,29 @@ pub async fn run_scenario(s: &Scenario, target: &Target, catalogue: &Catalogue) 
             )),
         );
     }
-    let (endpoints, listeners, running) = match target::prepare(target, s).await {
+    let (endpoints, listeners, mut running) = match target::prepare(target, s).await {
         Ok(x) => x,
-        Err(e) => {
+        Err(PrepareError::Harness(e)) => {
             return base(
                 Verdict::Error,
                 Some(format!("could not start the target: {e}")),
             );
         }
+        // The SUT died or never listened: that is a finding about the SUT.
+        Err(PrepareError::SutDown { message, log }) => {
+            let mut o = base(Verdict::Fail, Some(with_last_lines(&message, &log)));
+            o.sut_log = log;
+            waivers::apply(&mut o, target.waivers());
+            return o;
+        }
     };
     let result = Runner::new(s, catalogue, endpoints, listeners).run().await;
+    // Every step is bounded, so the run ends even if the SUT died; then its death decides.
+    let died = running.died().await;
+    let sut_log = match &died {
+        Some(d) => d.log.clone(),
+        None => running.log_tail().await,
+    };
     running.stop().await;
     let normalised = normalise(
         &result.transcript,
@@ -130,18 +148,46 @@ pub async fn run_scenario(s: &Scenario, target: &Target, catalogue: &Catalogue) 
             sut_domains: target.domains(),
         },
     );
-    Outcome {
+    let (verdict, reason) = match died {
+        Some(d) => (
+            Verdict::Fail,
+            Some(with_last_lines(
+                &format!("the SUT process {} during the scenario", d.how),
+                &d.log,
+            )),
+        ),
+        None => (result.verdict, result.reason),
+    };
+    let mut o = Outcome {
         path: s.path.clone(),
         cell: s.cell.clone(),
         title: s.title.clone(),
         covers: s.covers.clone(),
-        verdict: result.verdict,
+        verdict,
         failure: result.failure,
-        reason: result.reason,
+        reason,
         transcript: result.transcript,
         normalised,
         elapsed: started.elapsed(),
+        sut_log,
+        waiver: None,
+    };
+    waivers::apply(&mut o, target.waivers());
+    o
+}
+
+/// Lines of the SUT's log quoted in a failure reason (the whole tail is in `sut_log`).
+const REASON_LOG_LINES: usize = 12;
+
+fn with_last_lines(message: &str, log: &str) -> String {
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.is_empty() {
+        return message.to_string();
     }
+    let tail = lines
+        .get(lines.len().saturating_sub(REASON_LOG_LINES)..)
+        .unwrap_or_default();
+    format!("{message}; last log lines:\n{}", tail.join("\n"))
 }
 
 /// Run many files with at most `jobs` at once (1 for targets whose routes are fixed).
@@ -181,6 +227,7 @@ pub async fn run_all(
             Err(e) => tracing::error!("a scenario task failed: {e}"),
         }
     }
+    target.finish().await;
     out.into_iter()
         .zip(files)
         .flat_map(|(o, f)| {
@@ -196,6 +243,8 @@ pub async fn run_all(
                     transcript: Transcript::default(),
                     normalised: String::new(),
                     elapsed: std::time::Duration::ZERO,
+                    sut_log: String::new(),
+                    waiver: None,
                 }]
             })
         })
