@@ -456,6 +456,38 @@ fn cell(s: &str) -> String {
         .replace('|', "\\|")
 }
 
+/// Transcript lines quoted per deviation in markdown (the JSON report has all of them).
+const MARKDOWN_TRANSCRIPT_LINES: usize = 8;
+
+/// Shortest run of hex digits and dashes taken for a volatile value (a stream id, a UUID,
+/// a dialback key) in markdown.
+const VOLATILE_MIN: usize = 16;
+
+/// Replace volatile values (runs of at least [`VOLATILE_MIN`] hex digits and dashes that
+/// contain a digit: UUIDs, HMAC keys, random ids) with `[…]`, so a document made from two
+/// runs of the same SUT reads the same. The JSON and JUnit reports keep the raw text.
+pub fn scrub(s: &str) -> String {
+    let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    let volatile = |w: &str| {
+        w.len() >= VOLATILE_MIN
+            && w.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+            && w.chars().any(|c| c.is_ascii_digit())
+    };
+    let mut out = String::with_capacity(s.len());
+    let mut word = String::new();
+    for c in s.chars() {
+        if is_word(c) {
+            word.push(c);
+            continue;
+        }
+        out.push_str(if volatile(&word) { "[…]" } else { &word });
+        word.clear();
+        out.push(c);
+    }
+    out.push_str(if volatile(&word) { "[…]" } else { &word });
+    out
+}
+
 /// A fenced code block that the content cannot close early.
 fn fenced(s: &str) -> String {
     let mut fence = "```".to_string();
@@ -463,6 +495,26 @@ fn fenced(s: &str) -> String {
         fence.push('`');
     }
     format!("{fence}\n{}\n{fence}\n", s.trim_end())
+}
+
+/// What a failure saw, for a reproducible document: the mismatch explanation when there is
+/// one (the unit itself is in the normalised transcript, attributes sorted — a SUT's own
+/// attribute order may change from run to run), else the whole text ("nothing after 2s").
+fn observed(got: &str) -> String {
+    let lines: Vec<&str> = got.lines().collect();
+    match lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("mismatch:"))
+    {
+        Some(i) => lines
+            .get(i..)
+            .unwrap_or_default()
+            .iter()
+            .map(|l| l.trim())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        None => got.to_string(),
+    }
 }
 
 /// The markdown summary of one target: a verdict table, then for every outcome that did
@@ -502,7 +554,7 @@ pub fn markdown_target(run: &TargetRun<'_>, catalogue: &Catalogue) -> String {
     out.push_str("| verdict | scenario | requirements | note |\n|---|---|---|---|\n");
     for o in run.outcomes {
         let note = match (&o.waiver, &o.failure, &o.reason) {
-            (Some(w), _, _) => format!("waived: {} ({})", w.reason, w.link),
+            (Some(_), _, _) => "known deviation, see below".to_string(),
             (None, Some(f), _) => format!("step {} `{}`: {}", f.step, f.stream, f.covers.join(" ")),
             (None, None, Some(r)) => r.lines().next().unwrap_or_default().to_string(),
             (None, None, None) => String::new(),
@@ -515,6 +567,26 @@ pub fn markdown_target(run: &TargetRun<'_>, catalogue: &Catalogue) -> String {
             o.covers.join(" "),
             cell(&note)
         );
+    }
+    let gaps: Vec<&Outcome> = run
+        .outcomes
+        .iter()
+        .filter(|o| o.verdict == Verdict::Inconclusive)
+        .collect();
+    if !gaps.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nNot run against `{}` (a capability it does not claim):\n",
+            t.name()
+        );
+        for o in gaps {
+            let _ = writeln!(
+                out,
+                "- {}: {}",
+                short_name(o),
+                o.reason.as_deref().unwrap_or_default()
+            );
+        }
     }
     let deviations: Vec<&Outcome> = run
         .outcomes
@@ -558,11 +630,23 @@ pub fn markdown_target(run: &TargetRun<'_>, catalogue: &Catalogue) -> String {
                 "- at step {} (line {}), stream `{}`",
                 f.step, f.line, f.stream
             );
-            let _ = writeln!(out, "\nexpected:\n\n{}", fenced(&f.expected));
-            let _ = writeln!(out, "observed:\n\n{}", fenced(&f.got));
+            let _ = writeln!(out, "\nexpected:\n\n{}", fenced(&scrub(&f.expected)));
+            let _ = writeln!(out, "observed:\n\n{}", fenced(&scrub(&observed(&f.got))));
         }
         if let Some(r) = &o.reason {
-            let _ = writeln!(out, "{}", fenced(r));
+            let _ = writeln!(out, "{}", fenced(&scrub(r)));
+        }
+        let lines: Vec<&str> = o.normalised.lines().collect();
+        if !lines.is_empty() {
+            let tail = lines
+                .get(lines.len().saturating_sub(MARKDOWN_TRANSCRIPT_LINES)..)
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "normalised transcript (last {} lines):\n\n{}",
+                tail.len(),
+                fenced(&tail.join("\n"))
+            );
         }
     }
     out
@@ -663,6 +747,19 @@ mod tests {
             xml_escape("a<b&'\"\u{1}>"),
             "a&lt;b&amp;&apos;&quot;\u{FFFD}&gt;"
         );
+    }
+
+    #[test]
+    fn volatile_values_are_scrubbed_from_markdown() {
+        assert_eq!(
+            scrub("id='4b48baee-f70d-4603-bbed-b39c124c9d8b'>8401118b7b5366ff07144989885a0e8d</x>"),
+            "id='[…]'>[…]</x>"
+        );
+        assert_eq!(
+            scrub("ping1 db-06 2s deadbeefcafe"),
+            "ping1 db-06 2s deadbeefcafe"
+        );
+        assert_eq!(scrub("x0123456789abcdef0123"), "x0123456789abcdef0123");
     }
 
     #[test]
