@@ -40,6 +40,11 @@ establish = "5s"
 /// A target file running `command` (with the proxy template rendered to `proxy.toml` in
 /// the scratch dir), plus `extra` TOML appended.
 fn write_target(dir: &Path, command: &str, extra: &str) -> PathBuf {
+    write_target_with(dir, command, "", extra)
+}
+
+/// As [`write_target`], with `process_extra` added to the `[process]` table.
+fn write_target_with(dir: &Path, command: &str, process_extra: &str, extra: &str) -> PathBuf {
     std::fs::write(dir.join("proxy.toml.in"), PROXY_TEMPLATE).expect("template");
     let file = format!(
         r#"name = "proxy as a process"
@@ -57,6 +62,7 @@ ports = ["s2s"]
 ready_timeout = "5s"
 stop_timeout = "1s"
 env = {{ FEDCHECK_BIN = "{bin}" }}
+{process_extra}
 
 [[process.config]]
 template = "proxy.toml.in"
@@ -102,6 +108,34 @@ fn our_proxy_started_as_a_process_passes_the_dialback_scenarios() {
             "{}",
             o.normalised
         );
+    }
+}
+
+/// `lifecycle = "run"`: one SUT serves every scenario of the run (its `auto` routes are
+/// chosen once), and it is stopped when the run ends.
+#[test]
+fn a_run_lifecycle_process_serves_every_scenario() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = std::sync::Arc::new(
+        Target::from_file(&write_target_with(
+            dir.path(),
+            RUN_PROXY,
+            "lifecycle = \"run\"",
+            "",
+        ))
+        .expect("target"),
+    );
+    assert!(!target.parallel_safe());
+    let cat = std::sync::Arc::new(Catalogue::builtin().expect("catalogue"));
+    let files = vec![
+        root().join("scenarios/s2s/db-06-receiving-verifies.toml"),
+        root().join("scenarios/s2s/db-18-ping-round-trip.toml"),
+        root().join("scenarios/s2s/str-09-host-unknown.toml"),
+    ];
+    let outcomes = rt().block_on(suite::run_all(files, target.clone(), cat, 4, |_| {}));
+    assert_eq!(outcomes.len(), 3);
+    for o in &outcomes {
+        assert_eq!(o.verdict, Verdict::Pass, "{}", details(o));
     }
 }
 

@@ -319,3 +319,37 @@ fn markdown_report_is_a_verdict_table() {
         "{md}"
     );
 }
+
+#[test]
+fn interop_matrix_names_the_command_that_regenerates_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out_file = dir.path().join("interop.md");
+    let out = Command::new(env!("CARGO_BIN_EXE_fedcheck"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "interop-matrix",
+            "--target",
+            "bundled",
+            "scenarios/s2s/str-09-host-unknown.toml",
+            "--out",
+        ])
+        .arg(&out_file)
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let md = std::fs::read_to_string(&out_file).expect("written");
+    assert!(md.starts_with("# Interop matrix"), "{md}");
+    assert!(
+        md.contains("fedcheck interop-matrix --target bundled --out "),
+        "{md}"
+    );
+    assert!(
+        md.contains("| pass | s2s/str-09-host-unknown.toml | STR-09 STR-08 |"),
+        "{md}"
+    );
+}
