@@ -228,7 +228,8 @@ pub async fn run_all(
         }
     }
     target.finish().await;
-    out.into_iter()
+    let mut outcomes: Vec<Outcome> = out
+        .into_iter()
         .zip(files)
         .flat_map(|(o, f)| {
             o.unwrap_or_else(|| {
@@ -248,5 +249,88 @@ pub async fn run_all(
                 }]
             })
         })
-        .collect()
+        .collect();
+    let stale = unmatched_cell_waivers(&outcomes, target.waivers());
+    outcomes.extend(stale);
+    outcomes
+}
+
+/// A waiver naming a matrix cell its scenario does not have would never match: once the
+/// scenario ran, report it as an `error` (a typo in the target file), not silently ignore it.
+fn unmatched_cell_waivers(outcomes: &[Outcome], waivers: &[waivers::Waiver]) -> Vec<Outcome> {
+    let mut out = Vec::new();
+    for w in waivers {
+        let Some(cell) = &w.cell else { continue };
+        let ran: Vec<&Outcome> = outcomes
+            .iter()
+            .filter(|o| o.path.ends_with(Path::new(&w.scenario)))
+            .collect();
+        let Some(first) = ran.first() else { continue };
+        if ran.iter().any(|o| o.cell.as_deref() == Some(cell.as_str())) {
+            continue;
+        }
+        let cells: Vec<&str> = ran.iter().filter_map(|o| o.cell.as_deref()).collect();
+        out.push(Outcome {
+            path: first.path.clone(),
+            cell: Some(cell.clone()),
+            title: first.title.clone(),
+            covers: first.covers.clone(),
+            verdict: Verdict::Error,
+            failure: None,
+            reason: Some(format!(
+                "the target's expected_failure names cell `{cell}`, which {} does not have (cells: {})",
+                w.scenario,
+                if cells.is_empty() { "none".to_string() } else { cells.join(", ") }
+            )),
+            transcript: Transcript::default(),
+            normalised: String::new(),
+            elapsed: std::time::Duration::ZERO,
+            sut_log: String::new(),
+            waiver: None,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(path: &str, cell: Option<&str>) -> Outcome {
+        Outcome {
+            path: PathBuf::from(path),
+            cell: cell.map(str::to_string),
+            title: String::new(),
+            covers: Vec::new(),
+            verdict: Verdict::Pass,
+            failure: None,
+            reason: None,
+            transcript: Transcript::default(),
+            normalised: String::new(),
+            elapsed: std::time::Duration::ZERO,
+            sut_log: String::new(),
+            waiver: None,
+        }
+    }
+
+    #[test]
+    fn a_waiver_for_a_missing_cell_is_an_error_once_its_scenario_ran() {
+        let w = |cell: &str| waivers::Waiver {
+            scenario: "s2s/m.toml".into(),
+            cell: Some(cell.into()),
+            reason: "r".into(),
+            link: "l".into(),
+        };
+        let ran = [
+            outcome("scenarios/s2s/m.toml", Some("v=1")),
+            outcome("scenarios/s2s/m.toml", Some("v=2")),
+        ];
+        assert!(unmatched_cell_waivers(&ran, &[w("v=1")]).is_empty());
+        let errs = unmatched_cell_waivers(&ran, &[w("v=3")]);
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].verdict, Verdict::Error);
+        assert!(errs[0].reason.as_deref().unwrap_or("").contains("v=1, v=2"));
+        // Not run at all: nothing to say.
+        assert!(unmatched_cell_waivers(&[], &[w("v=3")]).is_empty());
+    }
 }

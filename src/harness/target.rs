@@ -142,7 +142,7 @@ struct XmppSection {
 pub enum Target {
     Bundled,
     Remote(RemoteTarget),
-    Process(ProcessTarget),
+    Process(Box<ProcessTarget>),
 }
 
 #[derive(Debug, Clone)]
@@ -424,7 +424,7 @@ impl Target {
                 {
                     process::expand(s, &probe).map_err(|e| bad(e.to_string()))?;
                 }
-                Ok(Target::Process(ProcessTarget {
+                Ok(Target::Process(Box::new(ProcessTarget {
                     name: f.name,
                     description: f.description,
                     domain: x.domain,
@@ -441,7 +441,7 @@ impl Target {
                     spec,
                     waivers: f.expected_failure,
                     shared: Arc::new(tokio::sync::Mutex::new(None)),
-                }))
+                })))
             }
             other => Err(bad(format!(
                 "kind = {other:?}: expected \"bundled\", \"remote\" or \"process\""
