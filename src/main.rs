@@ -193,11 +193,13 @@ fn real_main(cli: Cli) -> anyhow::Result<u8> {
                 }
             }
             let code = report::exit_code(&outcomes, strict);
+            let elapsed = started.elapsed();
             let run = sinks::TargetRun {
                 target: &target,
                 outcomes: &outcomes,
                 exit_code: code,
-                elapsed: started.elapsed(),
+                elapsed,
+                version: rt.block_on(target.probe_version()),
             };
             if let Some(p) = &junit {
                 sinks::write_out(
@@ -214,7 +216,7 @@ fn real_main(cli: Cli) -> anyhow::Result<u8> {
                 ReportFormat::Human => format!(
                     "{}finished in {:.2}s\n",
                     report::summary(&outcomes, &catalogue, target.name()),
-                    started.elapsed().as_secs_f64()
+                    elapsed.as_secs_f64()
                 ),
                 ReportFormat::Markdown => sinks::markdown_target(&run, &catalogue),
             };
@@ -262,15 +264,18 @@ fn real_main(cli: Cli) -> anyhow::Result<u8> {
                     |o| eprintln!("{}", report::progress_line(o)),
                 ));
                 let code = report::exit_code(&outcomes, false);
-                results.push((t, outcomes, code, started.elapsed()));
+                let elapsed = started.elapsed();
+                let version = rt.block_on(t.probe_version());
+                results.push((t, outcomes, code, elapsed, version));
             }
             let runs: Vec<sinks::TargetRun<'_>> = results
                 .iter()
-                .map(|(t, o, code, e)| sinks::TargetRun {
+                .map(|(t, o, code, e, v)| sinks::TargetRun {
                     target: t,
                     outcomes: o,
                     exit_code: *code,
                     elapsed: *e,
+                    version: v.clone(),
                 })
                 .collect();
             sinks::write_out(&out, &sinks::markdown_matrix(&runs, &catalogue, &command))

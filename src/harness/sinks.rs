@@ -29,6 +29,8 @@ pub struct TargetRun<'a> {
     /// Exit code of the run (report::exit_code).
     pub exit_code: i32,
     pub elapsed: std::time::Duration,
+    /// The SUT's version, when the target can tell (Target::probe_version).
+    pub version: Option<String>,
 }
 
 /// `s2s` for `scenarios/s2s/x.toml`: the scenario's folder, which is its area.
@@ -82,6 +84,9 @@ pub struct JsonTarget {
     pub name: String,
     pub kind: String,
     pub description: Option<String>,
+    /// The SUT's version, when known (schema 1 addition; absent in older documents).
+    #[serde(default)]
+    pub version: Option<String>,
     pub capabilities: Vec<String>,
     pub domains: Vec<String>,
     pub expected_failures: Vec<Waiver>,
@@ -220,6 +225,7 @@ pub fn json_report(run: &TargetRun<'_>) -> JsonReport {
             name: run.target.name().to_string(),
             kind: run.target.kind().to_string(),
             description: run.target.description().map(str::to_string),
+            version: run.version.clone(),
             capabilities: run.target.capabilities(),
             domains: run.target.domains(),
             expected_failures: run.target.waivers().to_vec(),
@@ -527,6 +533,9 @@ pub fn markdown_target(run: &TargetRun<'_>, catalogue: &Catalogue) -> String {
     if let Some(d) = t.description() {
         let _ = writeln!(out, "{}\n", d.trim());
     }
+    if let Some(v) = &run.version {
+        let _ = writeln!(out, "Version: `{}`.\n", v);
+    }
     let caps = t.capabilities();
     let _ = writeln!(
         out,
@@ -777,6 +786,7 @@ mod tests {
             outcomes: std::slice::from_ref(&o),
             exit_code: 0,
             elapsed: Duration::ZERO,
+            version: None,
         };
         let r = json_report(&run);
         let entries = &r.outcomes[0].transcript;

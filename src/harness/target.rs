@@ -96,6 +96,9 @@ struct ProcessSection {
     config: Vec<ConfigSection>,
     #[serde(default)]
     vars: BTreeMap<String, VarValue>,
+    /// A command printing the SUT's version on its first line (for reports).
+    #[serde(default)]
+    version_command: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -126,6 +129,8 @@ pub enum Lifecycle {
 
 /// Default bound on a process target's start.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on a target's `version_command`.
+pub const VERSION_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default grace between SIGTERM and SIGKILL when stopping a process target.
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -178,6 +183,8 @@ pub struct ProcessTarget {
     pub lifecycle: Lifecycle,
     pub stop_timeout: Duration,
     pub waivers: Vec<Waiver>,
+    /// Prints the SUT's version (first line of stdout), e.g. `dpkg-query -W prosody`.
+    pub version_command: Option<Vec<String>>,
     /// The running SUT of a `lifecycle = "run"` target.
     shared: Arc<tokio::sync::Mutex<Option<Shared>>>,
 }
@@ -222,6 +229,30 @@ impl Target {
             Target::Remote(r) => &r.waivers,
             Target::Process(p) => &p.waivers,
         }
+    }
+
+    /// The SUT's version for reports: the bundled proxy's own, or the first line a process
+    /// target's `version_command` prints (bounded by [`VERSION_TIMEOUT`]); `None` when unknown.
+    pub async fn probe_version(&self) -> Option<String> {
+        let argv = match self {
+            Target::Bundled => return Some(format!("fedcheck {}", env!("CARGO_PKG_VERSION"))),
+            Target::Remote(_) => return None,
+            Target::Process(p) => p.version_command.as_ref()?,
+        };
+        let (program, args) = argv.split_first()?;
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        let out = tokio::time::timeout(VERSION_TIMEOUT, cmd.output())
+            .await
+            .ok()?
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .map(str::to_string)
     }
 
     /// Stop what a whole run shared (a `lifecycle = "run"` process).
@@ -438,6 +469,7 @@ impl Target {
                         DEFAULT_STOP_TIMEOUT,
                     )?,
                     lifecycle: p.lifecycle,
+                    version_command: p.version_command,
                     spec,
                     waivers: f.expected_failure,
                     shared: Arc::new(tokio::sync::Mutex::new(None)),
