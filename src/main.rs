@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 
 use fedcheck::harness::catalogue::Catalogue;
 use fedcheck::harness::target::Target;
-use fedcheck::harness::{load, report, suite};
+use fedcheck::harness::{load, report, sinks, suite};
 
 #[derive(Parser)]
 #[command(
@@ -45,6 +45,33 @@ enum Command {
         /// Print every scenario's normalised transcript, not only failing ones.
         #[arg(long)]
         verbose: bool,
+        /// Write a JUnit XML report (one testcase per scenario or matrix cell).
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        /// Write the JSON report (schema: docs/json-schema.md).
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Summary format on stdout: `human` (default) or `markdown`.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Human)]
+        report: ReportFormat,
+        /// Write the `--report` summary to FILE instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        report_file: Option<PathBuf>,
+    },
+    /// Run the scenarios against several targets and write the interop matrix (markdown),
+    /// e.g. `fedcheck interop-matrix --target bundled --target fixtures/targets/prosody.toml
+    /// --out docs/interop.md scenarios/s2s`.
+    InteropMatrix {
+        /// Scenario files or folders (default: scenarios/).
+        paths: Vec<PathBuf>,
+        /// Target files, in matrix order; `bundled` is the bundled reference proxy.
+        #[arg(long = "target", required = true)]
+        targets: Vec<String>,
+        /// Output file (`-` for stdout).
+        #[arg(long, default_value = "-")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 8)]
+        jobs: usize,
     },
     /// List scenarios with their titles and the requirements they cover.
     List { paths: Vec<PathBuf> },
@@ -75,6 +102,20 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ReportFormat {
+    Human,
+    Markdown,
+}
+
+fn load_target(spec: &str) -> anyhow::Result<Target> {
+    if spec == "bundled" {
+        Ok(Target::Bundled)
+    } else {
+        Ok(Target::from_file(std::path::Path::new(spec))?)
+    }
+}
+
 fn default_paths(paths: Vec<PathBuf>) -> Vec<PathBuf> {
     if paths.is_empty() {
         vec![PathBuf::from("scenarios")]
@@ -86,7 +127,7 @@ fn default_paths(paths: Vec<PathBuf>) -> Vec<PathBuf> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default = match cli.command {
-        Command::Run { .. } | Command::Bench { .. } => {
+        Command::Run { .. } | Command::Bench { .. } | Command::InteropMatrix { .. } => {
             "warn,fedcheck::proxy=error,fedcheck::xmpp=error"
         }
         _ => "info",
@@ -129,6 +170,10 @@ fn real_main(cli: Cli) -> anyhow::Result<u8> {
             jobs,
             strict,
             verbose,
+            junit,
+            json,
+            report: format,
+            report_file,
         } => {
             let target = match target {
                 Some(p) => Target::from_file(&p)?,
@@ -160,9 +205,100 @@ fn real_main(cli: Cli) -> anyhow::Result<u8> {
                     println!("── {} ──\n{}", o.path.display(), o.normalised);
                 }
             }
-            print!("{}", report::summary(&outcomes, &catalogue, target.name()));
-            println!("finished in {:.2}s", started.elapsed().as_secs_f64());
-            Ok(report::exit_code(&outcomes, strict) as u8)
+            let code = report::exit_code(&outcomes, strict);
+            let elapsed = started.elapsed();
+            let run = sinks::TargetRun {
+                target: &target,
+                outcomes: &outcomes,
+                exit_code: code,
+                elapsed,
+                version: rt.block_on(target.probe_version()),
+            };
+            if let Some(p) = &junit {
+                sinks::write_out(
+                    p,
+                    &sinks::junit(std::slice::from_ref(&run), &catalogue, strict),
+                )
+                .with_context(|| format!("writing {}", p.display()))?;
+            }
+            if let Some(p) = &json {
+                sinks::write_out(p, &sinks::json(&run))
+                    .with_context(|| format!("writing {}", p.display()))?;
+            }
+            let text = match format {
+                ReportFormat::Human => format!(
+                    "{}finished in {:.2}s\n",
+                    report::summary(&outcomes, &catalogue, target.name()),
+                    elapsed.as_secs_f64()
+                ),
+                ReportFormat::Markdown => sinks::markdown_target(&run, &catalogue),
+            };
+            let out = report_file.unwrap_or_else(|| PathBuf::from("-"));
+            sinks::write_out(&out, &text).with_context(|| format!("writing {}", out.display()))?;
+            Ok(code as u8)
+        }
+        Command::InteropMatrix {
+            paths,
+            targets,
+            out,
+            jobs,
+        } => {
+            let mut command = String::from("fedcheck interop-matrix");
+            for t in &targets {
+                command.push_str(&format!(" --target {t}"));
+            }
+            command.push_str(&format!(" --out {}", out.display()));
+            for p in &paths {
+                command.push_str(&format!(" {}", p.display()));
+            }
+            let loaded: Vec<Target> = targets
+                .iter()
+                .map(|t| load_target(t))
+                .collect::<anyhow::Result<_>>()?;
+            let files = suite::discover(&default_paths(paths))?;
+            if files.is_empty() {
+                anyhow::bail!("no scenario files found");
+            }
+            let catalogue = Arc::new(catalogue);
+            let mut results = Vec::new();
+            for t in loaded {
+                eprintln!(
+                    "running {} scenarios against target `{}`",
+                    files.len(),
+                    t.name()
+                );
+                let t = Arc::new(t);
+                let started = std::time::Instant::now();
+                let outcomes = rt.block_on(suite::run_all(
+                    files.clone(),
+                    t.clone(),
+                    catalogue.clone(),
+                    jobs,
+                    |o| eprintln!("{}", report::progress_line(o)),
+                ));
+                let code = report::exit_code(&outcomes, false);
+                let elapsed = started.elapsed();
+                let version = rt.block_on(t.probe_version());
+                results.push((t, outcomes, code, elapsed, version));
+            }
+            let runs: Vec<sinks::TargetRun<'_>> = results
+                .iter()
+                .map(|(t, o, code, e, v)| sinks::TargetRun {
+                    target: t,
+                    outcomes: o,
+                    exit_code: *code,
+                    elapsed: *e,
+                    version: v.clone(),
+                })
+                .collect();
+            sinks::write_out(&out, &sinks::markdown_matrix(&runs, &catalogue, &command))
+                .with_context(|| format!("writing {}", out.display()))?;
+            // The matrix records findings; only a broken harness or scenario fails it.
+            Ok(if runs.iter().any(|r| r.exit_code == 2) {
+                2
+            } else {
+                0
+            })
         }
         Command::List { paths } => {
             let files = suite::discover(&default_paths(paths))?;

@@ -3,5 +3,7 @@
 mod cli;
 mod harness_errors;
 mod interop;
+mod process_target;
+mod reports;
 mod scenarios;
 mod targets;

@@ -8,13 +8,14 @@ use super::catalogue::Catalogue;
 use super::verdict::{Outcome, Verdict};
 
 /// Exit codes (as ripgrep): 0 all held, 1 a failure, 2 a harness or input error.
+/// `xfail` (a waived failure) holds; `xpass` (a waiver gone stale) is a failure.
 pub fn exit_code(outcomes: &[Outcome], strict: bool) -> i32 {
     if outcomes.iter().any(|o| o.verdict == Verdict::Error) {
         2
-    } else if outcomes
-        .iter()
-        .any(|o| o.verdict == Verdict::Fail || (strict && o.verdict == Verdict::Warn))
-    {
+    } else if outcomes.iter().any(|o| {
+        matches!(o.verdict, Verdict::Fail | Verdict::XPass)
+            || (strict && o.verdict == Verdict::Warn)
+    }) {
         1
     } else {
         0
@@ -55,7 +56,7 @@ pub fn summary(outcomes: &[Outcome], catalogue: &Catalogue, target: &str) -> Str
             o.covers.join(" ")
         );
     }
-    let _ = writeln!(
+    let _ = write!(
         out,
         "{} scenarios: {} passed, {} failed, {} warned, {} inconclusive, {} errors",
         outcomes.len(),
@@ -65,6 +66,14 @@ pub fn summary(outcomes: &[Outcome], catalogue: &Catalogue, target: &str) -> Str
         count(Verdict::Inconclusive),
         count(Verdict::Error)
     );
+    let (xfail, xpass) = (count(Verdict::XFail), count(Verdict::XPass));
+    if xfail + xpass > 0 {
+        let _ = write!(
+            out,
+            ", {xfail} expected failures, {xpass} unexpected passes"
+        );
+    }
+    out.push('\n');
     out
 }
 
@@ -83,8 +92,18 @@ pub fn details(o: &Outcome, catalogue: &Catalogue) -> String {
     if let Some(c) = &o.cell {
         let _ = writeln!(out, "   matrix cell: {c}");
     }
+    if let Some(w) = &o.waiver {
+        let what = if o.verdict == Verdict::XPass {
+            "passed, but the target lists it as an expected failure (remove the entry)"
+        } else {
+            "expected failure"
+        };
+        let _ = writeln!(out, "   {what}: {} ({})", w.reason, w.link);
+    }
     if let Some(r) = &o.reason {
-        let _ = writeln!(out, "   {r}");
+        for l in r.lines() {
+            let _ = writeln!(out, "   {l}");
+        }
     }
     if let Some(f) = &o.failure {
         let _ = writeln!(

@@ -8,9 +8,10 @@ use super::catalogue::Catalogue;
 use super::load::{self, Scenario};
 use super::normalise::{NormaliseContext, normalise};
 use super::run::Runner;
-use super::target::{self, Target};
+use super::target::{self, PrepareError, Target};
 use super::transcript::Transcript;
 use super::verdict::{Outcome, Verdict};
+use super::waivers;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SuiteError {
@@ -82,6 +83,8 @@ pub async fn run_file(path: &Path, target: &Target, catalogue: &Catalogue) -> Ve
             transcript: Transcript::default(),
             normalised: String::new(),
             elapsed: started.elapsed(),
+            sut_log: String::new(),
+            waiver: None,
         }],
     }
 }
@@ -99,6 +102,8 @@ pub async fn run_scenario(s: &Scenario, target: &Target, catalogue: &Catalogue) 
         transcript: Transcript::default(),
         normalised: String::new(),
         elapsed: started.elapsed(),
+        sut_log: String::new(),
+        waiver: None,
     };
     let caps = target.capabilities();
     let missing: Vec<&String> = s.requires.iter().filter(|r| !caps.contains(r)).collect();
@@ -120,43 +125,83 @@ pub async fn run_scenario(s: &Scenario, target: &Target, catalogue: &Catalogue) 
             }
         }
     }
-    let prepared = match target::prepare(target, s).await {
+    let target::Prepared {
+        endpoints,
+        listeners,
+        mut running,
+        pki,
+    } = match target::prepare(target, s).await {
         Ok(x) => x,
-        Err(e) => {
+        Err(PrepareError::Harness(e)) => {
             return base(
                 Verdict::Error,
                 Some(format!("could not start the target: {e}")),
             );
         }
+        // The SUT died or never listened: that is a finding about the SUT.
+        Err(PrepareError::SutDown { message, log }) => {
+            let mut o = base(Verdict::Fail, Some(with_last_lines(&message, &log)));
+            o.sut_log = log;
+            waivers::apply(&mut o, target.waivers());
+            return o;
+        }
     };
-    let result = Runner::new(
-        s,
-        catalogue,
-        prepared.endpoints,
-        prepared.listeners,
-        prepared.pki,
-    )
-    .run()
-    .await;
-    prepared.running.stop().await;
+    let result = Runner::new(s, catalogue, endpoints, listeners, pki)
+        .run()
+        .await;
+    // Every step is bounded, so the run ends even if the SUT died; then its death decides.
+    let died = running.died().await;
+    let sut_log = match &died {
+        Some(d) => d.log.clone(),
+        None => running.log_tail().await,
+    };
+    running.stop().await;
     let normalised = normalise(
         &result.transcript,
         &NormaliseContext {
             sut_domains: target.domains(),
         },
     );
-    Outcome {
+    let (verdict, reason) = match died {
+        Some(d) => (
+            Verdict::Fail,
+            Some(with_last_lines(
+                &format!("the SUT process {} during the scenario", d.how),
+                &d.log,
+            )),
+        ),
+        None => (result.verdict, result.reason),
+    };
+    let mut o = Outcome {
         path: s.path.clone(),
         cell: s.cell.clone(),
         title: s.title.clone(),
         covers: s.covers.clone(),
-        verdict: result.verdict,
+        verdict,
         failure: result.failure,
-        reason: result.reason,
+        reason,
         transcript: result.transcript,
         normalised,
         elapsed: started.elapsed(),
+        sut_log,
+        waiver: None,
+    };
+    waivers::apply(&mut o, target.waivers());
+    o
+}
+
+/// Lines of the SUT's log quoted in a failure reason (the whole tail is in `sut_log`).
+const REASON_LOG_LINES: usize = 12;
+
+fn with_last_lines(message: &str, log: &str) -> String {
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.is_empty() {
+        return message.to_string();
     }
+    let tail = lines
+        .get(lines.len().saturating_sub(REASON_LOG_LINES)..)
+        .unwrap_or_default();
+    format!("{message}; last log lines:\n{}", tail.join("\n"))
 }
 
 /// Run many files with at most `jobs` at once (1 for targets whose routes are fixed).
@@ -196,7 +241,9 @@ pub async fn run_all(
             Err(e) => tracing::error!("a scenario task failed: {e}"),
         }
     }
-    out.into_iter()
+    target.finish().await;
+    let mut outcomes: Vec<Outcome> = out
+        .into_iter()
         .zip(files)
         .flat_map(|(o, f)| {
             o.unwrap_or_else(|| {
@@ -211,8 +258,93 @@ pub async fn run_all(
                     transcript: Transcript::default(),
                     normalised: String::new(),
                     elapsed: std::time::Duration::ZERO,
+                    sut_log: String::new(),
+                    waiver: None,
                 }]
             })
         })
-        .collect()
+        .collect();
+    let stale = unmatched_cell_waivers(&outcomes, target.waivers());
+    outcomes.extend(stale);
+    outcomes
+}
+
+/// A waiver naming a matrix cell its scenario does not have would never match: once the
+/// scenario ran, report it as an `error` (a typo in the target file), not silently ignore it.
+fn unmatched_cell_waivers(outcomes: &[Outcome], waivers: &[waivers::Waiver]) -> Vec<Outcome> {
+    let mut out = Vec::new();
+    for w in waivers {
+        let Some(cell) = &w.cell else { continue };
+        let ran: Vec<&Outcome> = outcomes
+            .iter()
+            .filter(|o| o.path.ends_with(Path::new(&w.scenario)))
+            .collect();
+        let Some(first) = ran.first() else { continue };
+        if ran.iter().any(|o| o.cell.as_deref() == Some(cell.as_str())) {
+            continue;
+        }
+        let cells: Vec<&str> = ran.iter().filter_map(|o| o.cell.as_deref()).collect();
+        out.push(Outcome {
+            path: first.path.clone(),
+            cell: Some(cell.clone()),
+            title: first.title.clone(),
+            covers: first.covers.clone(),
+            verdict: Verdict::Error,
+            failure: None,
+            reason: Some(format!(
+                "the target's expected_failure names cell `{cell}`, which {} does not have (cells: {})",
+                w.scenario,
+                if cells.is_empty() { "none".to_string() } else { cells.join(", ") }
+            )),
+            transcript: Transcript::default(),
+            normalised: String::new(),
+            elapsed: std::time::Duration::ZERO,
+            sut_log: String::new(),
+            waiver: None,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(path: &str, cell: Option<&str>) -> Outcome {
+        Outcome {
+            path: PathBuf::from(path),
+            cell: cell.map(str::to_string),
+            title: String::new(),
+            covers: Vec::new(),
+            verdict: Verdict::Pass,
+            failure: None,
+            reason: None,
+            transcript: Transcript::default(),
+            normalised: String::new(),
+            elapsed: std::time::Duration::ZERO,
+            sut_log: String::new(),
+            waiver: None,
+        }
+    }
+
+    #[test]
+    fn a_waiver_for_a_missing_cell_is_an_error_once_its_scenario_ran() {
+        let w = |cell: &str| waivers::Waiver {
+            scenario: "s2s/m.toml".into(),
+            cell: Some(cell.into()),
+            reason: "r".into(),
+            link: "l".into(),
+        };
+        let ran = [
+            outcome("scenarios/s2s/m.toml", Some("v=1")),
+            outcome("scenarios/s2s/m.toml", Some("v=2")),
+        ];
+        assert!(unmatched_cell_waivers(&ran, &[w("v=1")]).is_empty());
+        let errs = unmatched_cell_waivers(&ran, &[w("v=3")]);
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].verdict, Verdict::Error);
+        assert!(errs[0].reason.as_deref().unwrap_or("").contains("v=1, v=2"));
+        // Not run at all: nothing to say.
+        assert!(unmatched_cell_waivers(&[], &[w("v=3")]).is_empty());
+    }
 }

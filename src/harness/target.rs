@@ -5,19 +5,25 @@
 //! - `remote`: a SUT already running somewhere (a third party's), described by a TOML file:
 //!   its addresses, its domain, the capabilities it claims, and the fixed addresses where it
 //!   dials the simulated domains.
+//! - `process`: a SUT the harness starts itself (a third party's server from its package),
+//!   from an argv, a rendered config template and readiness ports, per run or per scenario;
+//!   see [`super::process`] and docs/interop.md.
+//!
+//! Any target file may list `[[expected_failure]]` waivers ([`super::waivers`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use std::sync::Arc;
-
-use super::load::{Negotiation, Partner, Scenario};
+use super::load::{self, Negotiation, Partner, Scenario};
+use super::process::{self, ConfigFile, ProcessSpec, RunningProcess, StartInputs, Syntax, Value};
 use super::run::{ActorListeners, RunError, SutEndpoints};
 use super::tls_io::RunPki;
+use super::waivers::{self, Waiver};
 use crate::proxy;
 
 /// The domain the bundled proxy serves (`{sut}` in scenarios).
@@ -57,13 +63,87 @@ struct TargetFile {
     xmpp: Option<XmppSection>,
     #[serde(default)]
     capabilities: Vec<String>,
-    /// Where the SUT dials each simulated domain: domain → "127.0.0.1:port".
+    /// Where the SUT dials each simulated domain: domain → "127.0.0.1:port" (or `"auto"`
+    /// for a process target: a free port chosen when the SUT starts).
     #[serde(default)]
     routes: BTreeMap<String, String>,
     /// The per-partner policies the SUT was configured with, by partner domain.
     #[serde(default)]
     partners: BTreeMap<String, crate::harness::model::PartnerFile>,
+    /// Root that `expected_failure.scenario` paths are relative to, itself relative to the
+    /// target file (default: `scenarios` in the current directory).
+    #[serde(default)]
+    scenario_root: Option<String>,
+    #[serde(default)]
+    process: Option<ProcessSection>,
+    #[serde(default)]
+    expected_failure: Vec<Waiver>,
 }
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProcessSection {
+    command: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    cwd: Option<String>,
+    #[serde(default)]
+    lifecycle: Lifecycle,
+    #[serde(default)]
+    ports: Vec<String>,
+    /// Addresses polled for readiness (default: `xmpp.s2s` and `xmpp.component`).
+    #[serde(default)]
+    ready: Option<Vec<String>>,
+    #[serde(default)]
+    ready_files: Vec<String>,
+    #[serde(default)]
+    ready_timeout: Option<String>,
+    #[serde(default)]
+    stop_timeout: Option<String>,
+    #[serde(default)]
+    log_files: Vec<String>,
+    #[serde(default)]
+    config: Vec<ConfigSection>,
+    #[serde(default)]
+    vars: BTreeMap<String, VarValue>,
+    /// A command printing the SUT's version on its first line (for reports).
+    #[serde(default)]
+    version_command: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigSection {
+    template: String,
+    output: String,
+    syntax: Syntax,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum VarValue {
+    Int(i64),
+    Str(String),
+}
+
+/// When a process target's SUT is started and stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lifecycle {
+    /// A fresh SUT per scenario (matrix cell): no state leaks between scenarios.
+    #[default]
+    Scenario,
+    /// One SUT for the whole run (restarted if it dies).
+    Run,
+}
+
+/// Default bound on a process target's start.
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on a target's `version_command`.
+pub const VERSION_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default grace between SIGTERM and SIGKILL when stopping a process target.
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -78,6 +158,7 @@ struct XmppSection {
 pub enum Target {
     Bundled,
     Remote(RemoteTarget),
+    Process(Box<ProcessTarget>),
 }
 
 #[derive(Debug, Clone)]
@@ -88,6 +169,44 @@ pub struct RemoteTarget {
     pub capabilities: Vec<String>,
     pub routes: BTreeMap<String, SocketAddr>,
     pub partners: BTreeMap<String, Partner>,
+    pub waivers: Vec<Waiver>,
+}
+
+/// Where the SUT dials a simulated domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Fixed(SocketAddr),
+    /// A free loopback port chosen when the SUT starts.
+    Auto,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProcessTarget {
+    pub name: String,
+    pub description: Option<String>,
+    /// The SUT's XMPP domain (`{sut}`).
+    pub domain: String,
+    /// Address templates (`127.0.0.1:{port:s2s}`), expanded per start.
+    pub s2s: String,
+    pub component: Option<String>,
+    pub capabilities: Vec<String>,
+    pub routes: BTreeMap<String, Route>,
+    pub spec: ProcessSpec,
+    pub lifecycle: Lifecycle,
+    pub stop_timeout: Duration,
+    pub waivers: Vec<Waiver>,
+    /// Prints the SUT's version (first line of stdout), e.g. `dpkg-query -W prosody`.
+    pub version_command: Option<Vec<String>>,
+    /// The running SUT of a `lifecycle = "run"` target.
+    shared: Arc<tokio::sync::Mutex<Option<Shared>>>,
+}
+
+/// The SUT a `run`-lifecycle target shares between scenarios.
+#[derive(Debug)]
+pub struct Shared {
+    process: RunningProcess,
+    endpoints: SutEndpoints,
+    routes: BTreeMap<String, SocketAddr>,
 }
 
 impl Target {
@@ -95,6 +214,66 @@ impl Target {
         match self {
             Target::Bundled => "bundled",
             Target::Remote(r) => &r.name,
+            Target::Process(p) => &p.name,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Target::Bundled => "bundled",
+            Target::Remote(_) => "remote",
+            Target::Process(_) => "process",
+        }
+    }
+
+    pub fn description(&self) -> Option<&str> {
+        match self {
+            Target::Bundled => Some("the bundled reference proxy, started in-process"),
+            Target::Remote(r) => r.description.as_deref(),
+            Target::Process(p) => p.description.as_deref(),
+        }
+    }
+
+    /// The known deviations the target file lists.
+    pub fn waivers(&self) -> &[Waiver] {
+        match self {
+            Target::Bundled => &[],
+            Target::Remote(r) => &r.waivers,
+            Target::Process(p) => &p.waivers,
+        }
+    }
+
+    /// The SUT's version for reports: the bundled proxy's own, or the first line a process
+    /// target's `version_command` prints (bounded by [`VERSION_TIMEOUT`]); `None` when unknown.
+    pub async fn probe_version(&self) -> Option<String> {
+        let argv = match self {
+            Target::Bundled => return Some(format!("fedcheck {}", env!("CARGO_PKG_VERSION"))),
+            Target::Remote(_) => return None,
+            Target::Process(p) => p.version_command.as_ref()?,
+        };
+        let (program, args) = argv.split_first()?;
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        let out = tokio::time::timeout(VERSION_TIMEOUT, cmd.output())
+            .await
+            .ok()?
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .map(str::to_string)
+    }
+
+    /// Stop what a whole run shared (a `lifecycle = "run"` process).
+    pub async fn finish(&self) {
+        if let Target::Process(p) = self {
+            let taken = p.shared.lock().await.take();
+            if let Some(s) = taken {
+                s.process.stop(p.stop_timeout).await;
+            }
         }
     }
 
@@ -102,6 +281,7 @@ impl Target {
         match self {
             Target::Bundled => BUNDLED_CAPABILITIES.iter().map(|s| s.to_string()).collect(),
             Target::Remote(r) => r.capabilities.clone(),
+            Target::Process(p) => p.capabilities.clone(),
         }
     }
 
@@ -110,6 +290,7 @@ impl Target {
         match self {
             Target::Bundled => vec![BUNDLED_DOMAIN.to_string()],
             Target::Remote(r) => vec![r.endpoints.domain.clone()],
+            Target::Process(p) => vec![p.domain.clone()],
         }
     }
 
@@ -119,8 +300,13 @@ impl Target {
     pub fn partner_mismatch(&self, domain: &str, partner: &Partner) -> Option<String> {
         match self {
             Target::Bundled => None,
-            Target::Remote(r) => {
-                let have = r.partners.get(domain).copied().unwrap_or(Partner::DEFAULT);
+            Target::Process(_) | Target::Remote(_) => {
+                let have = match self {
+                    Target::Remote(r) => {
+                        r.partners.get(domain).copied().unwrap_or(Partner::DEFAULT)
+                    }
+                    _ => Partner::DEFAULT,
+                };
                 (have != *partner).then(|| {
                     format!(
                         "the scenario needs partner policy for {domain} tls={} sasl={} dialback={} keepalive={}, \
@@ -139,9 +325,17 @@ impl Target {
         }
     }
 
-    /// Scenarios against a remote SUT share its fixed routes: they must not overlap.
+    /// Scenarios against a remote SUT share its fixed routes: they must not overlap. A
+    /// process target started per scenario with only `auto` routes is as isolated as the
+    /// bundled one.
     pub fn parallel_safe(&self) -> bool {
-        matches!(self, Target::Bundled)
+        match self {
+            Target::Bundled => true,
+            Target::Remote(_) => false,
+            Target::Process(p) => {
+                p.lifecycle == Lifecycle::Scenario && p.routes.values().all(|r| *r == Route::Auto)
+            }
+        }
     }
 
     pub fn from_file(path: &Path) -> Result<Self, TargetError> {
@@ -166,16 +360,42 @@ impl Target {
             path: path.to_path_buf(),
             message,
         };
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let root = match &f.scenario_root {
+            Some(r) => dir.join(r),
+            None => PathBuf::from("scenarios"),
+        };
+        if !f.expected_failure.is_empty() {
+            waivers::validate(&f.expected_failure, &root).map_err(|e| bad(e.to_string()))?;
+        }
+        let addr = |what: &str, v: &str| -> Result<SocketAddr, TargetError> {
+            v.parse()
+                .map_err(|_| bad(format!("{what} = {v:?} is not an IP:port address")))
+        };
+        let loopback = |d: &str, a: &str| -> Result<SocketAddr, TargetError> {
+            let sa = addr(&format!("routes.{d}"), a)?;
+            if !sa.ip().is_loopback() {
+                return Err(bad(format!(
+                    "routes.{d} = {a}: simulated servers listen on loopback only"
+                )));
+            }
+            Ok(sa)
+        };
+        if f.kind != "process" && f.process.is_some() {
+            return Err(bad(format!(
+                "a [process] section needs kind = \"process\", not {:?}",
+                f.kind
+            )));
+        }
         match f.kind.as_str() {
             "bundled" => Ok(Target::Bundled),
             "remote" => {
                 let x = f
                     .xmpp
                     .ok_or_else(|| bad("a remote target needs an [xmpp] section".into()))?;
-                let addr = |what: &str, v: &str| -> Result<SocketAddr, TargetError> {
-                    v.parse()
-                        .map_err(|_| bad(format!("{what} = {v:?} is not an IP:port address")))
-                };
                 let endpoints = SutEndpoints {
                     domain: x.domain.clone(),
                     s2s: addr("xmpp.s2s", &x.s2s)?,
@@ -187,13 +407,7 @@ impl Target {
                 };
                 let mut routes = BTreeMap::new();
                 for (d, a) in &f.routes {
-                    let sa = addr(&format!("routes.{d}"), a)?;
-                    if !sa.ip().is_loopback() {
-                        return Err(bad(format!(
-                            "routes.{d} = {a}: simulated servers listen on loopback only"
-                        )));
-                    }
-                    routes.insert(d.clone(), sa);
+                    routes.insert(d.clone(), loopback(d, a)?);
                 }
                 let mut partners = BTreeMap::new();
                 for (d, p) in &f.partners {
@@ -221,10 +435,111 @@ impl Target {
                     capabilities: f.capabilities,
                     routes,
                     partners,
+                    waivers: f.expected_failure,
                 }))
             }
+            "process" => {
+                let x = f
+                    .xmpp
+                    .ok_or_else(|| bad("a process target needs an [xmpp] section".into()))?;
+                let p = f
+                    .process
+                    .ok_or_else(|| bad("a process target needs a [process] section".into()))?;
+                if p.command.is_empty() {
+                    return Err(bad("process.command must name a program".into()));
+                }
+                let mut routes = BTreeMap::new();
+                for (d, a) in &f.routes {
+                    let r = if a == "auto" {
+                        Route::Auto
+                    } else {
+                        Route::Fixed(loopback(d, a)?)
+                    };
+                    routes.insert(d.clone(), r);
+                }
+                let duration = |what: &str, v: &Option<String>, default| match v {
+                    Some(v) => load::parse_duration(v).map_err(|e| bad(format!("{what}: {e}"))),
+                    None => Ok(default),
+                };
+                let target_dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+                let ready_addrs = p.ready.clone().unwrap_or_else(|| {
+                    std::iter::once(x.s2s.clone())
+                        .chain(x.component.clone())
+                        .collect()
+                });
+                let spec = ProcessSpec {
+                    command: p.command,
+                    env: p.env,
+                    cwd: p.cwd,
+                    configs: p
+                        .config
+                        .into_iter()
+                        .map(|c| ConfigFile {
+                            template: target_dir.join(c.template),
+                            output: c.output,
+                            syntax: c.syntax,
+                        })
+                        .collect(),
+                    vars: p
+                        .vars
+                        .into_iter()
+                        .map(|(k, v)| {
+                            let v = match v {
+                                VarValue::Int(n) => Value::Int(n),
+                                VarValue::Str(s) => Value::Str(s),
+                            };
+                            (k, v)
+                        })
+                        .collect(),
+                    ports: p.ports,
+                    ready_addrs,
+                    ready_files: p.ready_files,
+                    ready_timeout: duration(
+                        "process.ready_timeout",
+                        &p.ready_timeout,
+                        DEFAULT_READY_TIMEOUT,
+                    )?,
+                    log_files: p.log_files,
+                    target_dir,
+                };
+                // Catch a bad `{…}` early, with placeholder values for the ports.
+                let probe = process::ExpandContext {
+                    dir: PathBuf::from("/"),
+                    target_dir: spec.target_dir.clone(),
+                    domain: x.domain.clone(),
+                    ports: spec.ports.iter().map(|n| (n.clone(), 1)).collect(),
+                };
+                for s in spec
+                    .command
+                    .iter()
+                    .chain(&spec.ready_addrs)
+                    .chain(std::iter::once(&x.s2s))
+                    .chain(x.component.iter())
+                {
+                    process::expand(s, &probe).map_err(|e| bad(e.to_string()))?;
+                }
+                Ok(Target::Process(Box::new(ProcessTarget {
+                    name: f.name,
+                    description: f.description,
+                    domain: x.domain,
+                    s2s: x.s2s,
+                    component: x.component,
+                    capabilities: f.capabilities,
+                    routes,
+                    stop_timeout: duration(
+                        "process.stop_timeout",
+                        &p.stop_timeout,
+                        DEFAULT_STOP_TIMEOUT,
+                    )?,
+                    lifecycle: p.lifecycle,
+                    version_command: p.version_command,
+                    spec,
+                    waivers: f.expected_failure,
+                    shared: Arc::new(tokio::sync::Mutex::new(None)),
+                })))
+            }
             other => Err(bad(format!(
-                "kind = {other:?}: expected \"bundled\" or \"remote\""
+                "kind = {other:?}: expected \"bundled\", \"remote\" or \"process\""
             ))),
         }
     }
@@ -234,12 +549,103 @@ impl Target {
 pub enum RunningSut {
     Bundled(proxy::RunningProxy),
     Remote,
+    Process {
+        process: Box<RunningProcess>,
+        stop_timeout: Duration,
+    },
+    Shared(Arc<tokio::sync::Mutex<Option<Shared>>>),
+}
+
+/// How a process SUT ended during a scenario.
+#[derive(Debug, Clone)]
+pub struct SutDied {
+    /// "exited with code 3" / "was killed by signal 11 (SIGSEGV)".
+    pub how: String,
+    pub log: String,
 }
 
 impl RunningSut {
+    /// If the SUT process ended while the scenario ran, how (and its last log lines). A
+    /// `run`-lifecycle SUT found dead is dropped, so the next scenario starts a fresh one.
+    pub async fn died(&mut self) -> Option<SutDied> {
+        match self {
+            RunningSut::Process { process, .. } => {
+                let status = process.exited()?;
+                Some(SutDied {
+                    how: process::describe_exit(&status),
+                    log: process.log_tail(process::LOG_TAIL_LINES),
+                })
+            }
+            RunningSut::Shared(m) => {
+                let mut guard = m.lock().await;
+                let s = guard.as_mut()?;
+                let status = s.process.exited()?;
+                let died = SutDied {
+                    how: process::describe_exit(&status),
+                    log: s.process.log_tail(process::LOG_TAIL_LINES),
+                };
+                *guard = None;
+                Some(died)
+            }
+            RunningSut::Bundled(_) | RunningSut::Remote => None,
+        }
+    }
+
+    /// The tail of the SUT's logs (process targets).
+    pub async fn log_tail(&self) -> String {
+        match self {
+            RunningSut::Process { process, .. } => process.log_tail(process::LOG_TAIL_LINES),
+            RunningSut::Shared(m) => m
+                .lock()
+                .await
+                .as_ref()
+                .map(|s| s.process.log_tail(process::LOG_TAIL_LINES))
+                .unwrap_or_default(),
+            RunningSut::Bundled(_) | RunningSut::Remote => String::new(),
+        }
+    }
+
     pub async fn stop(self) {
-        if let RunningSut::Bundled(p) = self {
-            p.shutdown().await;
+        match self {
+            RunningSut::Bundled(p) => p.shutdown().await,
+            RunningSut::Process {
+                process,
+                stop_timeout,
+            } => {
+                process.stop(stop_timeout).await;
+            }
+            // Stopped by `Target::finish` at the end of the run.
+            RunningSut::Shared(_) | RunningSut::Remote => {}
+        }
+    }
+}
+
+/// Why a SUT could not be made ready for a scenario.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// The harness or the target file is at fault (verdict `error`).
+    #[error(transparent)]
+    Harness(#[from] RunError),
+    /// The SUT itself died before it was ready or never listened (verdict `fail`).
+    #[error("{message}")]
+    SutDown { message: String, log: String },
+}
+
+impl From<process::ProcessError> for PrepareError {
+    fn from(e: process::ProcessError) -> Self {
+        match e {
+            process::ProcessError::Exited { ref log, .. }
+            | process::ProcessError::NotReady { ref log, .. } => PrepareError::SutDown {
+                log: log.clone(),
+                message: match &e {
+                    process::ProcessError::Exited { status, .. } => format!(
+                        "the SUT process {} before it was ready",
+                        process::describe_exit(status)
+                    ),
+                    other => other.to_string(),
+                },
+            },
+            other => PrepareError::Harness(RunError::Io(std::io::Error::other(other.to_string()))),
         }
     }
 }
@@ -254,14 +660,12 @@ pub struct Prepared {
 }
 
 /// Bind the actors' listeners and start (or locate) the SUT.
-pub async fn prepare(target: &Target, scenario: &Scenario) -> Result<Prepared, RunError> {
-    let domain = match target {
-        Target::Bundled => BUNDLED_DOMAIN.to_string(),
-        Target::Remote(r) => r.endpoints.domain.clone(),
-    };
+pub async fn prepare(target: &Target, scenario: &Scenario) -> Result<Prepared, PrepareError> {
+    let domain = target.domains().into_iter().next().unwrap_or_default();
     let pki = if scenario.uses_tls() {
-        let p = RunPki::for_scenario(scenario, &domain)
-            .map_err(|e| RunError::Io(std::io::Error::other(e.to_string())))?;
+        let p = RunPki::for_scenario(scenario, &domain).map_err(|e| {
+            PrepareError::Harness(RunError::Io(std::io::Error::other(e.to_string())))
+        })?;
         Some(Arc::new(p))
     } else {
         None
@@ -279,7 +683,7 @@ async fn prepare_sut(
     target: &Target,
     scenario: &Scenario,
     pki: Option<&RunPki>,
-) -> Result<(SutEndpoints, ActorListeners, RunningSut), RunError> {
+) -> Result<(SutEndpoints, ActorListeners, RunningSut), PrepareError> {
     match target {
         Target::Bundled => {
             let listeners = ActorListeners::bind(scenario, &BTreeMap::new()).await?;
@@ -299,6 +703,113 @@ async fn prepare_sut(
             let listeners = ActorListeners::bind(scenario, &r.routes).await?;
             Ok((r.endpoints.clone(), listeners, RunningSut::Remote))
         }
+        Target::Process(p) if p.lifecycle == Lifecycle::Scenario => {
+            let fixed: BTreeMap<String, SocketAddr> = p
+                .routes
+                .iter()
+                .filter_map(|(d, r)| match r {
+                    Route::Fixed(a) => Some((d.clone(), *a)),
+                    Route::Auto => None,
+                })
+                .collect();
+            let listeners = ActorListeners::bind(scenario, &fixed).await?;
+            let bound = listeners.routes(scenario)?;
+            let mut routes = BTreeMap::new();
+            for (d, r) in &p.routes {
+                let a = match (r, bound.get(d)) {
+                    (Route::Fixed(a), _) => *a,
+                    (Route::Auto, Some(a)) => *a,
+                    // No actor plays this domain here: a port nobody listens on.
+                    (Route::Auto, None) => process::free_loopback_addr().map_err(RunError::Io)?,
+                };
+                routes.insert(d.clone(), a);
+            }
+            let running = RunningProcess::start(&p.spec, &p.inputs(routes)).await?;
+            let endpoints = p.endpoints(&running)?;
+            Ok((
+                endpoints,
+                listeners,
+                RunningSut::Process {
+                    process: Box::new(running),
+                    stop_timeout: p.stop_timeout,
+                },
+            ))
+        }
+        Target::Process(p) => {
+            let mut guard = p.shared.lock().await;
+            if let Some(s) = guard.as_mut()
+                && let Some(status) = s.process.exited()
+            {
+                tracing::warn!(
+                    "target `{}`: the SUT {} between scenarios; restarting it",
+                    p.name,
+                    process::describe_exit(&status)
+                );
+                *guard = None;
+            }
+            if guard.is_none() {
+                let mut routes = BTreeMap::new();
+                for (d, r) in &p.routes {
+                    let a = match r {
+                        Route::Fixed(a) => *a,
+                        Route::Auto => process::free_loopback_addr().map_err(RunError::Io)?,
+                    };
+                    routes.insert(d.clone(), a);
+                }
+                let running = RunningProcess::start(&p.spec, &p.inputs(routes.clone())).await?;
+                let endpoints = p.endpoints(&running)?;
+                *guard = Some(Shared {
+                    process: running,
+                    endpoints,
+                    routes,
+                });
+            }
+            let (endpoints, routes) = match guard.as_ref() {
+                Some(s) => (s.endpoints.clone(), s.routes.clone()),
+                None => {
+                    return Err(
+                        RunError::Io(std::io::Error::other("the SUT is not running")).into(),
+                    );
+                }
+            };
+            drop(guard);
+            let listeners = ActorListeners::bind(scenario, &routes).await?;
+            Ok((endpoints, listeners, RunningSut::Shared(p.shared.clone())))
+        }
+    }
+}
+
+impl ProcessTarget {
+    fn inputs(&self, routes: BTreeMap<String, SocketAddr>) -> StartInputs {
+        StartInputs {
+            domain: self.domain.clone(),
+            routes,
+            ports: BTreeMap::new(),
+        }
+    }
+
+    /// The SUT's addresses for this start (its ports are chosen per start).
+    fn endpoints(&self, running: &RunningProcess) -> Result<SutEndpoints, PrepareError> {
+        let addr = |what: &str, t: &str| -> Result<SocketAddr, PrepareError> {
+            let s = running
+                .expand(t)
+                .map_err(|e| RunError::Io(std::io::Error::other(e.to_string())))?;
+            s.parse().map_err(|_| {
+                RunError::Io(std::io::Error::other(format!(
+                    "{what} = {s:?} is not an IP:port address"
+                )))
+                .into()
+            })
+        };
+        Ok(SutEndpoints {
+            domain: self.domain.clone(),
+            s2s: addr("xmpp.s2s", &self.s2s)?,
+            component: self
+                .component
+                .as_deref()
+                .map(|c| addr("xmpp.component", c))
+                .transpose()?,
+        })
     }
 }
 

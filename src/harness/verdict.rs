@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::catalogue::Level;
 use super::transcript::Transcript;
+use super::waivers::Waiver;
 
 /// The outcome class of one scenario (or one matrix cell).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -16,6 +17,13 @@ pub enum Verdict {
     Warn,
     /// The target does not claim a capability the scenario needs (a PICS gap).
     Inconclusive,
+    /// A failure the target file waives as a known deviation (`[[expected_failure]]`):
+    /// reported with its reason and link, does not fail the run.
+    #[serde(rename = "xfail")]
+    XFail,
+    /// A waived scenario passed: the waiver is stale and fails the run until removed.
+    #[serde(rename = "xpass")]
+    XPass,
     /// A MUST-level expectation failed.
     Fail,
     /// The scenario file or the harness is broken; says nothing about the SUT.
@@ -23,11 +31,24 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// Every verdict, in report order.
+    pub const ALL: [Verdict; 7] = [
+        Verdict::Pass,
+        Verdict::Warn,
+        Verdict::Inconclusive,
+        Verdict::XFail,
+        Verdict::XPass,
+        Verdict::Fail,
+        Verdict::Error,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Pass => "pass",
             Verdict::Warn => "warn",
             Verdict::Inconclusive => "inconclusive",
+            Verdict::XFail => "xfail",
+            Verdict::XPass => "xpass",
             Verdict::Fail => "fail",
             Verdict::Error => "error",
         }
@@ -73,6 +94,10 @@ pub struct Outcome {
     /// The normalised transcript (the snapshot text).
     pub normalised: String,
     pub elapsed: Duration,
+    /// The tail of the SUT's logs (process targets; empty otherwise).
+    pub sut_log: String,
+    /// The waiver that turned this outcome into `xfail`/`xpass`.
+    pub waiver: Option<Waiver>,
 }
 
 impl Outcome {

@@ -8,8 +8,6 @@
 
 pub mod prosody;
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-
 /// True when the environment says we run in CI (`CI=true`, as GitHub
 /// Actions, GitLab and most CI systems set it).
 pub fn in_ci() -> bool {
@@ -30,12 +28,4 @@ pub fn require_peer<T>(found: Option<T>, what: &str, hint: &str) -> Option<T> {
             None
         }
     }
-}
-
-/// A loopback address with a port the kernel just handed out. The listener
-/// is closed again before the peer binds it: racy in theory, but peers need
-/// the number in their config before they start.
-pub fn free_loopback_addr() -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-    listener.local_addr()
 }

@@ -1,0 +1,345 @@
+//! The `process` target: the harness starts the SUT itself, from a target file. Tested with
+//! our own proxy binary as the process (always available), with processes that crash, with
+//! waivers, and with real Prosody (skipped with a message when it is not installed, a
+//! failure under `CI=true`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use fedcheck::harness::catalogue::Catalogue;
+use fedcheck::harness::suite;
+use fedcheck::harness::target::Target;
+use fedcheck::harness::verdict::{Outcome, Verdict};
+
+use crate::interop::prosody::require_prosody;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// The fedcheck proxy's config as a TOML template: the harness fills in the domain, the
+/// port it chose and the routes to the simulated servers.
+const PROXY_TEMPLATE: &str = r#"domains = [@DOMAIN@]
+listen = "127.0.0.1:@PORT_S2S@"
+dialback_secret = "process-target-test"
+routes = @ROUTES@
+[timeouts]
+connect = "2s"
+dialback = "3s"
+establish = "5s"
+"#;
+
+/// A target file running `command` (with the proxy template rendered to `proxy.toml` in
+/// the scratch dir), plus `extra` TOML appended.
+fn write_target(dir: &Path, command: &str, extra: &str) -> PathBuf {
+    write_target_with(dir, command, "", extra)
+}
+
+/// As [`write_target`], with `process_extra` added to the `[process]` table.
+fn write_target_with(dir: &Path, command: &str, process_extra: &str, extra: &str) -> PathBuf {
+    std::fs::write(dir.join("proxy.toml.in"), PROXY_TEMPLATE).expect("template");
+    let file = format!(
+        r#"name = "proxy as a process"
+kind = "process"
+capabilities = ["dialback", "s2s-in", "s2s-out"]
+scenario_root = "{scenarios}"
+
+[xmpp]
+domain = "px.example.test"
+s2s = "127.0.0.1:{{port:s2s}}"
+
+[process]
+command = {command}
+ports = ["s2s"]
+ready_timeout = "5s"
+stop_timeout = "1s"
+env = {{ FEDCHECK_BIN = "{bin}" }}
+{process_extra}
+
+[[process.config]]
+template = "proxy.toml.in"
+output = "proxy.toml"
+syntax = "toml"
+
+[routes]
+"remote.test" = "auto"
+{extra}"#,
+        scenarios = root().join("scenarios").display(),
+        bin = env!("CARGO_BIN_EXE_fedcheck"),
+    );
+    let path = dir.join("target.toml");
+    std::fs::write(&path, file).expect("target file");
+    path
+}
+
+const RUN_PROXY: &str = r#"["sh", "-c", "exec \"$FEDCHECK_BIN\" proxy --config proxy.toml"]"#;
+
+fn run(target: &Target, scenario: &Path) -> Vec<Outcome> {
+    let cat = Catalogue::builtin().expect("catalogue");
+    rt().block_on(suite::run_file(scenario, target, &cat))
+}
+
+fn details(o: &Outcome) -> String {
+    let cat = Catalogue::builtin().expect("catalogue");
+    fedcheck::harness::report::details(o, &cat)
+}
+
+#[test]
+fn our_proxy_started_as_a_process_passes_the_dialback_scenarios() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = Target::from_file(&write_target(dir.path(), RUN_PROXY, "")).expect("target");
+    for s in [
+        "scenarios/s2s/db-06-receiving-verifies.toml",
+        "scenarios/s2s/db-18-ping-round-trip.toml",
+    ] {
+        let o = run(&target, &root().join(s)).remove(0);
+        assert_eq!(o.verdict, Verdict::Pass, "{s}: {}", details(&o));
+        assert!(o.normalised.contains("{sut}"), "{}", o.normalised);
+        assert!(
+            !o.normalised.contains("px.example.test"),
+            "{}",
+            o.normalised
+        );
+    }
+}
+
+/// `lifecycle = "run"`: one SUT serves every scenario of the run (its `auto` routes are
+/// chosen once), and it is stopped when the run ends.
+#[test]
+fn a_run_lifecycle_process_serves_every_scenario() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = std::sync::Arc::new(
+        Target::from_file(&write_target_with(
+            dir.path(),
+            RUN_PROXY,
+            "lifecycle = \"run\"",
+            "",
+        ))
+        .expect("target"),
+    );
+    assert!(!target.parallel_safe());
+    let cat = std::sync::Arc::new(Catalogue::builtin().expect("catalogue"));
+    let files = vec![
+        root().join("scenarios/s2s/db-06-receiving-verifies.toml"),
+        root().join("scenarios/s2s/db-18-ping-round-trip.toml"),
+        root().join("scenarios/s2s/str-09-host-unknown.toml"),
+    ];
+    let outcomes = rt().block_on(suite::run_all(files, target.clone(), cat, 4, |_| {}));
+    assert_eq!(outcomes.len(), 3);
+    for o in &outcomes {
+        assert_eq!(o.verdict, Verdict::Pass, "{}", details(o));
+    }
+}
+
+#[test]
+fn a_process_that_exits_before_ready_is_a_fail_with_its_exit_code_and_output() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = Target::from_file(&write_target(
+        dir.path(),
+        r#"["sh", "-c", "echo 'fatal: cannot load module' >&2; exit 3"]"#,
+        "",
+    ))
+    .expect("target");
+    let started = std::time::Instant::now();
+    let o = run(
+        &target,
+        &root().join("scenarios/s2s/db-06-receiving-verifies.toml"),
+    )
+    .remove(0);
+    assert_eq!(o.verdict, Verdict::Fail, "{}", details(&o));
+    let reason = o.reason.clone().unwrap_or_default();
+    assert!(reason.contains("exited with code 3"), "{reason}");
+    assert!(reason.contains("fatal: cannot load module"), "{reason}");
+    assert!(o.sut_log.contains("stderr.log"), "{}", o.sut_log);
+    assert!(started.elapsed().as_secs() < 10, "bounded");
+}
+
+/// The SUT becomes ready, then kills itself with SIGSEGV while the scenario waits: the
+/// scenario fails naming the signal, within its own bounded steps.
+#[test]
+fn a_process_killed_mid_scenario_is_a_fail_naming_the_signal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = Target::from_file(&write_target(
+        dir.path(),
+        r#"["sh", "-c", "\"$FEDCHECK_BIN\" proxy --config proxy.toml & sleep 0.5; echo 'about to crash'; kill -SEGV $$"]"#,
+        "",
+    ))
+    .expect("target");
+    let scenario = dir.path().join("slow.toml");
+    std::fs::write(
+        &scenario,
+        r#"title = "open a stream and wait"
+covers = ["STR-02"]
+
+[xmpp.rx]
+domain = "remote.test"
+
+[[step]]
+connect = "in"
+actor = "rx"
+
+[[step]]
+expect_none = "in"
+window = "1500ms"
+"#,
+    )
+    .expect("scenario");
+    let o = run(&target, &scenario).remove(0);
+    assert_eq!(o.verdict, Verdict::Fail, "{}", details(&o));
+    let reason = o.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("was killed by signal 11 (SIGSEGV) during the scenario"),
+        "{reason}"
+    );
+    assert!(reason.contains("about to crash"), "{reason}");
+}
+
+#[test]
+fn waivers_turn_fail_into_xfail_and_pass_into_xpass() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let waiver = r#"
+[[expected_failure]]
+scenario = "s2s/db-06-receiving-verifies.toml"
+reason = "known"
+link = "interop-notes: test"
+"#;
+    // The proxy passes db-06: a waived pass is an xpass, which fails the run.
+    let passing = Target::from_file(&write_target(dir.path(), RUN_PROXY, waiver)).expect("target");
+    let o = run(
+        &passing,
+        &root().join("scenarios/s2s/db-06-receiving-verifies.toml"),
+    );
+    assert_eq!(o[0].verdict, Verdict::XPass, "{}", details(&o[0]));
+    assert_eq!(fedcheck::harness::report::exit_code(&o, false), 1);
+    // A SUT that dies fails db-06: waived, that is an xfail and the run holds.
+    let crashing = Target::from_file(&write_target(
+        dir.path(),
+        r#"["sh", "-c", "exit 4"]"#,
+        waiver,
+    ))
+    .expect("target");
+    let o = run(
+        &crashing,
+        &root().join("scenarios/s2s/db-06-receiving-verifies.toml"),
+    );
+    assert_eq!(o[0].verdict, Verdict::XFail, "{}", details(&o[0]));
+    assert_eq!(
+        o[0].waiver.as_ref().map(|w| w.reason.as_str()),
+        Some("known")
+    );
+    assert_eq!(fedcheck::harness::report::exit_code(&o, false), 0);
+    // An unwaived scenario is untouched.
+    let o = run(
+        &crashing,
+        &root().join("scenarios/s2s/db-18-ping-round-trip.toml"),
+    );
+    assert_eq!(o[0].verdict, Verdict::Fail);
+}
+
+#[test]
+fn a_waiver_for_an_unknown_scenario_is_an_error_at_load() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_target(
+        dir.path(),
+        RUN_PROXY,
+        r#"
+[[expected_failure]]
+scenario = "s2s/no-such-scenario.toml"
+reason = "r"
+link = "l"
+"#,
+    );
+    let err = Target::from_file(&path).expect_err("unknown scenario");
+    assert!(err.to_string().contains("no-such-scenario"), "{err}");
+    let path = write_target(
+        dir.path(),
+        RUN_PROXY,
+        r#"
+[[expected_failure]]
+scenario = "s2s/db-06-receiving-verifies.toml"
+reason = "r"
+"#,
+    );
+    let err = Target::from_file(&path).expect_err("link is mandatory");
+    assert!(err.to_string().contains("link"), "{err}");
+}
+
+/// The shipped Prosody target: real Prosody 0.12 started per scenario. Scenarios it passes
+/// pass, a listed deviation is an xfail, and its domain reads `{sut}` in transcripts.
+#[test]
+fn the_prosody_target_runs_real_prosody() {
+    if require_prosody().is_none() {
+        return;
+    }
+    let target = Target::from_file(&root().join("fixtures/targets/prosody.toml"))
+        .expect("fixtures/targets/prosody.toml loads");
+    assert_eq!(target.kind(), "process");
+    let o = run(
+        &target,
+        &root().join("scenarios/s2s/str-09-host-unknown.toml"),
+    )
+    .remove(0);
+    assert_eq!(o.verdict, Verdict::Pass, "{}", details(&o));
+    assert!(o.sut_log.contains("prosody.log"), "{}", o.sut_log);
+    let o = run(
+        &target,
+        &root().join("scenarios/s2s/db-16-fresh-stream-ids.toml"),
+    )
+    .remove(0);
+    assert_eq!(o.verdict, Verdict::Pass, "{}", details(&o));
+    assert!(o.normalised.contains("from='{sut}'"), "{}", o.normalised);
+    assert!(!o.normalised.contains("prosody.test"), "{}", o.normalised);
+    let o = run(
+        &target,
+        &root().join("scenarios/s2s/db-09-unknown-target-domain.toml"),
+    )
+    .remove(0);
+    assert_eq!(o.verdict, Verdict::XFail, "{}", details(&o));
+}
+
+/// The CLI end to end with the Prosody target: exit 0 (every deviation is waived), and the
+/// reports it writes parse.
+#[test]
+fn fedcheck_run_against_prosody_writes_reports() {
+    if require_prosody().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_fedcheck"))
+        .current_dir(root())
+        .args([
+            "run",
+            "scenarios/s2s/str-09-host-unknown.toml",
+            "scenarios/s2s/str-02-response-header.toml",
+            "--target",
+            "fixtures/targets/prosody.toml",
+            "--junit",
+        ])
+        .arg(dir.path().join("junit.xml"))
+        .arg("--json")
+        .arg(dir.path().join("report.json"))
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("xfail"), "{stdout}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).expect("json"))
+            .expect("JSON parses");
+    assert_eq!(json["target"]["name"], "prosody");
+    assert_eq!(json["summary"]["xfail"], 1);
+    let junit = std::fs::read_to_string(dir.path().join("junit.xml")).expect("junit");
+    crate::reports::check_junit_shape(&junit);
+    assert!(
+        junit.contains("<skipped message=\"expected failure:"),
+        "{junit}"
+    );
+}
