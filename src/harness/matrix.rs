@@ -307,7 +307,10 @@ label = "tls-${tls}"
         let outcome: Vec<&str> = cells.iter().map(|c| c.vars["outcome"].as_str()).collect();
         assert_eq!(outcome, ["accepted", "accepted", "refused", "accepted"]);
         assert_eq!(cells[2].slug(), "peer-plain__tls-required");
-        assert_eq!(cells[1].vars["label"], "tls-optional", "derived values see the axes");
+        assert_eq!(
+            cells[1].vars["label"], "tls-optional",
+            "derived values see the axes"
+        );
     }
 
     #[test]

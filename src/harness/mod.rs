@@ -10,6 +10,8 @@ pub mod model;
 pub mod normalise;
 pub mod report;
 pub mod run;
+pub mod sip_actor;
+pub mod sip_match;
 pub mod suite;
 pub mod target;
 pub mod template;
