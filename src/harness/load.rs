@@ -16,6 +16,9 @@ use super::catalogue::Catalogue;
 use super::matrix;
 use super::model::{ExpectItemFile, ScenarioFile, StepFile};
 use super::template::{self, RESERVED_NAMES, is_name};
+
+#[path = "sip_load.rs"]
+mod sip_load;
 use crate::xmpp::ns;
 
 /// Capabilities a scenario may `require` of a target; a target lacking one makes the
@@ -80,12 +83,23 @@ impl Actor {
     pub fn domain(&self) -> &str {
         match &self.kind {
             ActorKind::Xmpp { domain, .. } | ActorKind::Component { domain, .. } => domain,
+            ActorKind::Sip(s) => &s.domain,
         }
     }
 
+    /// The dialback or handshake secret; empty for SIP actors.
     pub fn secret(&self) -> &str {
         match &self.kind {
             ActorKind::Xmpp { secret, .. } | ActorKind::Component { secret, .. } => secret,
+            ActorKind::Sip(_) => "",
+        }
+    }
+
+    /// What `{NAME}` of this actor stands for: its domain, or a SIP actor's URI.
+    pub fn variable(&self) -> &str {
+        match &self.kind {
+            ActorKind::Sip(s) => &s.uri,
+            _ => self.domain(),
         }
     }
 }
@@ -96,6 +110,8 @@ pub enum ActorKind {
     Xmpp { domain: String, secret: String },
     /// A simulated XEP-0114 component; `secret` is the handshake secret.
     Component { domain: String, secret: String },
+    /// A simulated SIP user agent (src/harness/sip_actor.rs).
+    Sip(super::sip_actor::SipActor),
 }
 
 #[derive(Debug, Clone)]
@@ -182,6 +198,19 @@ pub enum Action {
         actor: String,
         timeout: Duration,
         verify_stream: String,
+    },
+    /// `send = "A"` with `sip`: actor `A` sends a request (completed as a SIP stack would)
+    /// or answers a received request. `text` is raw: substituted when the step runs.
+    SipSend {
+        actor: String,
+        text: String,
+    },
+    /// `expect = "A"` with `sip`: the next message the SUT sent to actor `A` matches.
+    SipExpect {
+        actor: String,
+        template: String,
+        or: Vec<String>,
+        timeout: Duration,
     },
 }
 
@@ -391,8 +420,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 const ACTION_KEYS: &[(&str, &[&str])] = &[
     ("connect", &["actor", "port"]),
     ("accept", &["actor", "timeout"]),
-    ("send", &["xml"]),
-    ("expect", &["xml", "or", "timeout", "exact"]),
+    ("send", &["xml", "sip"]),
+    ("expect", &["xml", "sip", "or", "timeout", "exact"]),
     ("expect_no_connection", &["window"]),
     ("expect_eof", &["timeout"]),
     ("expect_none", &["window"]),
@@ -531,6 +560,7 @@ impl Validator<'_> {
                 },
             ));
         }
+        self.sip_actors(&f, &mut actors);
         actors.sort_by_key(|(pos, _)| *pos);
         for (pos, a) in &actors {
             if !is_name(&a.name) || RESERVED_NAMES.contains(&a.name.as_str()) {
@@ -549,7 +579,7 @@ impl Validator<'_> {
             self.diags.push(Diagnostic {
                 line: None,
                 col: None,
-                message: "a scenario needs at least one actor ([xmpp.NAME] or [component.NAME])"
+                message: "a scenario needs at least one actor ([xmpp.NAME], [component.NAME] or [sip.NAME])"
                     .into(),
             });
         }
@@ -655,6 +685,7 @@ impl Validator<'_> {
         let note = st.note.as_ref().map(|n| n.get_ref().clone());
 
         let act = match action {
+            "send" | "expect" if st.sip.is_some() => self.sip_step(action, st, timeout, w)?,
             "connect" => self.connect(st, w)?,
             "accept" => {
                 let stream = self.new_stream(st.accept.as_ref()?, w)?;
@@ -878,6 +909,10 @@ impl Validator<'_> {
                 self.err(a.span(), format!("{action}: unknown actor {name:?}"));
                 None
             }
+            Some(x) if matches!(x.kind, ActorKind::Sip(_)) => {
+                self.err(a.span(), format!("{action}: {name:?} is a SIP actor; it takes `send`/`expect` with `sip` only"));
+                None
+            }
             Some(x) => {
                 let is_component = matches!(x.kind, ActorKind::Component { .. });
                 if is_component && !component {
@@ -925,6 +960,7 @@ impl Validator<'_> {
     /// A stream `connect`/`accept` creates: a valid name not used before.
     fn new_stream(&mut self, s: &Spanned<String>, w: &Walk<'_>) -> Option<String> {
         self.name(s, "stream");
+        self.not_sip_actor(s, w);
         if w.streams.contains_key(s.get_ref()) {
             self.err(
                 s.span(),
@@ -1044,7 +1080,7 @@ impl Walk<'_> {
                 .then(|| format!("{s}-{field}"));
         }
         if let Some(a) = self.actors.iter().find(|a| a.name == name) {
-            return Some(a.domain().to_string());
+            return Some(a.variable().to_string());
         }
         self.captures
             .iter()

@@ -17,6 +17,9 @@ use crate::xmpp::codec::StreamHeader;
 use crate::xmpp::element::{Element, Node, XML_NS, escape_attr, escape_text};
 use crate::xmpp::ns;
 
+#[path = "sip_normalise.rs"]
+mod sip_normalise;
+
 /// What the normaliser needs to know about the run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NormaliseContext {
@@ -144,6 +147,12 @@ impl Normaliser<'_> {
             Unit::Reset => {
                 let _ = writeln!(out, "{prefix}(reset)");
             }
+            // Retransmissions depend on timing: recorded, not snapshotted.
+            Unit::Sip {
+                message,
+                retransmission: false,
+            } => self.sip_message(message, &prefix, out),
+            Unit::Sip { .. } => {}
         }
     }
 

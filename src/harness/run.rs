@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 
 use super::catalogue::{Catalogue, Level};
 use super::load::{Action, ActorKind, ExpectItem, NOTHING, PortKind, Scenario, Step};
+use super::sip_actor::{SipEvent, SipRoute, SipSockets, SipSut};
 use super::template::{self, Template};
 use super::transcript::{Dir, Transcript, Unit};
 use super::verdict::{Failure, Verdict};
@@ -34,6 +35,8 @@ pub struct SutEndpoints {
     pub s2s: SocketAddr,
     /// Its XEP-0114 component listener, if it has one.
     pub component: Option<SocketAddr>,
+    /// Its SIP listeners (the gateway's), for SIP actors.
+    pub sip: SipSut,
 }
 
 /// Errors that make a run `error` rather than `fail`: the scenario or the harness is broken.
@@ -76,6 +79,8 @@ enum NetEvent {
         peer: SocketAddr,
         local: SocketAddr,
     },
+    /// From a SIP actor's endpoint (src/harness/sip_steps.rs).
+    Sip(SipEvent),
 }
 
 /// Who opened a stream's TCP connection.
@@ -120,6 +125,8 @@ pub struct RunResult {
 /// Listeners bound before the SUT starts, so its static routes can point at them.
 pub struct ActorListeners {
     listeners: BTreeMap<String, TcpListener>,
+    /// The SIP actors' sockets, one per SIP domain.
+    sip: SipSockets,
 }
 
 impl ActorListeners {
@@ -139,7 +146,13 @@ impl ActorListeners {
                 listeners.insert(a.name.clone(), TcpListener::bind(addr).await?);
             }
         }
-        Ok(ActorListeners { listeners })
+        let sip = SipSockets::bind(scenario, fixed).await?;
+        Ok(ActorListeners { listeners, sip })
+    }
+
+    /// SIP domain → where the SUT's next hop for it must point.
+    pub fn sip_routes(&self) -> BTreeMap<String, SipRoute> {
+        self.sip.routes()
     }
 
     /// domain → listening address, for the SUT's routes.
@@ -185,7 +198,12 @@ pub struct Runner<'a> {
     /// seen: what `{new:NAME}` must differ from.
     seen: HashMap<String, String>,
     accept_tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// SIP actors: endpoints, inboxes, dialog memory.
+    sip: sip_steps::SipState,
 }
+
+#[path = "sip_steps.rs"]
+mod sip_steps;
 
 impl Drop for Runner<'_> {
     fn drop(&mut self) {
@@ -203,6 +221,8 @@ impl<'a> Runner<'a> {
         listeners: ActorListeners,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
+        let start = Instant::now();
+        let sip = sip_steps::SipState::start(listeners.sip, &tx, start);
         let mut accept_tasks = Vec::new();
         for (actor, listener) in listeners.listeners {
             let tx = tx.clone();
@@ -227,7 +247,7 @@ impl<'a> Runner<'a> {
             scenario,
             catalogue,
             sut,
-            start: Instant::now(),
+            start,
             transcript: Transcript::default(),
             tx,
             rx,
@@ -236,6 +256,7 @@ impl<'a> Runner<'a> {
             captures: HashMap::new(),
             seen: HashMap::new(),
             accept_tasks,
+            sip,
         }
     }
 
@@ -290,6 +311,7 @@ impl<'a> Runner<'a> {
             let _ = reader.await;
         }
         self.pending_accepts.clear();
+        self.sip_release().await;
     }
 
     fn now(&self) -> Duration {
@@ -318,6 +340,7 @@ impl<'a> Runner<'a> {
         while let Ok(ev) = self.rx.try_recv() {
             self.absorb(ev);
         }
+        self.sip_drain_leftovers();
         let mut names: Vec<String> = self.streams.keys().cloned().collect();
         names.sort();
         let mut first = true;
@@ -361,6 +384,7 @@ impl<'a> Runner<'a> {
                     .or_default()
                     .push_back((stream, peer, local));
             }
+            NetEvent::Sip(ev) => self.sip_absorb(ev),
         }
     }
 
@@ -448,11 +472,7 @@ impl<'a> Runner<'a> {
             .actors
             .iter()
             .find(|a| a.name == name)
-            .map(|a| match &a.kind {
-                ActorKind::Xmpp { domain, .. } | ActorKind::Component { domain, .. } => {
-                    domain.clone()
-                }
-            })
+            .map(|a| a.variable().to_string())
     }
 
     fn actor_identity(&self, actor: &str) -> Option<(String, String)> {
@@ -460,10 +480,11 @@ impl<'a> Runner<'a> {
             .actors
             .iter()
             .find(|a| a.name == actor)
-            .map(|a| match &a.kind {
+            .and_then(|a| match &a.kind {
                 ActorKind::Xmpp { domain, secret } | ActorKind::Component { domain, secret } => {
-                    (domain.clone(), secret.clone())
+                    Some((domain.clone(), secret.clone()))
                 }
+                ActorKind::Sip(_) => None,
             })
     }
 
@@ -1494,6 +1515,13 @@ impl<'a> Runner<'a> {
                 self.accept_dialback(step, stream, actor, *timeout, verify_stream)
                     .await
             }
+            Action::SipSend { actor, text } => self.sip_send(step, actor, text).await,
+            Action::SipExpect {
+                actor,
+                template,
+                or,
+                timeout,
+            } => self.sip_expect(step, actor, template, or, *timeout).await,
         }
     }
 }

@@ -144,6 +144,7 @@ impl Target {
                         .as_deref()
                         .map(|c| addr("xmpp.component", c))
                         .transpose()?,
+                    sip: Default::default(),
                 };
                 let mut routes = BTreeMap::new();
                 for (d, a) in &f.routes {
@@ -201,6 +202,7 @@ pub async fn prepare(
                 domain: BUNDLED_DOMAIN.to_string(),
                 s2s: running.s2s_addr,
                 component: running.component_addr,
+                sip: Default::default(),
             };
             Ok((endpoints, listeners, RunningSut::Bundled(running)))
         }
@@ -223,7 +225,7 @@ fn bundled_config(scenario: &Scenario, routes: BTreeMap<String, SocketAddr>) -> 
                 domain: domain.clone(),
                 secret: secret.clone(),
             }),
-            ActorKind::Xmpp { .. } => None,
+            ActorKind::Xmpp { .. } | ActorKind::Sip(_) => None,
         })
         .collect();
     let mut secret = [0u8; 16];

@@ -1,0 +1,179 @@
+//! Loader rules for SIP actors and SIP steps (docs/scenarios.md "SIP actors"); a child of
+//! `load` so the validator's bookkeeping stays private.
+
+use toml::Spanned;
+
+use super::super::model::{ScenarioFile, StepFile};
+use super::super::sip_actor::{SipActor, SipProfile, SipTransport};
+use super::super::sip_match;
+use super::{Action, Actor, ActorKind, NOTHING, Validator, Walk};
+use crate::sip::{Limits, Uri, parse_payload};
+
+impl Validator<'_> {
+    /// `[sip.NAME]` tables: a `sip:`/`sips:` URI with user and host, a known transport and
+    /// profile; actors of one domain share one socket, so they must share the transport.
+    pub(super) fn sip_actors(&mut self, f: &ScenarioFile, actors: &mut Vec<(usize, Actor)>) {
+        for (name, a) in &f.sip {
+            if f.xmpp.contains_key(name) || f.component.contains_key(name) {
+                self.err(a.span(), format!("actor name {name:?} is declared twice"));
+            }
+            let file = a.get_ref();
+            let uri_text = file.uri.get_ref();
+            let uri = Uri::parse(uri_text).filter(|u| u.is_sip());
+            let (user, domain) = match &uri {
+                Some(u) if u.user().is_some_and(|x| !x.is_empty()) && u.host().is_some() => (
+                    u.user().map(str::to_string),
+                    u.host().unwrap_or_default().to_ascii_lowercase(),
+                ),
+                _ => {
+                    self.err(
+                        file.uri.span(),
+                        format!(
+                            "uri {uri_text:?} must be a sip: or sips: URI with user and host (RFC 3261 §19.1)"
+                        ),
+                    );
+                    (None, String::new())
+                }
+            };
+            let transport = match file.transport.as_ref().map(|t| t.get_ref().as_str()) {
+                None | Some("udp") => SipTransport::Udp,
+                Some("tcp") => SipTransport::Tcp,
+                Some(other) => {
+                    let span = file.transport.as_ref().map_or(a.span(), Spanned::span);
+                    self.err(
+                        span,
+                        format!("transport must be \"udp\" or \"tcp\", not {other:?}"),
+                    );
+                    SipTransport::Udp
+                }
+            };
+            let profile = match file.profile.as_ref().map(|p| p.get_ref().as_str()) {
+                None | Some("rfc7572") => SipProfile::Rfc7572,
+                Some(other) => {
+                    let span = file.profile.as_ref().map_or(a.span(), Spanned::span);
+                    self.err(
+                        span,
+                        format!(
+                            "profile {other:?} is not supported (known: \"rfc7572\"; the MS chat-session dialect is planned)"
+                        ),
+                    );
+                    SipProfile::Rfc7572
+                }
+            };
+            let clash = actors.iter().any(|(_, o)| {
+                matches!(&o.kind, ActorKind::Sip(s) if s.domain == domain && s.transport != transport)
+            });
+            if clash {
+                self.err(
+                    a.span(),
+                    format!(
+                        "SIP actors of domain {domain:?} share one socket: give them the same transport"
+                    ),
+                );
+            }
+            actors.push((
+                a.span().start,
+                Actor {
+                    name: name.clone(),
+                    kind: ActorKind::Sip(SipActor {
+                        uri: uri_text.clone(),
+                        user,
+                        domain,
+                        transport,
+                        profile,
+                    }),
+                },
+            ));
+        }
+    }
+
+    /// A stream may not take a SIP actor's name: `send`/`expect` would be ambiguous.
+    pub(super) fn not_sip_actor(&mut self, s: &Spanned<String>, w: &Walk<'_>) {
+        if w.actors
+            .iter()
+            .any(|a| a.name == *s.get_ref() && matches!(a.kind, ActorKind::Sip(_)))
+        {
+            self.err(
+                s.span(),
+                format!("stream name {:?} is the name of a SIP actor", s.get_ref()),
+            );
+        }
+    }
+
+    /// `send`/`expect` with `sip`: the value names a SIP actor; the message must parse
+    /// (sends) or be a valid SIP template (expects), with the variables defined so far.
+    pub(super) fn sip_step(
+        &mut self,
+        action: &str,
+        st: &StepFile,
+        timeout: std::time::Duration,
+        w: &mut Walk<'_>,
+    ) -> Option<Action> {
+        let target = if action == "send" {
+            st.send.as_ref()?
+        } else {
+            st.expect.as_ref()?
+        };
+        let sip = st.sip.as_ref()?;
+        if let Some(x) = &st.xml {
+            self.err(x.span(), "a step has `xml` or `sip`, not both");
+        }
+        if let Some(e) = &st.exact {
+            self.err(e.span(), "`exact` applies to XML templates only");
+        }
+        let actor = target.get_ref().clone();
+        if !w
+            .actors
+            .iter()
+            .any(|a| a.name == actor && matches!(a.kind, ActorKind::Sip(_)))
+        {
+            self.err(
+                target.span(),
+                format!("{action} with `sip` needs a SIP actor ([sip.NAME]); {actor:?} is not one"),
+            );
+            return None;
+        }
+        let lookup = |n: &str| w.lookup(n);
+        if action == "send" {
+            match sip_match::substitute_payload(sip.get_ref(), &lookup) {
+                Ok(text) => {
+                    if let Err(e) = parse_payload(&text, &Limits::default()) {
+                        self.err(sip.span(), format!("sip: not a SIP message: {e}"));
+                    }
+                }
+                Err(e) => self.err(sip.span(), format!("sip: {e}")),
+            }
+            return Some(Action::SipSend {
+                actor,
+                text: sip.get_ref().clone(),
+            });
+        }
+        let mut or = Vec::new();
+        for alt in st.or.iter().flat_map(|l| l.get_ref()) {
+            if alt.get_ref().trim() != NOTHING {
+                match sip_match::prepare(alt.get_ref(), &lookup) {
+                    Ok(t) if !t.capture_names().is_empty() => {
+                        self.err(alt.span(), "an `or` alternative cannot capture")
+                    }
+                    Ok(_) => {}
+                    Err(e) => self.err(alt.span(), format!("sip template: {e}")),
+                }
+            }
+            or.push(alt.get_ref().clone());
+        }
+        match sip_match::prepare(sip.get_ref(), &lookup) {
+            Ok(t) => {
+                for c in t.capture_names() {
+                    self.capture(&c, sip.span(), w, None);
+                }
+            }
+            Err(e) => self.err(sip.span(), format!("sip template: {e}")),
+        }
+        Some(Action::SipExpect {
+            actor,
+            template: sip.get_ref().clone(),
+            or,
+            timeout: self.duration(&st.timeout, timeout),
+        })
+    }
+}
