@@ -7,7 +7,7 @@ use super::super::model::{ScenarioFile, StepFile};
 use super::super::sip_actor::{SipActor, SipProfile, SipTransport};
 use super::super::sip_match;
 use super::{Action, Actor, ActorKind, NOTHING, Validator, Walk};
-use crate::sip::{Limits, Uri, parse_payload};
+use crate::sip::Uri;
 
 impl Validator<'_> {
     /// `[sip.NAME]` tables: a `sip:`/`sips:` URI with user and host, a known transport and
@@ -137,7 +137,7 @@ impl Validator<'_> {
         if action == "send" {
             match sip_match::substitute_payload(sip.get_ref(), &lookup) {
                 Ok(text) => {
-                    if let Err(e) = parse_payload(&text, &Limits::default()) {
+                    if let Err(e) = sip_match::payload_message(&text) {
                         self.err(sip.span(), format!("sip: not a SIP message: {e}"));
                     }
                 }

@@ -210,6 +210,23 @@ pub fn substitute_payload(
     Ok(out)
 }
 
+/// Parse a substituted payload to send ([`crate::sip::parse_payload`]); a status line
+/// written without a reason phrase (`SIP/2.0 200`) gets the RFC 3261 §21 one.
+pub fn payload_message(text: &str) -> Result<Message, crate::sip::ParseError> {
+    let trimmed = text.trim_start_matches(['\r', '\n']);
+    let first = trimmed.lines().next().unwrap_or("");
+    let words: Vec<&str> = first.split_whitespace().collect();
+    if let [v, code] = words.as_slice()
+        && v.eq_ignore_ascii_case("SIP/2.0")
+        && let Ok(n) = code.parse::<u16>()
+    {
+        let rest = trimmed.get(first.len()..).unwrap_or("");
+        let line = format!("{v} {code} {}", crate::sip::builder::default_reason(n));
+        return crate::sip::parse_payload(&format!("{line}{rest}"), &crate::sip::Limits::default());
+    }
+    crate::sip::parse_payload(trimmed, &crate::sip::Limits::default())
+}
+
 fn pattern(s: &str) -> Result<Pattern, SipTemplateError> {
     match template::parse_value_pattern(s)? {
         ValuePattern::Value(p) => Ok(p),
@@ -1045,6 +1062,21 @@ Content-Type: application/pidf+xml
     #[case("OPTIONS {alice}", "OPTIONS sip:alice@sip.test")]
     fn payload_substitution(#[case] text: &str, #[case] want: &str) {
         assert_eq!(substitute_payload(text, &vars).as_deref(), Ok(want));
+    }
+
+    #[rstest]
+    #[case("SIP/2.0 200", 200, "OK")]
+    #[case("SIP/2.0 483\n", 483, "Too Many Hops")]
+    #[case("SIP/2.0 200 Fine", 200, "Fine")]
+    fn status_lines_without_reason_get_one(
+        #[case] text: &str,
+        #[case] code: u16,
+        #[case] reason: &str,
+    ) {
+        match payload_message(text) {
+            Ok(Message::Response(r)) => assert_eq!((r.status, r.reason.as_str()), (code, reason)),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

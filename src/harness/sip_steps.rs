@@ -25,8 +25,8 @@ use crate::sip::builder::{default_reason, new_tag};
 use crate::sip::message::names_equal;
 use crate::sip::transaction::ServerKey;
 use crate::sip::{
-    Limits, Local, Message, Method, NameAddr, OsRandom, Request, RequestBuilder, Response,
-    ResponseBuilder, Timers, Uri, parse_payload,
+    Local, Message, Method, NameAddr, OsRandom, Request, RequestBuilder, Response, ResponseBuilder,
+    Timers, Uri,
 };
 
 /// What the runner knows of one dialog (by Call-ID) of one actor.
@@ -329,7 +329,7 @@ impl Runner<'_> {
     pub(super) async fn sip_send(&mut self, step: &Step, actor: &str, text: &str) -> StepResult {
         let text = sip_match::substitute_payload(text, &|n| self.lookup(n))
             .map_err(|e| Self::broken(step, format!("sip: {e}")))?;
-        let msg = parse_payload(&text, &Limits::default())
+        let msg = sip_match::payload_message(&text)
             .map_err(|e| Self::broken(step, format!("sip: not a SIP message: {e}")))?;
         match msg {
             Message::Request(r) => self.sip_send_request(step, actor, r).await,
@@ -615,5 +615,360 @@ fn received_unit(r: &SipReceived) -> Unit {
             bytes: r.raw.clone(),
             reason: reason.clone(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Loopback: the runner's SIP actor against an in-test echo UA standing in for the SUT.
+    use std::collections::BTreeMap;
+    use std::net::SocketAddr;
+    use std::path::Path;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
+    use super::super::super::catalogue::Catalogue;
+    use super::super::super::load::load_str;
+    use super::super::super::normalise::{NormaliseContext, normalise};
+    use super::super::super::sip_actor::SipSut;
+    use super::super::super::transcript::{Transcript, Unit};
+    use super::super::super::verdict::Verdict;
+    use super::super::{ActorListeners, RunResult, Runner, SutEndpoints};
+    use crate::sip::{
+        Item, Limits, Local, Message, Method, NameAddr, RequestBuilder, ResponseBuilder,
+        SeededRandom, StreamDecoder, Uri, parse_datagram,
+    };
+
+    const SCENARIO: &str = r#"title = "SIP loopback"
+covers = ["IM-01"]
+
+[sip.alice]
+uri = "sip:alice@sip.remote.test"
+transport = "TRANSPORT"
+
+[[step]]
+send = "alice"
+sip = '''
+MESSAGE sip:echo@sut.test SIP/2.0
+Content-Type: text/plain
+
+hello
+'''
+
+[[step]]
+expect = "alice"
+sip = '''
+SIP/2.0 200
+CSeq: 1 MESSAGE
+From: {alice}
+To: <sip:echo@sut.test>;tag={id:echotag}
+'''
+
+[[step]]
+expect = "alice"
+sip = '''
+MESSAGE {alice}
+From: <sip:echo@sut.test>;tag={any}
+To: <sip:alice@sip.remote.test>;tag={absent}
+Call-ID: {id:cid}
+Max-Forwards: 70
+
+echo: hello
+'''
+
+[[step]]
+send = "alice"
+sip = "SIP/2.0 200"
+
+[[step]]
+expect = "alice"
+timeout = "400ms"
+sip = "SIP/2.0 200"
+or = ["{nothing}"]
+"#;
+
+    /// The echo UA's answer to a request, and the MESSAGE it sends back.
+    fn echo(req: &crate::sip::Request, transport: &str, local: SocketAddr) -> (Vec<u8>, Vec<u8>) {
+        let mut rng = SeededRandom(7);
+        let ok = ResponseBuilder::new(req, 200).build(&mut rng);
+        let me = Local {
+            aor: NameAddr::new(req.uri.clone()),
+            transport: transport.to_string(),
+            sent_by: local.to_string(),
+            contact: None,
+        };
+        let from = req.headers.from().map(|f| f.uri).unwrap_or(req.uri.clone());
+        let mut back = RequestBuilder::new(Method::Message, from)
+            .body(
+                "text/plain",
+                format!("echo: {}", String::from_utf8_lossy(&req.body).trim()),
+            )
+            .build(&me, &mut rng);
+        back.uri = Uri::parse("sip:alice@sip.remote.test").unwrap_or(back.uri);
+        (ok.to_bytes(), back.to_bytes())
+    }
+
+    async fn run(
+        transport: &str,
+        sut: SipSut,
+        scenario: &super::super::super::load::Scenario,
+        listeners: ActorListeners,
+    ) -> RunResult {
+        let cat = Catalogue::builtin().expect("catalogue");
+        let endpoints = SutEndpoints {
+            domain: "sut.test".into(),
+            s2s: SocketAddr::from(([127, 0, 0, 1], 9)),
+            component: None,
+            sip: sut,
+        };
+        let _ = transport;
+        Runner::new(scenario, &cat, endpoints, listeners)
+            .run()
+            .await
+    }
+
+    fn sip_units(t: &Transcript) -> (usize, usize) {
+        let mut fresh = 0;
+        let mut again = 0;
+        for e in &t.entries {
+            if let Unit::Sip { retransmission, .. } = e.unit {
+                if retransmission {
+                    again += 1;
+                } else {
+                    fresh += 1;
+                }
+            }
+        }
+        (fresh, again)
+    }
+
+    #[tokio::test]
+    async fn udp_exchange_with_retransmission() {
+        let text = SCENARIO.replace("TRANSPORT", "udp");
+        let scenario = load_str(
+            &text,
+            Path::new("loopback.toml"),
+            &Catalogue::builtin().expect("catalogue"),
+        )
+        .expect("scenario loads");
+        let listeners = ActorListeners::bind(&scenario, &BTreeMap::new())
+            .await
+            .expect("bind");
+        let route = listeners
+            .sip_routes()
+            .get("sip.remote.test")
+            .map(|r| r.addr)
+            .expect("route");
+        let ua = UdpSocket::bind("127.0.0.1:0").await.expect("ua socket");
+        let ua_addr = ua.local_addr().expect("ua addr");
+        let ua_task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 65535];
+            let mut oks_for_echo = 0usize;
+            let mut back_bytes = Vec::new();
+            while oks_for_echo < 2 {
+                let Ok((n, from)) = ua.recv_from(&mut buf).await else {
+                    break;
+                };
+                match parse_datagram(&buf[..n], &Limits::default()) {
+                    Ok(Item::Message(Message::Request(req))) => {
+                        let (ok, back) = echo(&req, "UDP", ua_addr);
+                        let _ = ua.send_to(&ok, from).await;
+                        let _ = ua.send_to(&back, route).await;
+                        back_bytes = back;
+                    }
+                    Ok(Item::Message(Message::Response(r))) if r.status == 200 => {
+                        oks_for_echo += 1;
+                        // A late retransmission of the echo: the actor's transaction must
+                        // answer it with the same 200 again (RFC 3261 §17.2.2).
+                        if oks_for_echo == 1 {
+                            let _ = ua.send_to(&back_bytes, route).await;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            oks_for_echo
+        });
+        let sut = SipSut {
+            udp: Some(ua_addr),
+            tcp: None,
+        };
+        let result = run("udp", sut, &scenario, listeners).await;
+        assert_eq!(
+            result.verdict,
+            Verdict::Pass,
+            "{:?} {:?}",
+            result.failure,
+            result.reason
+        );
+        let oks = tokio::time::timeout(std::time::Duration::from_secs(2), ua_task)
+            .await
+            .expect("echo UA ends")
+            .expect("echo UA task");
+        assert_eq!(oks, 2, "the 200 is resent for the retransmitted MESSAGE");
+        let (fresh, again) = sip_units(&result.transcript);
+        assert_eq!(
+            (fresh, again),
+            (4, 1),
+            "one retransmission, recorded as such"
+        );
+        let text = normalise(
+            &result.transcript,
+            &NormaliseContext {
+                sut_domains: vec!["sut.test".into()],
+            },
+        );
+        assert!(
+            text.contains("alice/udp → MESSAGE sip:echo@{sut} SIP/2.0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("alice/udp ← MESSAGE sip:alice@sip.remote.test SIP/2.0"),
+            "{text}"
+        );
+        assert!(text.contains("CSeq: 1 MESSAGE"), "{text}");
+        assert!(text.contains("| echo: hello"), "{text}");
+        assert_eq!(text.matches("← MESSAGE").count(), 1, "{text}");
+    }
+
+    #[tokio::test]
+    async fn tcp_exchange_both_directions() {
+        let text = SCENARIO.replace("TRANSPORT", "tcp");
+        let scenario = load_str(
+            &text,
+            Path::new("loopback.toml"),
+            &Catalogue::builtin().expect("catalogue"),
+        )
+        .expect("scenario loads");
+        let listeners = ActorListeners::bind(&scenario, &BTreeMap::new())
+            .await
+            .expect("bind");
+        let route = listeners
+            .sip_routes()
+            .get("sip.remote.test")
+            .map(|r| r.addr)
+            .expect("route");
+        let ua = TcpListener::bind("127.0.0.1:0").await.expect("ua listener");
+        let ua_addr = ua.local_addr().expect("ua addr");
+        let ua_task = tokio::spawn(async move {
+            let Ok((mut inbound, _)) = ua.accept().await else {
+                return 0;
+            };
+            let mut dec = StreamDecoder::new(Limits::default());
+            let mut buf = vec![0u8; 16384];
+            // The request arrives on the actor's connection; the echo goes over a new
+            // connection to the actor's listener, where its 200 must come back.
+            let req = loop {
+                let Ok(n) = inbound.read(&mut buf).await else {
+                    return 0;
+                };
+                if n == 0 {
+                    return 0;
+                }
+                dec.feed(&buf[..n]);
+                if let Ok(Some(Item::Message(Message::Request(r)))) = dec.next() {
+                    break r;
+                }
+            };
+            let (ok, back) = echo(&req, "TCP", ua_addr);
+            let _ = inbound.write_all(&ok).await;
+            let Ok(mut out) = TcpStream::connect(route).await else {
+                return 0;
+            };
+            let _ = out.write_all(&back).await;
+            let mut dec = StreamDecoder::new(Limits::default());
+            loop {
+                let Ok(n) = out.read(&mut buf).await else {
+                    return 0;
+                };
+                if n == 0 {
+                    return 0;
+                }
+                dec.feed(&buf[..n]);
+                if let Ok(Some(Item::Message(Message::Response(r)))) = dec.next() {
+                    return r.status;
+                }
+            }
+        });
+        let sut = SipSut {
+            udp: None,
+            tcp: Some(ua_addr),
+        };
+        let result = run("tcp", sut, &scenario, listeners).await;
+        assert_eq!(
+            result.verdict,
+            Verdict::Pass,
+            "{:?} {:?}",
+            result.failure,
+            result.reason
+        );
+        let status = tokio::time::timeout(std::time::Duration::from_secs(2), ua_task)
+            .await
+            .expect("echo UA ends")
+            .expect("echo UA task");
+        assert_eq!(status, 200);
+        let text = normalise(
+            &result.transcript,
+            &NormaliseContext {
+                sut_domains: vec!["sut.test".into()],
+            },
+        );
+        assert!(
+            text.contains("alice/tcp → MESSAGE sip:echo@{sut} SIP/2.0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Via: SIP/2.0/TCP 127.0.0.1:[port];branch=[branch1]"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Contact: <sip:alice@127.0.0.1:[port];transport=tcp>")
+                || !text.contains("Contact"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_mismatch_fails_the_step_and_names_the_header() {
+        let text = SCENARIO
+            .replace("TRANSPORT", "udp")
+            .replace("CSeq: 1 MESSAGE", "CSeq: 2 MESSAGE");
+        let scenario = load_str(
+            &text,
+            Path::new("loopback.toml"),
+            &Catalogue::builtin().expect("catalogue"),
+        )
+        .expect("scenario loads");
+        let listeners = ActorListeners::bind(&scenario, &BTreeMap::new())
+            .await
+            .expect("bind");
+        let ua = UdpSocket::bind("127.0.0.1:0").await.expect("ua socket");
+        let ua_addr = ua.local_addr().expect("ua addr");
+        let ua_task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 65535];
+            if let Ok((n, from)) = ua.recv_from(&mut buf).await
+                && let Ok(Item::Message(Message::Request(req))) =
+                    parse_datagram(&buf[..n], &Limits::default())
+            {
+                let (ok, _) = echo(&req, "UDP", ua_addr);
+                let _ = ua.send_to(&ok, from).await;
+            }
+        });
+        let result = run(
+            "udp",
+            SipSut {
+                udp: Some(ua_addr),
+                tcp: None,
+            },
+            &scenario,
+            listeners,
+        )
+        .await;
+        ua_task.abort();
+        assert_eq!(result.verdict, Verdict::Fail);
+        let f = result.failure.expect("a failure");
+        assert_eq!(f.step, 2);
+        assert!(f.got.contains("header CSeq"), "{}", f.got);
     }
 }
