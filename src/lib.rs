@@ -8,5 +8,6 @@
 
 pub mod harness;
 pub mod proxy;
+pub mod sip;
 pub mod translate;
 pub mod xmpp;

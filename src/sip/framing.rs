@@ -1,0 +1,514 @@
+//! Message framing over datagram and stream transports (RFC 3261 §18.3, RFC 5626 §3.5.1).
+//!
+//! - UDP: one message per datagram. Content-Length is optional; without it the body is
+//!   the rest of the datagram, with it any bytes beyond the body are discarded, and a
+//!   Content-Length larger than what arrived is an error (RFC 3261 §18.3).
+//! - TCP/TLS: [`StreamDecoder`] follows tokio-util's `Decoder` contract: `Ok(None)` means
+//!   "feed more bytes", `Err` means the stream is dead (every later call repeats the error),
+//!   input may be split at any byte and one feed may hold several messages. Content-Length
+//!   is mandatory (RFC 3261 §18.3). CRLF keep-alives between messages (RFC 5626 §3.5.1:
+//!   a "ping" is CRLFCRLF, a "pong" is CRLF) are consumed and reported.
+
+use super::codec::{Limits, ParseError, find_head_end, parse_head};
+use super::message::Message;
+
+/// RFC 5626 §3.5.1 keep-alive, seen between messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keepalive {
+    /// CRLFCRLF: the peer expects a pong (a single CRLF) back.
+    Ping,
+    /// A single CRLF: the answer to our ping.
+    Pong,
+}
+
+/// What a transport yields: a message or a keep-alive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    Message(Message),
+    Keepalive(Keepalive),
+}
+
+/// Parses one UDP datagram (RFC 3261 §18.3). A datagram made only of CRLFs is a
+/// keep-alive, as NAT keep-alive senders use on UDP too.
+pub fn parse_datagram(datagram: &[u8], limits: &Limits) -> Result<Item, ParseError> {
+    if datagram.len() > limits.max_message_bytes {
+        return Err(ParseError::MessageTooLarge {
+            limit: limits.max_message_bytes,
+        });
+    }
+    match datagram {
+        b"\r\n\r\n" => return Ok(Item::Keepalive(Keepalive::Ping)),
+        b"\r\n" => return Ok(Item::Keepalive(Keepalive::Pong)),
+        _ => {}
+    }
+    let end = find_head_end(datagram, 0).ok_or(ParseError::Truncated)?;
+    let head = parse_head(datagram.get(..end).unwrap_or_default(), limits)?;
+    let rest = datagram.get(end..).unwrap_or_default();
+    let body = match head.content_length {
+        // "If there are additional bytes in the transport packet beyond the end of the
+        // body, they MUST be discarded." (RFC 3261 §18.3)
+        Some(n) => rest
+            .get(..n)
+            .ok_or(ParseError::BodyShorterThanContentLength {
+                declared: n,
+                available: rest.len(),
+            })?,
+        None => rest,
+    };
+    Ok(Item::Message(head.into_message(body.to_vec())))
+}
+
+/// Incremental decoder for SIP over a byte stream (TCP, TLS).
+#[derive(Debug)]
+pub struct StreamDecoder {
+    buf: Vec<u8>,
+    /// Bytes of `buf` already consumed.
+    pos: usize,
+    /// How far the search for the end of the head has got (absolute index in `buf`).
+    scanned: usize,
+    state: State,
+    limits: Limits,
+}
+
+/// What the decoder waits for.
+#[derive(Debug)]
+enum State {
+    /// Between messages: keep-alives or the first byte of a start line.
+    ExpectMessage,
+    /// Inside a head, looking for CRLFCRLF.
+    ExpectHeadEnd,
+    /// Head parsed; waiting for `len` body bytes starting at `pos`.
+    ExpectBody {
+        head: super::codec::Head,
+        len: usize,
+    },
+    /// A framing error killed the stream (tokio-util `Decoder` contract).
+    Failed(ParseError),
+}
+
+/// Consumed bytes are moved out of the buffer only past this many and half the buffer,
+/// so compaction stays amortised linear.
+const COMPACT_MIN: usize = 4 * 1024;
+
+impl Default for StreamDecoder {
+    fn default() -> Self {
+        Self::new(Limits::default())
+    }
+}
+
+impl StreamDecoder {
+    pub fn new(limits: Limits) -> Self {
+        StreamDecoder {
+            buf: Vec::new(),
+            pos: 0,
+            scanned: 0,
+            state: State::ExpectMessage,
+            limits,
+        }
+    }
+
+    /// Appends bytes read from the stream. Call [`Self::next`] until it returns `Ok(None)`.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        if matches!(self.state, State::Failed(_)) {
+            return;
+        }
+        if self.pos > COMPACT_MIN && self.pos * 2 > self.buf.len() {
+            self.buf.drain(..self.pos);
+            self.scanned -= self.pos.min(self.scanned);
+            self.pos = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// True while a single CRLF waits at a message boundary: it is a pong unless the next
+    /// bytes make it a ping. A driver that sent a ping may treat this as the pong.
+    pub fn pending_crlf(&self) -> bool {
+        matches!(self.state, State::ExpectMessage) && self.unread() == b"\r\n"
+    }
+
+    /// At end of stream: an error if a message was cut off (RFC 3261 §18.3).
+    pub fn finish(&self) -> Result<(), ParseError> {
+        match &self.state {
+            State::Failed(e) => Err(e.clone()),
+            State::ExpectMessage if self.unread().iter().all(|&b| b == b'\r' || b == b'\n') => {
+                Ok(())
+            }
+            State::ExpectBody { len, .. } => Err(ParseError::BodyShorterThanContentLength {
+                declared: *len,
+                available: self.unread().len(),
+            }),
+            _ => Err(ParseError::Truncated),
+        }
+    }
+
+    fn unread(&self) -> &[u8] {
+        self.buf.get(self.pos..).unwrap_or_default()
+    }
+
+    /// The next message or keep-alive; `Ok(None)` if more bytes are needed.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Result<Option<Item>, ParseError> {
+        if let State::Failed(e) = &self.state {
+            return Err(e.clone());
+        }
+        match self.step() {
+            Ok(item) => Ok(item),
+            Err(e) => {
+                tracing::debug!(error = %e, "SIP stream framing error");
+                self.state = State::Failed(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    fn step(&mut self) -> Result<Option<Item>, ParseError> {
+        loop {
+            match std::mem::replace(&mut self.state, State::ExpectMessage) {
+                State::Failed(e) => {
+                    self.state = State::Failed(e.clone());
+                    return Err(e);
+                }
+                State::ExpectMessage => {
+                    // RFC 3261 §7.5: CRLFs before a start line are ignored on streams;
+                    // RFC 5626 §3.5.1 gives them keep-alive meaning.
+                    let unread = self.unread();
+                    if unread.starts_with(b"\r\n\r\n") {
+                        self.pos += 4;
+                        return Ok(Some(Item::Keepalive(Keepalive::Ping)));
+                    }
+                    match unread {
+                        [] | [b'\r'] | [b'\r', b'\n'] | [b'\r', b'\n', b'\r'] => return Ok(None),
+                        [b'\r', b'\n', ..] => {
+                            self.pos += 2;
+                            return Ok(Some(Item::Keepalive(Keepalive::Pong)));
+                        }
+                        [b'\r', ..] | [b'\n', ..] => {
+                            return Err(ParseError::BadLineEnding { line: 1 });
+                        }
+                        _ => {
+                            self.scanned = self.pos;
+                            self.state = State::ExpectHeadEnd;
+                        }
+                    }
+                }
+                State::ExpectHeadEnd => {
+                    let from = self.scanned.saturating_sub(3).max(self.pos);
+                    match find_head_end(&self.buf, from) {
+                        None => {
+                            self.scanned = self.buf.len();
+                            if self.buf.len() - self.pos > self.limits.max_message_bytes {
+                                return Err(ParseError::MessageTooLarge {
+                                    limit: self.limits.max_message_bytes,
+                                });
+                            }
+                            self.check_line_endings(from)?;
+                            self.state = State::ExpectHeadEnd;
+                            return Ok(None);
+                        }
+                        Some(end) => {
+                            if end - self.pos > self.limits.max_message_bytes {
+                                return Err(ParseError::MessageTooLarge {
+                                    limit: self.limits.max_message_bytes,
+                                });
+                            }
+                            let head = parse_head(
+                                self.buf.get(self.pos..end).unwrap_or_default(),
+                                &self.limits,
+                            )?;
+                            let len = head
+                                .content_length
+                                .ok_or(ParseError::MissingContentLength)?;
+                            if end - self.pos + len > self.limits.max_message_bytes {
+                                return Err(ParseError::MessageTooLarge {
+                                    limit: self.limits.max_message_bytes,
+                                });
+                            }
+                            self.pos = end;
+                            self.state = State::ExpectBody { head, len };
+                        }
+                    }
+                }
+                State::ExpectBody { head, len } => {
+                    let Some(body) = self.buf.get(self.pos..self.pos + len) else {
+                        self.state = State::ExpectBody { head, len };
+                        return Ok(None);
+                    };
+                    let message = head.into_message(body.to_vec());
+                    self.pos += len;
+                    if self.pos == self.buf.len() {
+                        self.buf.clear();
+                        self.pos = 0;
+                    }
+                    return Ok(Some(Item::Message(message)));
+                }
+            }
+        }
+    }
+
+    /// While a head is incomplete, a bare LF already seen means the peer does not frame
+    /// with CRLF; fail now rather than wait for a CRLFCRLF that never comes.
+    fn check_line_endings(&self, from: usize) -> Result<(), ParseError> {
+        let region = self.buf.get(from..).unwrap_or_default();
+        for (i, &b) in region.iter().enumerate() {
+            let abs = from + i;
+            if b == b'\n' && (abs == 0 || self.buf.get(abs - 1) != Some(&b'\r')) {
+                let line = 1 + self
+                    .buf
+                    .get(self.pos..abs)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|&&c| c == b'\n')
+                    .count();
+                return Err(ParseError::BadLineEnding { line });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::message::{Method, Request, Response};
+    use rstest::rstest;
+
+    const MESSAGE: &str = concat!(
+        "MESSAGE sip:juliet@xmpp.test SIP/2.0\r\n",
+        "Via: SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bK776sgdkse\r\n",
+        "Max-Forwards: 70\r\n",
+        "From: <sip:romeo@sip.test>;tag=49583\r\n",
+        "To: <sip:juliet@xmpp.test>\r\n",
+        "Call-ID: asd88asd77a@127.0.0.1\r\n",
+        "CSeq: 1 MESSAGE\r\n",
+        "Content-Type: text/plain\r\n",
+        "Content-Length: 18\r\n",
+        "\r\n",
+        "Watson, come here."
+    );
+    const OK: &str = concat!(
+        "SIP/2.0 200 OK\r\n",
+        "Via: SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bK776sgdkse;received=127.0.0.1\r\n",
+        "From: <sip:romeo@sip.test>;tag=49583\r\n",
+        "To: <sip:juliet@xmpp.test>;tag=ab30317f\r\n",
+        "Call-ID: asd88asd77a@127.0.0.1\r\n",
+        "CSeq: 1 MESSAGE\r\n",
+        "Content-Length: 0\r\n",
+        "\r\n"
+    );
+    const PIDF: &str = concat!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n",
+        "<presence xmlns=\"urn:ietf:params:xml:ns:pidf\" entity=\"pres:juliet@xmpp.test\">",
+        "<tuple id=\"t1\"><status><basic>open</basic></status></tuple></presence>"
+    );
+
+    fn notify() -> String {
+        format!(
+            concat!(
+                "NOTIFY sip:romeo@127.0.0.1:5060;transport=tcp SIP/2.0\r\n",
+                "v: SIP/2.0/TCP 127.0.0.2:5060;branch=z9hG4bKnotify1\r\n",
+                "Max-Forwards: 70\r\n",
+                "f: <sip:juliet@xmpp.test>;tag=ab30317f\r\n",
+                "t: <sip:romeo@sip.test>;tag=49583\r\n",
+                "i: sub1@127.0.0.2\r\n",
+                "CSeq: 2 NOTIFY\r\n",
+                "o: presence\r\n",
+                "Subscription-State: active;expires=599\r\n",
+                "m: <sip:juliet@127.0.0.2:5060;transport=tcp>\r\n",
+                "c: application/pidf+xml\r\n",
+                "l: {}\r\n",
+                "\r\n",
+                "{}"
+            ),
+            PIDF.len(),
+            PIDF
+        )
+    }
+
+    fn recorded_stream() -> Vec<u8> {
+        format!("{MESSAGE}{OK}\r\n\r\n{}", notify()).into_bytes()
+    }
+
+    fn drain(d: &mut StreamDecoder, out: &mut Vec<Item>) {
+        while let Some(item) = d.next().expect("valid stream") {
+            out.push(item);
+        }
+    }
+
+    fn decode_all(chunks: &[&[u8]]) -> Vec<Item> {
+        let mut d = StreamDecoder::default();
+        let mut out = Vec::new();
+        for c in chunks {
+            d.feed(c);
+            drain(&mut d, &mut out);
+        }
+        assert_eq!(d.finish(), Ok(()));
+        out
+    }
+
+    #[test]
+    fn recorded_stream_in_one_feed() {
+        let items = decode_all(&[&recorded_stream()]);
+        assert_eq!(items.len(), 4);
+        let Item::Message(Message::Request(req)) = &items[0] else {
+            panic!("first item is the MESSAGE: {items:?}");
+        };
+        assert_eq!(req.method, Method::Message);
+        assert_eq!(req.body, b"Watson, come here.");
+        assert!(matches!(
+            &items[1],
+            Item::Message(Message::Response(Response { status: 200, .. }))
+        ));
+        assert_eq!(items[2], Item::Keepalive(Keepalive::Ping));
+        let Item::Message(Message::Request(Request { method, body, .. })) = &items[3] else {
+            panic!("last item is the NOTIFY: {items:?}");
+        };
+        assert_eq!(*method, Method::Notify);
+        assert_eq!(body.as_slice(), PIDF.as_bytes());
+    }
+
+    #[test]
+    fn every_two_way_split_gives_the_same_items() {
+        let stream = recorded_stream();
+        let whole = decode_all(&[&stream]);
+        for i in 0..=stream.len() {
+            let (a, b) = stream.split_at(i);
+            assert_eq!(decode_all(&[a, b]), whole, "split at {i}");
+        }
+    }
+
+    #[test]
+    fn byte_at_a_time_gives_the_same_items() {
+        let stream = recorded_stream();
+        let whole = decode_all(&[&stream]);
+        let chunks: Vec<&[u8]> = stream.chunks(1).collect();
+        assert_eq!(decode_all(&chunks), whole);
+        let chunks: Vec<&[u8]> = stream.chunks(7).collect();
+        assert_eq!(decode_all(&chunks), whole);
+    }
+
+    #[test]
+    fn pong_waits_for_the_next_byte() {
+        let mut d = StreamDecoder::default();
+        d.feed(b"\r\n");
+        assert_eq!(d.next(), Ok(None));
+        assert!(d.pending_crlf());
+        d.feed(OK.as_bytes());
+        assert_eq!(d.next(), Ok(Some(Item::Keepalive(Keepalive::Pong))));
+        assert!(matches!(d.next(), Ok(Some(Item::Message(_)))));
+        assert_eq!(d.next(), Ok(None));
+    }
+
+    #[rstest]
+    #[case::missing_length(
+        "OPTIONS sip:a@b SIP/2.0\r\nCall-ID: x\r\n\r\n",
+        ParseError::MissingContentLength
+    )]
+    #[case::bare_lf_start("\nOPTIONS sip:a@b SIP/2.0\r\n", ParseError::BadLineEnding { line: 1 })]
+    #[case::bare_lf_in_head("OPTIONS sip:a@b SIP/2.0\nCall-ID: x\n", ParseError::BadLineEnding { line: 1 })]
+    #[case::stray_cr("\r\r\n", ParseError::BadLineEnding { line: 1 })]
+    #[case::bad_start(
+        "HELLO\r\n\r\n",
+        ParseError::BadStartLine(crate::sip::codec::StartLineError::MissingPart)
+    )]
+    fn stream_errors_kill_the_stream(#[case] input: &str, #[case] e: ParseError) {
+        let mut d = StreamDecoder::default();
+        d.feed(input.as_bytes());
+        assert_eq!(d.next(), Err(e.clone()));
+        d.feed(OK.as_bytes());
+        assert_eq!(d.next(), Err(e.clone()), "the stream stays dead");
+        assert_eq!(d.finish(), Err(e));
+    }
+
+    #[test]
+    fn stream_size_limits() {
+        let limits = Limits {
+            max_message_bytes: 100,
+            ..Limits::default()
+        };
+        // A head that never ends.
+        let mut d = StreamDecoder::new(limits);
+        d.feed(b"OPTIONS sip:a@b SIP/2.0\r\n");
+        assert_eq!(d.next(), Ok(None));
+        d.feed(&[b'X'; 100]);
+        assert_eq!(d.next(), Err(ParseError::MessageTooLarge { limit: 100 }));
+        // A head that declares a body over the limit fails before the body arrives.
+        let mut d = StreamDecoder::new(limits);
+        d.feed(b"OPTIONS sip:a@b SIP/2.0\r\nl: 90\r\n\r\n");
+        assert_eq!(d.next(), Err(ParseError::MessageTooLarge { limit: 100 }));
+    }
+
+    #[test]
+    fn truncated_stream_is_reported_at_finish() {
+        let mut d = StreamDecoder::default();
+        d.feed(&MESSAGE.as_bytes()[..40]);
+        assert_eq!(d.next(), Ok(None));
+        assert_eq!(d.finish(), Err(ParseError::Truncated));
+        let mut d = StreamDecoder::default();
+        d.feed(&MESSAGE.as_bytes()[..MESSAGE.len() - 3]);
+        assert_eq!(d.next(), Ok(None));
+        assert_eq!(
+            d.finish(),
+            Err(ParseError::BodyShorterThanContentLength {
+                declared: 18,
+                available: 15
+            })
+        );
+    }
+
+    #[test]
+    fn long_streams_compact_their_buffer() {
+        let mut d = StreamDecoder::default();
+        let mut n = 0;
+        for _ in 0..500 {
+            d.feed(OK.as_bytes());
+            d.feed(&OK.as_bytes()[..10]);
+            let mut out = Vec::new();
+            drain(&mut d, &mut out);
+            d.feed(&OK.as_bytes()[10..]);
+            drain(&mut d, &mut out);
+            n += out.len();
+        }
+        assert_eq!(n, 1000);
+        assert!(d.buf.len() < 3 * COMPACT_MIN);
+    }
+
+    #[test]
+    fn udp_body_is_the_rest_without_content_length() {
+        let dgram = b"MESSAGE sip:a@b SIP/2.0\r\nCall-ID: x\r\n\r\nhello\r\n";
+        let Ok(Item::Message(m)) = parse_datagram(dgram, &Limits::default()) else {
+            panic!("parses");
+        };
+        assert_eq!(m.body(), b"hello\r\n");
+    }
+
+    #[test]
+    fn udp_extra_bytes_beyond_content_length_are_discarded() {
+        let dgram = b"MESSAGE sip:a@b SIP/2.0\r\nl: 3\r\n\r\nhello";
+        let Ok(Item::Message(m)) = parse_datagram(dgram, &Limits::default()) else {
+            panic!("parses");
+        };
+        assert_eq!(m.body(), b"hel");
+    }
+
+    #[rstest]
+    #[case::short_body(&b"MESSAGE sip:a@b SIP/2.0\r\nl: 9\r\n\r\nhello"[..], ParseError::BodyShorterThanContentLength { declared: 9, available: 5 })]
+    #[case::truncated(&b"MESSAGE sip:a@b SIP/2.0\r\nl: 9\r\n"[..], ParseError::Truncated)]
+    #[case::empty(&b""[..], ParseError::Truncated)]
+    #[case::too_large(&[b'A'; 70_000][..], ParseError::MessageTooLarge { limit: 65_536 })]
+    fn udp_errors(#[case] dgram: &[u8], #[case] e: ParseError) {
+        assert_eq!(parse_datagram(dgram, &Limits::default()), Err(e));
+    }
+
+    #[test]
+    fn udp_keepalives() {
+        let l = Limits::default();
+        assert_eq!(
+            parse_datagram(b"\r\n\r\n", &l),
+            Ok(Item::Keepalive(Keepalive::Ping))
+        );
+        assert_eq!(
+            parse_datagram(b"\r\n", &l),
+            Ok(Item::Keepalive(Keepalive::Pong))
+        );
+    }
+}
