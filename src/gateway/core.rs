@@ -261,26 +261,18 @@ fn salvage(data: &[u8], err: &ParseError) -> Option<Vec<u8>> {
         | ParseError::BodyShorterThanContentLength { .. } => None,
         _ => return None,
     };
-    let mut out = Vec::with_capacity(head.len() + 4);
+    let mut out = Vec::with_capacity(head.len() + 32);
     for (i, l) in lines.iter().enumerate() {
         let n = i + 1;
-        if n == 1 {
-            out.extend_from_slice(l);
-            out.push(b'\n');
-            continue;
-        }
-        let drop = match bad_line {
-            Some(b) => b == n,
-            None => {
-                let lower = l.to_ascii_lowercase();
-                lower.starts_with(b"content-length")
-                    || lower.starts_with(b"l:")
-                    || lower.starts_with(b"l ")
-            }
-        };
+        let l = l.strip_suffix(b"\r").unwrap_or(l);
+        let lower = l.to_ascii_lowercase();
+        let content_length = lower.starts_with(b"content-length")
+            || lower.starts_with(b"l:")
+            || lower.starts_with(b"l ");
+        let drop = n > 1 && (content_length || bad_line == Some(n));
         if !drop {
             out.extend_from_slice(l);
-            out.push(b'\n');
+            out.extend_from_slice(b"\r\n");
         }
     }
     out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
@@ -893,7 +885,7 @@ impl GatewayCore {
         }
         x.from.domain = self.domain.clone();
         // RFC 7572 §5 Table 2: the transaction identifier becomes the stanza id.
-        let id = self.im_id(key);
+        let id = self.im_id(req);
         x.id = Some(id.clone());
         let stanza = x.to_element(ns::SERVER);
         self.pending_im.insert(
@@ -912,8 +904,13 @@ impl GatewayCore {
 
     /// The stanza id of a translated MESSAGE: its branch (the transaction id), made
     /// unique among pending ones.
-    fn im_id(&mut self, key: &ServerKey) -> String {
-        let base = key.branch.clone();
+    fn im_id(&mut self, req: &Request) -> String {
+        let base = req
+            .headers
+            .top_via()
+            .ok()
+            .and_then(|v| v.branch())
+            .unwrap_or_default();
         if !self.pending_im.contains_key(&base) {
             return base;
         }
