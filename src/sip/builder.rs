@@ -6,8 +6,10 @@
 //! the payload does not give it, so a scenario can also send deliberately odd values.
 //! Randomness comes from a caller's [`RandomSource`] so tests and snapshots are repeatable.
 
+use super::codec::{Limits, ParseError, StartLineError};
+use super::framing::{Item, parse_datagram};
 use super::headers::{MAGIC_COOKIE, NameAddr};
-use super::message::{Method, Request, Response, Uri};
+use super::message::{Message, Method, Request, Response, Uri};
 
 /// Where tags, branches and Call-IDs get their randomness.
 pub trait RandomSource {
@@ -82,6 +84,35 @@ pub fn new_call_id(rng: &mut dyn RandomSource, host: &str) -> String {
     format!("{}@{host}", random_hex(rng, 12))
 }
 
+/// Parses a payload as a scenario file writes it. Scenario text comes from TOML multi-line
+/// strings, whose lines end in LF: in the head every LF becomes CRLF, the empty line ends
+/// the head (appended when missing), and the body after it is kept byte for byte.
+/// Content-Length may be absent, as in a datagram (RFC 3261 §18.3); it is recomputed when
+/// the message is serialised. Everything else is as strict as the wire parser, so a
+/// payload that is wrong on purpose must be sent as raw bytes instead.
+pub fn parse_payload(text: &str, limits: &Limits) -> Result<Message, ParseError> {
+    let (head, body) = match text.find("\r\n\r\n") {
+        Some(i) if !text.get(..i).unwrap_or("").contains("\n\n") => {
+            (text.get(..i).unwrap_or(""), text.get(i + 4..).unwrap_or(""))
+        }
+        _ => match text.find("\n\n") {
+            Some(i) => (text.get(..i).unwrap_or(""), text.get(i + 2..).unwrap_or("")),
+            None => (text.trim_end_matches(['\r', '\n']), ""),
+        },
+    };
+    let mut wire = String::with_capacity(text.len() + 64);
+    for line in head.split('\n') {
+        wire.push_str(line.strip_suffix('\r').unwrap_or(line));
+        wire.push_str("\r\n");
+    }
+    wire.push_str("\r\n");
+    wire.push_str(body);
+    match parse_datagram(wire.as_bytes(), limits)? {
+        Item::Message(m) => Ok(m),
+        Item::Keepalive(_) => Err(ParseError::BadStartLine(StartLineError::Empty)),
+    }
+}
+
 /// The sending UA: its address of record and how it is reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Local {
@@ -112,9 +143,9 @@ impl Local {
 /// Max-Forwards a UAC starts with (RFC 3261 §8.1.1.6: "SHOULD be 70").
 pub const DEFAULT_MAX_FORWARDS: u32 = 70;
 
-/// Methods whose requests must carry a Contact (RFC 3261 §8.1.1.8 for dialog-creating
-/// requests, RFC 6665 §4.1.2.1 (SUBSCRIBE) and §4.2.2 (NOTIFY), RFC 3515 §2.4.1 (REFER),
-/// RFC 3311 §5.1 (UPDATE)).
+/// Methods whose requests must carry a Contact: those that create a dialog or refresh its
+/// target (RFC 3261 §8.1.1.8, §12.1; RFC 6665 §4.1.2.1 and §4.2.2 for SUBSCRIBE and
+/// NOTIFY; REFER, RFC 3515, and UPDATE, RFC 3311, likewise).
 const NEEDS_CONTACT: [Method; 5] = [
     Method::Invite,
     Method::Subscribe,
@@ -167,7 +198,8 @@ impl RequestBuilder {
     /// Completes the request (RFC 3261 §8.1.1). Given headers stay where they are; added
     /// ones go to the top in the customary order (Via, Max-Forwards, From, To, Call-ID,
     /// CSeq), Contact before the body headers, Content-Length last. A From without a tag
-    /// gets one (§8.1.1.3: "the From field MUST contain a new tag parameter").
+    /// gets one (§8.1.1.3: "the From field MUST contain a new tag parameter"), and so does
+    /// a given top Via without a branch (§8.1.1.7).
     pub fn build(self, local: &Local, rng: &mut dyn RandomSource) -> Request {
         let mut r = self.request;
         let mut at = 0;
@@ -175,6 +207,7 @@ impl RequestBuilder {
             r.headers.insert(at, "Via", local.via(&new_branch(rng)));
             at += 1;
         } else {
+            add_missing_branch(&mut r, rng);
             at = r
                 .headers
                 .iter()
@@ -215,26 +248,53 @@ impl RequestBuilder {
             let seq = self.cseq.unwrap_or(1);
             r.headers.insert(at, "CSeq", format!("{seq} {}", r.method));
         }
-        if !r.headers.contains("Contact") && NEEDS_CONTACT.contains(&r.method) {
-            if let Some(contact) = &local.contact {
-                let index = r
-                    .headers
-                    .iter()
-                    .position(|h| {
-                        super::message::names_equal(&h.name, "Content-Type")
-                            || super::message::names_equal(&h.name, "Content-Length")
-                    })
-                    .unwrap_or(r.headers.len());
-                r.headers
-                    .insert(index, "Contact", NameAddr::new(contact.clone()).to_string());
-            }
+        if !r.headers.contains("Contact")
+            && NEEDS_CONTACT.contains(&r.method)
+            && let Some(contact) = &local.contact
+        {
+            let index = r
+                .headers
+                .iter()
+                .position(|h| {
+                    super::message::names_equal(&h.name, "Content-Type")
+                        || super::message::names_equal(&h.name, "Content-Length")
+                })
+                .unwrap_or(r.headers.len());
+            r.headers
+                .insert(index, "Contact", NameAddr::new(contact.clone()).to_string());
         }
         r.headers.set("Content-Length", r.body.len().to_string());
         r
     }
 }
 
-/// Default reason phrases (RFC 3261 §21; 202 RFC 6665 §8.3.1; 489 RFC 6665 §8.3.2).
+/// A given top Via without a branch gets a fresh one (RFC 3261 §8.1.1.7: "The Via header
+/// field value MUST contain a branch parameter"); a Via that does not parse stays as it is.
+fn add_missing_branch(r: &mut Request, rng: &mut dyn RandomSource) {
+    let Ok(mut via) = r.headers.top_via() else {
+        return;
+    };
+    if via.branch().is_some() {
+        return;
+    }
+    via.params.set("branch", Some(&new_branch(rng)));
+    let Some(line) = r.headers.get("Via") else {
+        return;
+    };
+    let mut values: Vec<String> = super::message::split_list(line)
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    if let Some(first) = values.first_mut() {
+        *first = via.to_string();
+    }
+    if let Some(h) = r.headers.first_mut("Via") {
+        h.value = values.join(", ");
+    }
+}
+
+/// Default reason phrases (RFC 3261 §21; 202 and 489 from event notification, RFC 6665;
+/// 204 from RFC 5839).
 const REASONS: [(u16, &str); 53] = [
     (100, "Trying"),
     (180, "Ringing"),
@@ -370,21 +430,21 @@ impl<'a> ResponseBuilder<'a> {
         }
         for name in COPIED {
             let Some(value) = req.get(name) else { continue };
-            if name == "To" && status != 100 {
-                if let Ok(to) = req.to() {
-                    if to.tag().is_none() {
-                        let tag = self.to_tag.clone().unwrap_or_else(|| new_tag(rng));
-                        r.headers.push("To", to.with_tag(&tag).to_string());
-                        continue;
-                    }
-                }
+            if name == "To"
+                && status != 100
+                && let Ok(to) = req.to()
+                && to.tag().is_none()
+            {
+                let tag = self.to_tag.clone().unwrap_or_else(|| new_tag(rng));
+                r.headers.push("To", to.with_tag(&tag).to_string());
+                continue;
             }
             r.headers.push(name, value);
         }
-        if status == 100 {
-            if let Some(ts) = req.get("Timestamp") {
-                r.headers.push("Timestamp", ts);
-            }
+        if status == 100
+            && let Some(ts) = req.get("Timestamp")
+        {
+            r.headers.push("Timestamp", ts);
         }
         for (name, value) in self.extra {
             r.headers.push(name, value);
@@ -497,6 +557,26 @@ mod tests {
     }
 
     #[test]
+    fn a_given_via_without_branch_gets_one() {
+        let r = RequestBuilder::new(Method::Message, uri("sip:a@b"))
+            .header(
+                "v",
+                "SIP/2.0/TCP 127.0.0.1:5090;rport, SIP/2.0/UDP proxy;branch=z9hG4bKp",
+            )
+            .build(&local(), &mut SeededRandom(4));
+        let vias = r.headers.vias().expect("vias");
+        assert_eq!(vias.len(), 2);
+        assert!(
+            vias[0]
+                .branch()
+                .is_some_and(|b| b.starts_with(MAGIC_COOKIE))
+        );
+        assert_eq!(vias[0].rport(), Some(None));
+        assert_eq!(vias[1].branch().as_deref(), Some("z9hG4bKp"));
+        assert_eq!(r.headers.iter().next().map(|h| h.name.as_str()), Some("v"));
+    }
+
+    #[test]
     fn explicit_cseq_number() {
         let r = RequestBuilder::new(Method::Message, uri("sip:a@b"))
             .cseq(42)
@@ -549,6 +629,42 @@ mod tests {
             resp.headers.to().expect("to").tag().as_deref(),
             Some("peer")
         );
+    }
+
+    #[test]
+    fn scenario_payloads_with_lf_line_ends() {
+        let text =
+            "MESSAGE sip:juliet@xmpp.example SIP/2.0\nContent-Type: text/plain\n\nHello\nthere\n";
+        let Ok(Message::Request(r)) = parse_payload(text, &Limits::default()) else {
+            panic!("parses");
+        };
+        assert_eq!(r.body, b"Hello\nthere\n");
+        let r = RequestBuilder::from_request(r).build(&local(), &mut SeededRandom(1));
+        assert_eq!(validate_request(&r), Ok(()));
+        assert_eq!(r.headers.get("Content-Length"), Some("12"));
+
+        let Ok(Message::Response(resp)) = parse_payload("SIP/2.0 200 OK\n", &Limits::default())
+        else {
+            panic!("parses");
+        };
+        assert_eq!((resp.status, resp.headers.len()), (200, 0));
+        let crlf = "OPTIONS sip:a@b SIP/2.0\r\nSubject: x\r\n\r\nbody\n\nmore";
+        let Ok(Message::Request(r)) = parse_payload(crlf, &Limits::default()) else {
+            panic!("parses");
+        };
+        assert_eq!(r.body, b"body\n\nmore");
+        assert_eq!(
+            parse_payload("OPTIONS sip:a@b SIP/2.0\nVia\n", &Limits::default()),
+            Err(ParseError::HeaderWithoutColon { line: 2 })
+        );
+    }
+
+    #[test]
+    fn os_random_gives_distinct_identifiers() {
+        let mut rng = OsRandom::default();
+        let tags: std::collections::HashSet<_> = (0..50).map(|_| new_tag(&mut rng)).collect();
+        assert_eq!(tags.len(), 50);
+        assert!(new_branch(&mut rng).starts_with(MAGIC_COOKIE));
     }
 
     #[test]

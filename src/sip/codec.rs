@@ -55,6 +55,8 @@ pub enum StartLineError {
     BadVersion,
     /// The status code is not three digits in 100..=699.
     BadStatusCode,
+    /// The reason phrase holds a control character (RFC 3261 §25.1 `Reason-Phrase`).
+    BadReasonPhrase,
 }
 
 /// Which text part was not valid UTF-8 (RFC 3261 §7.3.1: header text is UTF-8).
@@ -297,7 +299,7 @@ fn parse_start_line(raw: &[u8]) -> Result<StartLine, ParseError> {
             return bad(E::BadStatusCode);
         };
         if c.chars().any(|ch| ch.is_control() && ch != '\t') {
-            return bad(E::MissingPart);
+            return bad(E::BadReasonPhrase);
         }
         return Ok(StartLine::Status {
             version,
@@ -344,6 +346,7 @@ mod tests {
     #[case("SIP/2.0 099 Odd\r\n\r\n", StartLineError::BadStatusCode)]
     #[case("SIP/2.0 200\r\n\r\n", StartLineError::MissingPart)]
     #[case("SIP/2.x 200 OK\r\n\r\n", StartLineError::BadVersion)]
+    #[case("SIP/2.0 200 O\x01K\r\n\r\n", StartLineError::BadReasonPhrase)]
     fn bad_start_lines(#[case] input: &str, #[case] e: StartLineError) {
         assert_eq!(head(input), Err(ParseError::BadStartLine(e)));
     }

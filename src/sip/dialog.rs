@@ -253,19 +253,18 @@ impl Dialog {
             return Err(DialogError::NotInDialog);
         }
         let seq = request.headers.cseq()?.seq;
-        if let Some(remote) = self.remote_seq {
-            if seq < remote {
-                return Err(DialogError::OutOfOrder { got: seq, remote });
-            }
+        if let Some(remote) = self.remote_seq
+            && seq < remote
+        {
+            return Err(DialogError::OutOfOrder { got: seq, remote });
         }
         self.remote_seq = Some(seq);
         if matches!(
             request.method,
             Method::Subscribe | Method::Notify | Method::Update | Method::Invite
-        ) {
-            if let Some(contact) = request.headers.contacts()?.into_iter().next() {
-                self.remote_target = contact.uri;
-            }
+        ) && let Some(contact) = request.headers.contacts()?.into_iter().next()
+        {
+            self.remote_target = contact.uri;
         }
         Ok(())
     }
@@ -298,13 +297,13 @@ impl Subscription {
 
     fn set_duration(&mut self, now: Instant, seconds: u32) {
         let d = Duration::from_secs(u64::from(seconds));
-        self.expires_at = Some(now + d);
-        self.refresh_at = Some(now + d / 2);
+        self.expires_at = now.checked_add(d);
+        self.refresh_at = now.checked_add(d / 2);
     }
 
-    /// Subscriber: a 2xx to our SUBSCRIBE. "200-class responses to SUBSCRIBE requests will
-    /// not generally contain any useful information beyond subscription duration ... MUST
-    /// contain an Expires header field" (RFC 6665 §4.1.2.1, §4.2.1.1).
+    /// Subscriber: a 2xx to our SUBSCRIBE. Its Expires is the duration the notifier
+    /// granted, which may be shorter than asked (RFC 6665 §4.1.2.1, §4.2.1.1); without it
+    /// the duration is unknown, which is an error here.
     pub fn on_subscribe_response(
         &mut self,
         now: Instant,

@@ -90,6 +90,9 @@ enum State {
 /// so compaction stays amortised linear.
 const COMPACT_MIN: usize = 4 * 1024;
 
+/// Buffer capacity kept while no message is pending.
+const IDLE_CAPACITY: usize = 8 * 1024;
+
 impl Default for StreamDecoder {
     fn default() -> Self {
         Self::new(Limits::default())
@@ -218,7 +221,8 @@ impl StreamDecoder {
                             let len = head
                                 .content_length
                                 .ok_or(ParseError::MissingContentLength)?;
-                            if end - self.pos + len > self.limits.max_message_bytes {
+                            if (end - self.pos).saturating_add(len) > self.limits.max_message_bytes
+                            {
                                 return Err(ParseError::MessageTooLarge {
                                     limit: self.limits.max_message_bytes,
                                 });
@@ -229,7 +233,7 @@ impl StreamDecoder {
                     }
                 }
                 State::ExpectBody { head, len } => {
-                    let Some(body) = self.buf.get(self.pos..self.pos + len) else {
+                    let Some(body) = self.buf.get(self.pos..self.pos.saturating_add(len)) else {
                         self.state = State::ExpectBody { head, len };
                         return Ok(None);
                     };
@@ -238,6 +242,10 @@ impl StreamDecoder {
                     if self.pos == self.buf.len() {
                         self.buf.clear();
                         self.pos = 0;
+                        // Idle streams stay small after one large message.
+                        if self.buf.capacity() > IDLE_CAPACITY {
+                            self.buf.shrink_to(IDLE_CAPACITY);
+                        }
                     }
                     return Ok(Some(Item::Message(message)));
                 }
@@ -435,6 +443,15 @@ mod tests {
         let mut d = StreamDecoder::new(limits);
         d.feed(b"OPTIONS sip:a@b SIP/2.0\r\nl: 90\r\n\r\n");
         assert_eq!(d.next(), Err(ParseError::MessageTooLarge { limit: 100 }));
+        // A Content-Length near usize::MAX must not overflow the arithmetic.
+        let mut d = StreamDecoder::default();
+        d.feed(format!("OPTIONS sip:a@b SIP/2.0\r\nl: {}\r\n\r\n", usize::MAX).as_bytes());
+        assert_eq!(d.next(), Err(ParseError::MessageTooLarge { limit: 65_536 }));
+        let dgram = format!("OPTIONS sip:a@b SIP/2.0\r\nl: {}\r\n\r\nx", usize::MAX);
+        assert!(matches!(
+            parse_datagram(dgram.as_bytes(), &Limits::default()),
+            Err(ParseError::BodyShorterThanContentLength { .. })
+        ));
     }
 
     #[test]
@@ -470,6 +487,16 @@ mod tests {
         }
         assert_eq!(n, 1000);
         assert!(d.buf.len() < 3 * COMPACT_MIN);
+    }
+
+    #[test]
+    fn idle_buffer_is_released_after_a_large_message() {
+        let body = "x".repeat(40_000);
+        let big = format!("MESSAGE sip:a@b SIP/2.0\r\nl: {}\r\n\r\n{body}", body.len());
+        let mut d = StreamDecoder::default();
+        d.feed(big.as_bytes());
+        assert!(matches!(d.next(), Ok(Some(Item::Message(_)))));
+        assert!(d.buf.capacity() <= IDLE_CAPACITY);
     }
 
     #[test]

@@ -596,7 +596,8 @@ fn delta_seconds(name: &'static str, value: &str) -> Result<u32, HeaderError> {
     if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
         return Err(invalid(name, value, "not delta-seconds (1*DIGIT)"));
     }
-    // RFC 3261 §20.19: an overlarge value is read as 2**32-1 rather than rejected.
+    // An overlarge value is clamped to 2**32-1, the largest RFC 3261 §20.19 allows,
+    // rather than rejected.
     Ok(v.parse::<u32>().unwrap_or(u32::MAX))
 }
 

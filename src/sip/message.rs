@@ -377,6 +377,11 @@ impl Headers {
         }
     }
 
+    /// The first line of `name`, for editing in place.
+    pub fn first_mut(&mut self, name: &str) -> Option<&mut Header> {
+        self.0.iter_mut().find(|h| names_equal(&h.name, name))
+    }
+
     /// Removes every line of `name`; returns how many were removed.
     pub fn remove(&mut self, name: &str) -> usize {
         let before = self.0.len();
@@ -727,6 +732,28 @@ mod tests {
         assert_eq!(h.get("I"), Some("abc"));
         assert_eq!(h.values("via").len(), 3);
         assert_eq!(h.get_all("v").count(), 2);
+    }
+
+    #[rstest]
+    #[case("v", "Via")]
+    #[case("f", "From")]
+    #[case("t", "To")]
+    #[case("i", "Call-ID")]
+    #[case("m", "Contact")]
+    #[case("l", "Content-Length")]
+    #[case("c", "Content-Type")]
+    #[case("e", "Content-Encoding")]
+    #[case("k", "Supported")]
+    #[case("o", "Event")]
+    #[case("u", "Allow-Events")]
+    #[case("s", "Subject")]
+    fn compact_forms(#[case] short: &str, #[case] long: &str) {
+        assert_eq!(canonical_name(short), long);
+        assert_eq!(canonical_name(&short.to_ascii_uppercase()), long);
+        assert!(names_equal(short, &long.to_ascii_lowercase()));
+        let mut h = Headers::new();
+        h.push(short, "x");
+        assert_eq!(h.get(long), Some("x"));
     }
 
     #[test]

@@ -226,9 +226,11 @@ impl TimerTable {
         self.0.get_mut(i)
     }
 
-    fn set(&mut self, t: Timer, at: Instant) {
+    /// Arms `t` to fire `after` from `now`. A deadline past what `Instant` can hold (absurd
+    /// configured timers) leaves the timer unarmed rather than panicking.
+    fn set(&mut self, t: Timer, now: Instant, after: Duration) {
         if let Some(s) = self.slot(t) {
-            *s = Some(at);
+            *s = now.checked_add(after);
         }
     }
 
@@ -336,9 +338,9 @@ impl ClientTransaction {
         let key = ClientKey::from_request(request)?;
         let bytes = request.to_bytes();
         let mut table = TimerTable::default();
-        table.set(Timer::F, now + timers.transaction_timeout());
+        table.set(Timer::F, now, timers.transaction_timeout());
         if reliability == Reliability::Unreliable {
-            table.set(Timer::E, now + timers.t1);
+            table.set(Timer::E, now, timers.t1);
         }
         Ok(ClientTransaction {
             key,
@@ -402,7 +404,7 @@ impl ClientTransaction {
                     Reliability::Reliable => self.terminate(),
                     Reliability::Unreliable => {
                         self.state = ClientState::Completed;
-                        self.table.set(Timer::K, now + self.timers.t4);
+                        self.table.set(Timer::K, now, self.timers.t4);
                     }
                 }
             }
@@ -423,10 +425,10 @@ impl ClientTransaction {
                         .push_back(ClientOutput::Transmit(self.request.clone()));
                     // Trying: MIN(2*E, T2) — doubling; Proceeding: T2 (§17.1.2.2).
                     self.interval = match self.state {
-                        ClientState::Trying => (self.interval * 2).min(self.timers.t2),
+                        ClientState::Trying => self.interval.saturating_mul(2).min(self.timers.t2),
                         _ => self.timers.t2,
                     };
-                    self.table.set(Timer::E, now + self.interval);
+                    self.table.set(Timer::E, now, self.interval);
                 }
                 (Timer::F, ClientState::Trying | ClientState::Proceeding) => {
                     self.outputs.push_back(ClientOutput::Timeout);
@@ -588,7 +590,7 @@ impl ServerTransaction {
             Reliability::Unreliable => {
                 self.state = ServerState::Completed;
                 self.table
-                    .set(Timer::J, now + self.timers.transaction_timeout());
+                    .set(Timer::J, now, self.timers.transaction_timeout());
             }
         }
     }
@@ -855,6 +857,27 @@ mod tests {
             ClientTransaction::new(start, &mismatch, Reliability::Reliable, Timers::default()),
             Err(TransactionError::CSeqMethodMismatch { .. })
         ));
+    }
+
+    #[test]
+    fn absurd_timers_leave_timers_unarmed_instead_of_panicking() {
+        let timers = Timers {
+            t1: Duration::MAX,
+            t2: Duration::MAX,
+            t4: Duration::MAX,
+        };
+        let start = Instant::now();
+        let mut t = ClientTransaction::new(start, &request(), Reliability::Unreliable, timers)
+            .expect("valid");
+        assert_eq!(t.poll_timeout(), None);
+        t.handle_input(start, ClientInput::Response(response(200)))
+            .expect("matches");
+        assert_eq!(t.state(), ClientState::Completed);
+        let mut s =
+            ServerTransaction::new(&request(), Reliability::Unreliable, timers).expect("valid");
+        s.handle_input(start, ServerInput::Respond(response(200)))
+            .expect("ok");
+        assert_eq!(s.poll_timeout(), None);
     }
 
     #[test]

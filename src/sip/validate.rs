@@ -31,36 +31,34 @@ impl ValidationError {
     }
 }
 
-/// Which headers a message must carry, as data: (name, in requests, in responses).
+/// Checks one header's presence and grammar.
+type Check = fn(&Headers) -> Result<(), HeaderError>;
+
+/// Which headers a message must carry, as data: (check, in requests, in responses).
 /// RFC 3261 §8.1.1: "A valid SIP request formulated by a UAC MUST, at a minimum, contain
 /// the following header fields: To, From, CSeq, Call-ID, Max-Forwards, and Via"; §8.2.6.2
-/// copies all but Max-Forwards into responses (see also the table in §20).
-const MANDATORY: [(&str, bool, bool); 6] = [
-    ("Via", true, true),
-    ("From", true, true),
-    ("To", true, true),
-    ("Call-ID", true, true),
-    ("CSeq", true, true),
-    ("Max-Forwards", true, false),
+/// copies all but Max-Forwards into responses (see also the table in §20). Each accessor
+/// reports a missing header as `Missing` and a malformed one as `Invalid`.
+const MANDATORY: [(Check, bool, bool); 6] = [
+    (|h| h.vias().map(drop), true, true),
+    (|h| h.from().map(drop), true, true),
+    (|h| h.to().map(drop), true, true),
+    (|h| h.call_id().map(drop), true, true),
+    (|h| h.cseq().map(drop), true, true),
+    (
+        |h| match h.max_forwards()? {
+            Some(_) => Ok(()),
+            None => Err(HeaderError::Missing("Max-Forwards")),
+        },
+        true,
+        false,
+    ),
 ];
 
 fn check_headers(headers: &Headers, is_request: bool) -> Result<(), ValidationError> {
-    for (name, in_request, in_response) in MANDATORY {
-        let needed = if is_request { in_request } else { in_response };
-        if !needed {
-            continue;
-        }
-        // Each accessor also checks the grammar of the value.
-        match name {
-            "Via" => headers.vias().map(drop)?,
-            "From" => headers.from().map(drop)?,
-            "To" => headers.to().map(drop)?,
-            "Call-ID" => headers.call_id().map(drop)?,
-            "CSeq" => headers.cseq().map(drop)?,
-            _ => match headers.max_forwards()? {
-                Some(_) => {}
-                None => return Err(HeaderError::Missing("Max-Forwards").into()),
-            },
+    for (check, in_request, in_response) in MANDATORY {
+        if (is_request && in_request) || (!is_request && in_response) {
+            check(headers)?;
         }
     }
     Ok(())
