@@ -459,6 +459,9 @@ async fn component_task(
             _ = stop.changed() => break,
         };
         let _ = ev.send(Event::LinkDown);
+        if *stop.borrow() {
+            break;
+        }
         if ready {
             backoff = min;
         }
@@ -494,9 +497,38 @@ async fn link(
     );
     let mut buf = vec![0u8; READ_BUF];
     let mut ready = false;
-    let mut closing = false;
+    let mut close = false;
+    let mut batch: Vec<(Element, u64)> = Vec::new();
     loop {
-        let mut batch: Vec<(Element, u64)> = Vec::new();
+        // Drain first: the stream header is waiting before any event.
+        let mut w = Vec::new();
+        while let Some(o) = c.poll_output() {
+            match o {
+                XOutput::Transmit(b) => w.extend_from_slice(&b),
+                XOutput::Stanza(el) => {
+                    let _ = ev.send(Event::Stanza(el));
+                }
+                XOutput::ComponentReady(domain) => {
+                    info!(%domain, "component link ready");
+                    ready = true;
+                    let _ = ev.send(Event::LinkUp);
+                }
+                XOutput::Close(_) => close = true,
+                _ => {}
+            }
+        }
+        let wrote = w.is_empty() || sock.write_all(&w).await.is_ok();
+        for (el, t) in batch.drain(..) {
+            let _ = ev.send(if wrote {
+                Event::Handed(t)
+            } else {
+                Event::NotHanded(el, t)
+            });
+        }
+        if !wrote || close || c.is_closed() {
+            let _ = sock.shutdown().await;
+            return ready;
+        }
         let deadline = c.poll_timeout();
         let sleep = tokio::time::sleep_until(
             deadline
@@ -524,41 +556,13 @@ async fn link(
             _ = sleep, if deadline.is_some() => c.handle_timeout(Instant::now()),
             _ = stop.changed() => {
                 c.close();
-                closing = true;
+                close = true;
                 Ok(())
             }
         };
         if let Err(e) = &r {
             info!(error = %e, "component stream failed");
-        }
-        let mut w = Vec::new();
-        let mut close = closing || r.is_err();
-        while let Some(o) = c.poll_output() {
-            match o {
-                XOutput::Transmit(b) => w.extend_from_slice(&b),
-                XOutput::Stanza(el) => {
-                    let _ = ev.send(Event::Stanza(el));
-                }
-                XOutput::ComponentReady(domain) => {
-                    info!(%domain, "component link ready");
-                    ready = true;
-                    let _ = ev.send(Event::LinkUp);
-                }
-                XOutput::Close(_) => close = true,
-                _ => {}
-            }
-        }
-        let wrote = w.is_empty() || sock.write_all(&w).await.is_ok();
-        for (el, t) in batch {
-            let _ = ev.send(if wrote {
-                Event::Handed(t)
-            } else {
-                Event::NotHanded(el, t)
-            });
-        }
-        if !wrote || close || c.is_closed() {
-            let _ = sock.shutdown().await;
-            return ready;
+            close = true;
         }
     }
 }
