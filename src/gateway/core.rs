@@ -1098,12 +1098,11 @@ impl GatewayCore {
         }
         let is_error = el.attr("type") == Some("error");
         match el.name.as_str() {
-            "message" if is_error => {
-                // ERR-10: never answered with another error.
-                if !self.on_message_error(now, &el) {
-                    debug!("unmatched message error dropped");
-                }
+            // ERR-10: an error is never answered with another error.
+            "message" if is_error && !self.on_message_error(now, &el) => {
+                debug!("unmatched message error dropped");
             }
+            "message" if is_error => {}
             "message" => {
                 if to.local.is_none() {
                     self.reply_error(now, &el, StanzaCondition::ServiceUnavailable);
@@ -1269,10 +1268,7 @@ impl GatewayCore {
     }
 
     fn drain_xs(&mut self, now: Instant, key: &PairKey) {
-        loop {
-            let Some(action) = self.xs.get_mut(key).and_then(|e| e.machine.poll_action()) else {
-                break;
-            };
+        while let Some(action) = self.xs.get_mut(key).and_then(|e| e.machine.poll_action()) {
             match action {
                 XsAction::SendPresence { from, to, presence } => {
                     let el = presence.to_element(ns::SERVER, &from, &to);
@@ -1629,10 +1625,7 @@ impl GatewayCore {
         key: &PairKey,
         respond_to: Option<(ServerKey, Option<String>)>,
     ) {
-        loop {
-            let Some(action) = self.sx.get_mut(key).and_then(|e| e.machine.poll_action()) else {
-                break;
-            };
+        while let Some(action) = self.sx.get_mut(key).and_then(|e| e.machine.poll_action()) {
             match action {
                 SxAction::RespondSubscribe { code, expires } => {
                     let Some((skey, tag)) = &respond_to else {

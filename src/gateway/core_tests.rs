@@ -142,8 +142,8 @@ impl T {
     fn responses(&mut self) -> Vec<Response> {
         self.take_sip()
             .into_iter()
-            .filter_map(|m| match m {
-                Message::Response(r) => Some(r),
+            .map(|m| match m {
+                Message::Response(r) => r,
                 Message::Request(r) => panic!("unexpected request {}", r.method),
             })
             .collect()
@@ -152,8 +152,8 @@ impl T {
     fn requests(&mut self) -> Vec<Request> {
         self.take_sip()
             .into_iter()
-            .filter_map(|m| match m {
-                Message::Request(r) => Some(r),
+            .map(|m| match m {
+                Message::Request(r) => r,
                 Message::Response(r) => panic!("unexpected response {}", r.status),
             })
             .collect()

@@ -176,11 +176,9 @@ impl Ua {
     }
 
     async fn recv_request(&mut self) -> (Request, SocketAddr) {
-        loop {
-            match self.recv().await {
-                (Message::Request(r), from) => return (r, from),
-                (Message::Response(r), _) => panic!("unexpected response {}", r.status),
-            }
+        match self.recv().await {
+            (Message::Request(r), from) => (r, from),
+            (Message::Response(r), _) => panic!("unexpected response {}", r.status),
         }
     }
 
