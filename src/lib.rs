@@ -9,6 +9,7 @@
 //! - [`harness`]: scenario model, loader, runner (actors), matcher, normaliser, reports.
 //!   The harness talks to any system under test over the wire only.
 
+pub mod gateway;
 pub mod harness;
 pub mod proxy;
 pub mod sip;
