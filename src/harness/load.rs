@@ -38,6 +38,8 @@ pub const CAPABILITIES: &[&str] = &[
     "sasl-external",
     // XEP-0288 bidirectional S2S.
     "bidi",
+    // A SIP side (a gateway's UDP/TCP listeners) for SIP actors.
+    "sip",
 ];
 
 /// Default wait of `expect*` and `accept` steps (docs/scenarios.md "Top-level keys").

@@ -3,6 +3,7 @@
 //! nothing here reaches into the bundled proxy's internals (the bundled target only
 //! starts it with a configuration and reads back its listening addresses).
 
+pub mod bundled_sip;
 pub mod catalogue;
 pub mod load;
 pub mod matrix;

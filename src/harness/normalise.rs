@@ -64,6 +64,11 @@ impl Labels {
         self.map.insert((kind, value.to_string()), l.clone());
         l
     }
+
+    /// The label already given to `value` as a `kind`, if any.
+    fn known(&self, kind: &'static str, value: &str) -> Option<String> {
+        self.map.get(&(kind, value.to_string())).cloned()
+    }
 }
 
 struct Normaliser<'a> {
@@ -311,6 +316,11 @@ impl Normaliser<'_> {
     }
 
     fn text(&mut self, el: &Element, t: &str) -> String {
+        // A gateway may carry a SIP Call-ID into <thread> (RFC 7572 §5, D-03): it keeps
+        // the Call-ID's label (src/harness/sip_normalise.rs).
+        if let Some(l) = self.labels.known("call", t.trim()) {
+            return l;
+        }
         // XEP-0220 §2.1.1: the text of a db:result / db:verify request is the key.
         if el.ns == ns::DIALBACK
             && (el.name == "result" || el.name == "verify")

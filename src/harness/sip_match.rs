@@ -211,8 +211,26 @@ pub fn substitute_payload(
 }
 
 /// Parse a substituted payload to send ([`crate::sip::parse_payload`]); a status line
-/// written without a reason phrase (`SIP/2.0 200`) gets the RFC 3261 §21 one.
+/// written without a reason phrase (`SIP/2.0 200`) gets the RFC 3261 §21 one, a request
+/// line without version gets `SIP/2.0`, and one
+/// final line break of the body is dropped (write an empty line to keep one).
 pub fn payload_message(text: &str) -> Result<Message, crate::sip::ParseError> {
+    let mut m = payload_message_as_written(text)?;
+    // The line break before a TOML string's closing quotes ends the text, not the body.
+    let body = match &mut m {
+        Message::Request(r) => &mut r.body,
+        Message::Response(r) => &mut r.body,
+    };
+    if body.ends_with(b"\n") {
+        body.pop();
+        if body.ends_with(b"\r") {
+            body.pop();
+        }
+    }
+    Ok(m)
+}
+
+fn payload_message_as_written(text: &str) -> Result<Message, crate::sip::ParseError> {
     let trimmed = text.trim_start_matches(['\r', '\n']);
     let first = trimmed.lines().next().unwrap_or("");
     let words: Vec<&str> = first.split_whitespace().collect();
@@ -222,6 +240,14 @@ pub fn payload_message(text: &str) -> Result<Message, crate::sip::ParseError> {
     {
         let rest = trimmed.get(first.len()..).unwrap_or("");
         let line = format!("{v} {code} {}", crate::sip::builder::default_reason(n));
+        return crate::sip::parse_payload(&format!("{line}{rest}"), &crate::sip::Limits::default());
+    }
+    // A request line may leave out the version, as in templates.
+    if let [method, uri] = words.as_slice()
+        && !method.eq_ignore_ascii_case("SIP/2.0")
+    {
+        let rest = trimmed.get(first.len()..).unwrap_or("");
+        let line = format!("{method} {uri} SIP/2.0");
         return crate::sip::parse_payload(&format!("{line}{rest}"), &crate::sip::Limits::default());
     }
     crate::sip::parse_payload(trimmed, &crate::sip::Limits::default())
@@ -1062,6 +1088,18 @@ Content-Type: application/pidf+xml
     #[case("OPTIONS {alice}", "OPTIONS sip:alice@sip.test")]
     fn payload_substitution(#[case] text: &str, #[case] want: &str) {
         assert_eq!(substitute_payload(text, &vars).as_deref(), Ok(want));
+    }
+
+    #[rstest]
+    #[case("MESSAGE sip:a@b\n\nhi\n", b"hi".as_slice())]
+    #[case("MESSAGE sip:a@b\n\nhi\n\n", b"hi\n".as_slice())]
+    #[case("MESSAGE sip:a@b\n\nhi", b"hi".as_slice())]
+    #[case("MESSAGE sip:a@b\n", b"".as_slice())]
+    fn one_final_line_break_is_not_body(#[case] text: &str, #[case] body: &[u8]) {
+        assert_eq!(
+            payload_message(text).map(|m| m.body().to_vec()),
+            Ok(body.to_vec())
+        );
     }
 
     #[rstest]

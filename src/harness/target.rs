@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::bundled_sip;
 use super::load::Scenario;
 use super::run::{ActorListeners, RunError, SutEndpoints};
 use crate::proxy;
@@ -21,7 +22,7 @@ use crate::proxy;
 pub const BUNDLED_DOMAIN: &str = "sut.test";
 
 /// Capabilities the bundled pair claims.
-pub const BUNDLED_CAPABILITIES: &[&str] = &["dialback", "component", "s2s-in", "s2s-out"];
+pub const BUNDLED_CAPABILITIES: &[&str] = &["dialback", "component", "s2s-in", "s2s-out", "sip"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
@@ -174,13 +175,20 @@ impl Target {
 /// A started SUT for one scenario; stopping it is part of the run.
 pub enum RunningSut {
     Bundled(proxy::RunningProxy),
+    /// The proxy and the reference gateway, for scenarios with SIP actors.
+    BundledWithGateway(proxy::RunningProxy, crate::gateway::RunningGateway),
     Remote,
 }
 
 impl RunningSut {
     pub async fn stop(self) {
-        if let RunningSut::Bundled(p) = self {
-            p.shutdown().await;
+        match self {
+            RunningSut::Bundled(p) => p.shutdown().await,
+            RunningSut::BundledWithGateway(p, g) => {
+                g.shutdown().await;
+                p.shutdown().await;
+            }
+            RunningSut::Remote => {}
         }
     }
 }
@@ -194,16 +202,44 @@ pub async fn prepare(
         Target::Bundled => {
             let listeners = ActorListeners::bind(scenario, &BTreeMap::new()).await?;
             let routes = listeners.routes(scenario)?;
-            let cfg = bundled_config(scenario, routes);
+            let mut cfg = bundled_config(scenario, routes);
+            // SIP actors: the gateway joins as the proxy's component (bundled_sip.rs).
+            let mut gw_secret = [0u8; 12];
+            let _ = getrandom::fill(&mut gw_secret);
+            let gateway_secret = hex::encode(gw_secret);
+            if bundled_sip::wanted(scenario) {
+                cfg.components.push(bundled_sip::component(&gateway_secret));
+            }
             let running = proxy::start(cfg)
                 .await
                 .map_err(|e| RunError::Io(std::io::Error::other(e.to_string())))?;
-            let endpoints = SutEndpoints {
+            let mut endpoints = SutEndpoints {
                 domain: BUNDLED_DOMAIN.to_string(),
                 s2s: running.s2s_addr,
                 component: running.component_addr,
                 sip: Default::default(),
             };
+            if bundled_sip::wanted(scenario)
+                && let Some(component_addr) = running.component_addr
+            {
+                let started =
+                    bundled_sip::start(component_addr, &gateway_secret, &listeners.sip_routes())
+                        .await;
+                match started {
+                    Ok((gw, sip)) => {
+                        endpoints.sip = sip;
+                        return Ok((
+                            endpoints,
+                            listeners,
+                            RunningSut::BundledWithGateway(running, gw),
+                        ));
+                    }
+                    Err(e) => {
+                        running.shutdown().await;
+                        return Err(RunError::Io(std::io::Error::other(e.to_string())));
+                    }
+                }
+            }
             Ok((endpoints, listeners, RunningSut::Bundled(running)))
         }
         Target::Remote(r) => {
