@@ -177,3 +177,122 @@ impl Validator<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use rstest::rstest;
+
+    use super::super::super::catalogue::Catalogue;
+    use super::super::{Action, ActorKind, LoadError, load_str};
+    use crate::harness::sip_actor::SipTransport;
+
+    fn load(actor: &str, steps: &str) -> Result<super::super::Scenario, LoadError> {
+        let text = format!(
+            "title = \"t\"\ncovers = [\"IM-01\"]\n\n[xmpp.rx]\ndomain = \"remote.test\"\n\n{actor}\n\n{steps}"
+        );
+        let cat = Catalogue::builtin().expect("catalogue");
+        load_str(&text, Path::new("t.toml"), &cat)
+    }
+
+    const ALICE: &str = "[sip.alice]\nuri = \"sip:alice@Sip.Test\"";
+    const SEND: &str =
+        "[[step]]\nsend = \"alice\"\nsip = \"MESSAGE sip:juliet@remote.test SIP/2.0\"";
+
+    #[test]
+    fn a_sip_actor_and_its_steps_load() {
+        let steps = format!(
+            "{SEND}\n\n[[step]]\nexpect = \"alice\"\ntimeout = \"1s\"\nsip = \"SIP/2.0 200\\nTo: <sip:juliet@remote.test>;tag={{id:jt}}\"\nor = [\"{{nothing}}\"]\n\n[[step]]\nsend = \"alice\"\nsip = \"MESSAGE {{alice}}\\nTo: <sip:juliet@remote.test>;tag={{jt}}\""
+        );
+        let s = match load(&format!("{ALICE}\ntransport = \"tcp\""), &steps) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        };
+        match s.actor("alice").map(|a| &a.kind) {
+            Some(ActorKind::Sip(a)) => {
+                assert_eq!(a.domain, "sip.test");
+                assert_eq!(a.user.as_deref(), Some("alice"));
+                assert_eq!(a.transport, SipTransport::Tcp);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(&s.steps[0].action, Action::SipSend { actor, .. } if actor == "alice"));
+        assert!(matches!(
+            &s.steps[1].action,
+            Action::SipExpect { timeout, or, .. } if timeout.as_millis() == 1000 && or.len() == 1
+        ));
+    }
+
+    #[rstest]
+    #[case("[sip.alice]\nuri = \"tel:+123\"", SEND, "must be a sip: or sips: URI")]
+    #[case("[sip.alice]\nuri = \"sip:sip.test\"", SEND, "with user and host")]
+    #[case(
+        "[sip.alice]\nuri = \"sip:a@s.test\"\ntransport = \"sctp\"",
+        SEND,
+        "transport must be \"udp\" or \"tcp\""
+    )]
+    #[case(
+        "[sip.alice]\nuri = \"sip:a@s.test\"\nprofile = \"ms-chat\"",
+        SEND,
+        "is not supported"
+    )]
+    #[case(
+        "[sip.rx]\nuri = \"sip:a@s.test\"",
+        "[[step]]\nsend = \"rx\"\nsip = \"OPTIONS sip:x@y SIP/2.0\"",
+        "declared twice"
+    )]
+    #[case(
+        "[sip.alice]\nuri = \"sip:a@s.test\"\n\n[sip.bob]\nuri = \"sip:b@s.test\"\ntransport = \"tcp\"",
+        SEND,
+        "same transport"
+    )]
+    #[case(
+        ALICE,
+        "[[step]]\nsend = \"rx\"\nsip = \"OPTIONS sip:x@y SIP/2.0\"",
+        "needs a SIP actor"
+    )]
+    #[case(
+        ALICE,
+        "[[step]]\nsend = \"alice\"\nsip = \"not sip\"",
+        "not a SIP message"
+    )]
+    #[case(
+        ALICE,
+        "[[step]]\nsend = \"alice\"\nsip = \"MESSAGE {nope} SIP/2.0\"",
+        "undefined variable {nope}"
+    )]
+    #[case(ALICE, "[[step]]\nexpect = \"alice\"\nsip = \"HELLO\"", "sip template")]
+    #[case(
+        ALICE,
+        "[[step]]\nexpect = \"alice\"\nexact = true\nsip = \"SIP/2.0 200\"",
+        "`exact` applies to XML"
+    )]
+    #[case(
+        ALICE,
+        "[[step]]\nexpect = \"alice\"\nsip = \"SIP/2.0 200\"\nor = [\"SIP/2.0 {id:c}\"]",
+        "cannot capture"
+    )]
+    #[case(
+        ALICE,
+        "[[step]]\nsend = \"alice\"\nxml = \"<a/>\"\nsip = \"SIP/2.0 200\"",
+        "not both"
+    )]
+    #[case(
+        ALICE,
+        "[[step]]\nconnect = \"alice\"\nactor = \"rx\"",
+        "name of a SIP actor"
+    )]
+    #[case(
+        ALICE,
+        "[[step]]\nconnect = \"s\"\nactor = \"alice\"",
+        "is a SIP actor"
+    )]
+    #[case(ALICE, "[[step]]\nclose = \"alice\"", "used before a step creates it")]
+    fn broken_sip_parts_are_reported(#[case] actor: &str, #[case] steps: &str, #[case] want: &str) {
+        match load(actor, steps) {
+            Ok(_) => panic!("loaded; wanted an error with {want:?}"),
+            Err(e) => assert!(e.to_string().contains(want), "{e}"),
+        }
+    }
+}
