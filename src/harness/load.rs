@@ -206,6 +206,13 @@ pub enum Action {
     SipSend {
         actor: String,
         text: String,
+        /// Send the substituted text byte for byte, not parsed or completed.
+        raw: bool,
+    },
+    /// `expect_none = "A"` on a SIP actor: the SUT sends `A` nothing during `window`.
+    SipExpectNone {
+        actor: String,
+        window: Duration,
     },
     /// `expect = "A"` with `sip`: the next message the SUT sent to actor `A` matches.
     SipExpect {
@@ -422,7 +429,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 const ACTION_KEYS: &[(&str, &[&str])] = &[
     ("connect", &["actor", "port"]),
     ("accept", &["actor", "timeout"]),
-    ("send", &["xml", "sip"]),
+    ("send", &["xml", "sip", "raw"]),
     ("expect", &["xml", "sip", "or", "timeout", "exact"]),
     ("expect_no_connection", &["window"]),
     ("expect_eof", &["timeout"]),
@@ -688,6 +695,12 @@ impl Validator<'_> {
 
         let act = match action {
             "send" | "expect" if st.sip.is_some() => self.sip_step(action, st, timeout, w)?,
+            "expect_none" if self.names_sip_actor(st.expect_none.as_ref(), w) => {
+                Action::SipExpectNone {
+                    actor: st.expect_none.as_ref()?.get_ref().clone(),
+                    window: self.duration(&st.window, DEFAULT_WINDOW),
+                }
+            }
             "connect" => self.connect(st, w)?,
             "accept" => {
                 let stream = self.new_stream(st.accept.as_ref()?, w)?;

@@ -92,6 +92,8 @@ pub struct StepFile {
     pub xml: Option<Spanned<String>>,
     /// A SIP message (`send`/`expect` on a SIP actor), see src/harness/sip_match.rs.
     pub sip: Option<Spanned<String>>,
+    /// `send` with `sip`: the bytes as written, not parsed or completed (hostile input).
+    pub raw: Option<Spanned<bool>>,
     /// Alternatives to `xml` for `expect` (`"{nothing}"`: no unit within the timeout).
     pub or: Option<Spanned<Vec<Spanned<String>>>>,
     pub timeout: Option<Spanned<String>>,
@@ -130,6 +132,7 @@ impl StepFile {
             port,
             xml,
             sip,
+            raw,
             or,
             timeout,
             exact,

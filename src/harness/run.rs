@@ -1515,7 +1515,10 @@ impl<'a> Runner<'a> {
                 self.accept_dialback(step, stream, actor, *timeout, verify_stream)
                     .await
             }
-            Action::SipSend { actor, text } => self.sip_send(step, actor, text).await,
+            Action::SipSend { actor, text, raw } => self.sip_send(step, actor, text, *raw).await,
+            Action::SipExpectNone { actor, window } => {
+                self.sip_expect_none(step, actor, *window).await
+            }
             Action::SipExpect {
                 actor,
                 template,

@@ -241,6 +241,12 @@ pub enum Command {
         dest: Dest,
         done: oneshot::Sender<Result<(), String>>,
     },
+    /// Bytes as a step wrote them (`raw = true`): no transaction, no retransmission.
+    Raw {
+        bytes: Vec<u8>,
+        dest: Dest,
+        done: oneshot::Sender<Result<(), String>>,
+    },
     /// A response to a received request; `key` is the request's server transaction, when it
     /// has one.
     Response {
@@ -491,6 +497,17 @@ impl Driver {
     async fn udp_command(&mut self, socket: &UdpSocket, cmd: Command) {
         let now = Instant::now();
         match cmd {
+            Command::Raw { bytes, dest, done } => {
+                let r = match dest {
+                    Dest::Udp(to) => socket
+                        .send_to(&bytes, to)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string()),
+                    Dest::TcpConnect(_) => Err("a UDP endpoint cannot open TCP connections".into()),
+                };
+                let _ = done.send(r);
+            }
             Command::Request {
                 request,
                 dest,
@@ -693,6 +710,24 @@ impl Driver {
         id
     }
 
+    /// The connection to the SUT at `dest`, opened on first use.
+    async fn outbound_conn(&mut self, dest: Dest) -> Result<ConnId, String> {
+        let Dest::TcpConnect(to) = dest else {
+            return Err("a TCP endpoint cannot send datagrams".into());
+        };
+        if let Some(id) = self.outbound.get(&to)
+            && self.conns.contains_key(id)
+        {
+            return Ok(*id);
+        }
+        let s = TcpStream::connect(to)
+            .await
+            .map_err(|e| format!("TCP connect to {to}: {e}"))?;
+        let id = self.attach(s);
+        self.outbound.insert(to, id);
+        Ok(id)
+    }
+
     async fn tcp_command(&mut self, cmd: Command) {
         match cmd {
             Command::Request {
@@ -700,25 +735,17 @@ impl Driver {
                 dest,
                 done,
             } => {
-                let Dest::TcpConnect(to) = dest else {
-                    let _ = done.send(Err("a TCP endpoint cannot send datagrams".into()));
-                    return;
+                let r = match self.outbound_conn(dest).await {
+                    Ok(id) => self.write(id, &request.to_bytes()).await,
+                    Err(e) => Err(e),
                 };
-                let id = match self.outbound.get(&to) {
-                    Some(id) if self.conns.contains_key(id) => *id,
-                    _ => match TcpStream::connect(to).await {
-                        Ok(s) => {
-                            let id = self.attach(s);
-                            self.outbound.insert(to, id);
-                            id
-                        }
-                        Err(e) => {
-                            let _ = done.send(Err(format!("TCP connect to {to}: {e}")));
-                            return;
-                        }
-                    },
+                let _ = done.send(r);
+            }
+            Command::Raw { bytes, dest, done } => {
+                let r = match self.outbound_conn(dest).await {
+                    Ok(id) => self.write(id, &bytes).await,
+                    Err(e) => Err(e),
                 };
-                let r = self.write(id, &request.to_bytes()).await;
                 let _ = done.send(r);
             }
             Command::Response {

@@ -100,6 +100,15 @@ impl Validator<'_> {
         }
     }
 
+    /// Whether a step's value names a SIP actor (for `expect_none`).
+    pub(super) fn names_sip_actor(&self, v: Option<&Spanned<String>>, w: &Walk<'_>) -> bool {
+        v.is_some_and(|v| {
+            w.actors
+                .iter()
+                .any(|a| a.name == *v.get_ref() && matches!(a.kind, ActorKind::Sip(_)))
+        })
+    }
+
     /// `send`/`expect` with `sip`: the value names a SIP actor; the message must parse
     /// (sends) or be a valid SIP template (expects), with the variables defined so far.
     pub(super) fn sip_step(
@@ -135,10 +144,16 @@ impl Validator<'_> {
         }
         let lookup = |n: &str| w.lookup(n);
         if action == "send" {
+            let raw = st.raw.as_ref().is_some_and(|r| *r.get_ref());
             match sip_match::substitute_payload(sip.get_ref(), &lookup) {
                 Ok(text) => {
-                    if let Err(e) = sip_match::payload_message(&text) {
-                        self.err(sip.span(), format!("sip: not a SIP message: {e}"));
+                    if !raw && let Err(e) = sip_match::payload_message(&text) {
+                        self.err(
+                            sip.span(),
+                            format!(
+                                "sip: not a SIP message: {e} (write `raw = true` to send it anyway)"
+                            ),
+                        );
                     }
                 }
                 Err(e) => self.err(sip.span(), format!("sip: {e}")),
@@ -146,7 +161,11 @@ impl Validator<'_> {
             return Some(Action::SipSend {
                 actor,
                 text: sip.get_ref().clone(),
+                raw,
             });
+        }
+        if let Some(r) = &st.raw {
+            self.err(r.span(), "`raw` applies to `send` only");
         }
         let mut or = Vec::new();
         for alt in st.or.iter().flat_map(|l| l.get_ref()) {

@@ -326,9 +326,43 @@ impl Runner<'_> {
         }
     }
 
-    pub(super) async fn sip_send(&mut self, step: &Step, actor: &str, text: &str) -> StepResult {
+    /// `expect_none` on a SIP actor: nothing but retransmissions arrives during `window`.
+    pub(super) async fn sip_expect_none(
+        &mut self,
+        step: &Step,
+        actor: &str,
+        window: Duration,
+    ) -> StepResult {
+        let deadline = tokio::time::Instant::now() + window;
+        match self.sip_next(actor, deadline).await {
+            None => Ok(()),
+            Some(r) => {
+                let got = match &r.item {
+                    Incoming::Message(m) => sip_match::render(m),
+                    Incoming::Undecodable { reason } => format!("undecodable SIP ({reason})"),
+                };
+                Err(self.failure(
+                    step,
+                    actor,
+                    format!("no SIP message for {}", fmt_dur(window)),
+                    got,
+                ))
+            }
+        }
+    }
+
+    pub(super) async fn sip_send(
+        &mut self,
+        step: &Step,
+        actor: &str,
+        text: &str,
+        raw: bool,
+    ) -> StepResult {
         let text = sip_match::substitute_payload(text, &|n| self.lookup(n))
             .map_err(|e| Self::broken(step, format!("sip: {e}")))?;
+        if raw {
+            return self.sip_send_raw(step, actor, text.into_bytes()).await;
+        }
         let msg = sip_match::payload_message(&text)
             .map_err(|e| Self::broken(step, format!("sip: not a SIP message: {e}")))?;
         match msg {
@@ -370,6 +404,77 @@ impl Runner<'_> {
             },
             ep,
         ))
+    }
+
+    /// Where the actor's requests go: the SUT's listener for the actor's transport.
+    fn sip_dest(
+        &self,
+        step: &Step,
+        ep: usize,
+    ) -> Result<(Dest, std::net::SocketAddr, SipTransport), StepEnd> {
+        let Some(endpoint) = self.sip.endpoints.get(ep) else {
+            return Err(Self::broken(step, "the SIP endpoints were released"));
+        };
+        let transport = endpoint.transport;
+        let Some(addr) = self.sut.sip.addr(transport) else {
+            return Err(Self::broken(
+                step,
+                format!("the target has no SIP {transport} listener"),
+            ));
+        };
+        let dest = match transport {
+            SipTransport::Udp => Dest::Udp(addr),
+            SipTransport::Tcp => Dest::TcpConnect(addr),
+        };
+        Ok((dest, addr, transport))
+    }
+
+    /// `raw = true`: the bytes as written, recorded as such (a deliberately broken message
+    /// must show in the snapshot exactly as it went out).
+    async fn sip_send_raw(&mut self, step: &Step, actor: &str, bytes: Vec<u8>) -> StepResult {
+        let ep = self
+            .sip
+            .actors
+            .get(actor)
+            .map(|a| a.endpoint)
+            .ok_or_else(|| Self::broken(step, format!("SIP actor `{actor}` has no socket")))?;
+        let (dest, addr, transport) = self.sip_dest(step, ep)?;
+        // Responses to a raw request that has a branch still find the actor.
+        if let Ok(crate::sip::Item::Message(m)) =
+            crate::sip::parse_datagram(&bytes, &crate::sip::Limits::default())
+            && let Some(b) = m.headers().top_via().ok().and_then(|v| v.branch())
+        {
+            self.sip
+                .branches
+                .insert(b.to_ascii_lowercase(), actor.to_string());
+        }
+        let Some(commands) = self.sip.endpoints.get(ep).map(|e| e.commands.clone()) else {
+            return Err(Self::broken(step, "the SIP endpoints were released"));
+        };
+        let at = self.now();
+        self.transcript.push(
+            at,
+            actor,
+            self.sip.stream_name(actor),
+            Dir::ToSut,
+            Unit::Undecodable {
+                bytes: bytes.clone(),
+                reason: "sent as written (raw = true)".into(),
+            },
+            bytes.clone(),
+        );
+        let (done, wait) = oneshot::channel();
+        let _ = commands.send(Command::Raw { bytes, dest, done });
+        match wait.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(self.failure(
+                step,
+                actor,
+                format!("send the bytes to {addr} over {transport}"),
+                e,
+            )),
+            Err(_) => Err(Self::broken(step, "the SIP endpoint stopped")),
+        }
     }
 
     async fn sip_send_request(&mut self, step: &Step, actor: &str, mut r: Request) -> StepResult {
@@ -419,21 +524,10 @@ impl Runner<'_> {
                 .branches
                 .insert(b.to_ascii_lowercase(), actor.to_string());
         }
-        let Some(endpoint) = self.sip.endpoints.get(ep) else {
+        let (dest, addr, transport) = self.sip_dest(step, ep)?;
+        let Some(commands) = self.sip.endpoints.get(ep).map(|e| e.commands.clone()) else {
             return Err(Self::broken(step, "the SIP endpoints were released"));
         };
-        let transport = endpoint.transport;
-        let Some(addr) = self.sut.sip.addr(transport) else {
-            return Err(Self::broken(
-                step,
-                format!("the target has no SIP {transport} listener"),
-            ));
-        };
-        let dest = match transport {
-            SipTransport::Udp => Dest::Udp(addr),
-            SipTransport::Tcp => Dest::TcpConnect(addr),
-        };
-        let commands = endpoint.commands.clone();
         let raw = built.to_bytes();
         let at = self.now();
         self.transcript.push(
@@ -970,5 +1064,74 @@ or = ["{nothing}"]
         let f = result.failure.expect("a failure");
         assert_eq!(f.step, 2);
         assert!(f.got.contains("header CSeq"), "{}", f.got);
+    }
+
+    #[tokio::test]
+    async fn raw_bytes_go_out_as_written_and_silence_holds() {
+        let text = r#"title = "raw"
+covers = ["IM-01"]
+
+[sip.alice]
+uri = "sip:alice@sip.remote.test"
+
+[[step]]
+send = "alice"
+raw = true
+sip = "MESSAGE {alice} SIP/2.0\nContent-Length: 99\n\nshort"
+
+[[step]]
+expect_none = "alice"
+window = "200ms"
+"#;
+        let scenario = load_str(
+            text,
+            Path::new("raw.toml"),
+            &Catalogue::builtin().expect("catalogue"),
+        )
+        .expect("scenario loads");
+        let listeners = ActorListeners::bind(&scenario, &BTreeMap::new())
+            .await
+            .expect("bind");
+        let ua = UdpSocket::bind("127.0.0.1:0").await.expect("ua socket");
+        let ua_addr = ua.local_addr().expect("ua addr");
+        let ua_task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 65535];
+            match ua.recv_from(&mut buf).await {
+                Ok((n, _)) => buf[..n].to_vec(),
+                Err(_) => Vec::new(),
+            }
+        });
+        let result = run(
+            "udp",
+            SipSut {
+                udp: Some(ua_addr),
+                tcp: None,
+            },
+            &scenario,
+            listeners,
+        )
+        .await;
+        assert_eq!(
+            result.verdict,
+            Verdict::Pass,
+            "{:?} {:?}",
+            result.failure,
+            result.reason
+        );
+        let got = tokio::time::timeout(std::time::Duration::from_secs(2), ua_task)
+            .await
+            .expect("UA ends")
+            .expect("UA task");
+        assert_eq!(
+            got,
+            b"MESSAGE sip:alice@sip.remote.test SIP/2.0\nContent-Length: 99\n\nshort".to_vec()
+        );
+        let text = normalise(&result.transcript, &NormaliseContext::default());
+        assert!(
+            text.contains(
+                "(undecodable \"MESSAGE sip:alice@sip.remote.test SIP/2.0\\nContent-Length: 99"
+            ),
+            "{text}"
+        );
     }
 }
