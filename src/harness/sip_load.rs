@@ -284,6 +284,16 @@ mod tests {
     #[case(ALICE, "[[step]]\nexpect = \"alice\"\nsip = \"HELLO\"", "sip template")]
     #[case(
         ALICE,
+        "[[step]]\nexpect = \"alice\"\nraw = true\nsip = \"SIP/2.0 200\"",
+        "is not used by `expect`"
+    )]
+    #[case(
+        ALICE,
+        "[[step]]\nsend = \"alice\"\nraw = true\nsip = \"not sip {nope}\"",
+        "undefined variable"
+    )]
+    #[case(
+        ALICE,
         "[[step]]\nexpect = \"alice\"\nexact = true\nsip = \"SIP/2.0 200\"",
         "`exact` applies to XML"
     )]
