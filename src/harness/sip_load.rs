@@ -145,9 +145,25 @@ impl Validator<'_> {
         let lookup = |n: &str| w.lookup(n);
         if action == "send" {
             let raw = st.raw.as_ref().is_some_and(|r| *r.get_ref());
+            // A capture may stand for a URI (a Contact, then a Request-URI): try the
+            // dummy values again as URIs before calling the message broken.
+            let as_uri = |n: &str| {
+                w.lookup(n).map(|v| {
+                    if w.captures.iter().any(|c| c == n) {
+                        format!("sip:{n}@capture.invalid")
+                    } else {
+                        v
+                    }
+                })
+            };
             match sip_match::substitute_payload(sip.get_ref(), &lookup) {
                 Ok(text) => {
-                    if !raw && let Err(e) = sip_match::payload_message(&text) {
+                    let uri_text =
+                        sip_match::substitute_payload(sip.get_ref(), &as_uri).unwrap_or_default();
+                    if !raw
+                        && let Err(e) = sip_match::payload_message(&text)
+                        && sip_match::payload_message(&uri_text).is_err()
+                    {
                         self.err(
                             sip.span(),
                             format!(
