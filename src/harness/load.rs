@@ -220,6 +220,9 @@ pub enum Action {
         template: String,
         or: Vec<String>,
         timeout: Duration,
+        /// Answer a matched request at once with this status: the actor's `answer`,
+        /// unless its next SIP step answers explicitly (set by the loader).
+        answer: Option<u16>,
     },
 }
 
@@ -624,6 +627,7 @@ impl Validator<'_> {
                 steps.push(step);
             }
         }
+        sip_load::plan_answers(&actors, &mut steps);
 
         Scenario {
             path: origin.to_path_buf(),

@@ -66,6 +66,9 @@ pub struct SipActorFile {
     /// The SIP dialect it speaks: `"rfc7572"` (default; page mode, RFC 3428).
     #[serde(default)]
     pub profile: Option<Spanned<String>>,
+    /// Default final status for requests `expect` steps match (see docs/scenarios.md).
+    #[serde(default)]
+    pub answer: Option<Spanned<u16>>,
 }
 
 /// One `[[step]]` table: exactly one action key plus the keys that action uses.

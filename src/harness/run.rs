@@ -1524,7 +1524,11 @@ impl<'a> Runner<'a> {
                 template,
                 or,
                 timeout,
-            } => self.sip_expect(step, actor, template, or, *timeout).await,
+                answer,
+            } => {
+                self.sip_expect(step, actor, template, or, *timeout, *answer)
+                    .await
+            }
         }
     }
 }

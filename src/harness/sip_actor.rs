@@ -42,6 +42,9 @@ pub struct SipActor {
     pub domain: String,
     pub transport: SipTransport,
     pub profile: SipProfile,
+    /// Default final status for requests that `expect` steps match, unless the actor's
+    /// next SIP step answers explicitly.
+    pub answer: Option<u16>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

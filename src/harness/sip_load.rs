@@ -71,6 +71,15 @@ impl Validator<'_> {
                     ),
                 );
             }
+            let answer = file.answer.as_ref().map(|s| *s.get_ref());
+            if let Some(s) = &file.answer
+                && !(200..=699).contains(s.get_ref())
+            {
+                self.err(
+                    s.span(),
+                    "answer must be a final status code, 200..=699 (RFC 3261 §7.2)",
+                );
+            }
             actors.push((
                 a.span().start,
                 Actor {
@@ -81,6 +90,7 @@ impl Validator<'_> {
                         domain,
                         transport,
                         profile,
+                        answer,
                     }),
                 },
             ));
@@ -209,7 +219,44 @@ impl Validator<'_> {
             template: sip.get_ref().clone(),
             or,
             timeout: self.duration(&st.timeout, timeout),
+            answer: None,
         })
+    }
+}
+
+/// An actor with a default `answer` answers each request an `expect` step matches, unless
+/// the actor's next SIP step is a response it writes itself (a status line).
+pub(super) fn plan_answers(actors: &[Actor], steps: &mut [super::Step]) {
+    let default_of = |name: &str| {
+        actors.iter().find_map(|a| match &a.kind {
+            ActorKind::Sip(s) if a.name == name => s.answer,
+            _ => None,
+        })
+    };
+    let next_is_response: Vec<bool> = (0..steps.len())
+        .map(|i| {
+            let Some(Action::SipExpect { actor, .. }) = steps.get(i).map(|s| &s.action) else {
+                return false;
+            };
+            steps.iter().skip(i + 1).find_map(|s| match &s.action {
+                Action::SipSend { actor: a, text, .. } if a == actor => Some(
+                    text.trim_start()
+                        .to_ascii_uppercase()
+                        .starts_with("SIP/2.0"),
+                ),
+                Action::SipExpect { actor: a, .. } | Action::SipExpectNone { actor: a, .. }
+                    if a == actor =>
+                {
+                    Some(false)
+                }
+                _ => None,
+            }) == Some(true)
+        })
+        .collect();
+    for (s, explicit) in steps.iter_mut().zip(next_is_response) {
+        if let Action::SipExpect { actor, answer, .. } = &mut s.action {
+            *answer = if explicit { None } else { default_of(actor) };
+        }
     }
 }
 
@@ -259,7 +306,41 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn default_answers_yield_to_explicit_ones() {
+        let expect = "[[step]]\nexpect = \"alice\"\nsip = \"MESSAGE {alice}\"";
+        let steps = format!(
+            "{expect}\n\n[[step]]\nsend = \"alice\"\nsip = \"SIP/2.0 486\"\n\n{expect}\n\n{expect}\n\n[[step]]\nexpect_none = \"alice\"\n\n{expect}"
+        );
+        let s = match load(&format!("{ALICE}\nanswer = 200"), &steps) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        };
+        let answers: Vec<Option<u16>> = s
+            .steps
+            .iter()
+            .filter_map(|st| match &st.action {
+                Action::SipExpect { answer, .. } => Some(*answer),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(answers, vec![None, Some(200), Some(200), Some(200)]);
+        let s = load(ALICE, &steps).expect("loads");
+        assert!(s.steps.iter().all(|st| !matches!(
+            st.action,
+            Action::SipExpect {
+                answer: Some(_),
+                ..
+            }
+        )));
+    }
+
     #[rstest]
+    #[case(
+        "[sip.alice]\nuri = \"sip:a@s.test\"\nanswer = 100",
+        SEND,
+        "final status code"
+    )]
     #[case("[sip.alice]\nuri = \"tel:+123\"", SEND, "must be a sip: or sips: URI")]
     #[case("[sip.alice]\nuri = \"sip:sip.test\"", SEND, "with user and host")]
     #[case(

@@ -260,6 +260,7 @@ impl Runner<'_> {
         text: &str,
         or: &[String],
         timeout: Duration,
+        answer: Option<u16>,
     ) -> StepResult {
         let tpl = sip_match::prepare(text, &|n| self.lookup(n))
             .map_err(|e| Self::broken(step, format!("sip template: {e}")))?;
@@ -307,14 +308,24 @@ impl Runner<'_> {
                 ));
             }
         };
+        let auto = |m: &Message| match (answer, m) {
+            (Some(status), Message::Request(_)) => Some(Response::new(status, "")),
+            _ => None,
+        };
         match sip_match::match_message(&tpl, &m) {
             Ok(caps) => {
                 self.record_captures(caps);
-                Ok(())
+                match auto(&m) {
+                    Some(r) => self.sip_send_response(step, actor, r).await,
+                    None => Ok(()),
+                }
             }
             Err(mm) => {
                 if alts.iter().any(|a| sip_match::match_message(a, &m).is_ok()) {
-                    return Ok(());
+                    return match auto(&m) {
+                        Some(r) => self.sip_send_response(step, actor, r).await,
+                        None => Ok(()),
+                    };
                 }
                 Err(self.failure(
                     step,
@@ -928,7 +939,14 @@ or = ["{nothing}"]
 
     #[tokio::test]
     async fn tcp_exchange_both_directions() {
-        let text = SCENARIO.replace("TRANSPORT", "tcp");
+        // The default answer stands in for the explicit 200 step.
+        let text = SCENARIO
+            .replace("TRANSPORT", "tcp")
+            .replace("transport = \"tcp\"", "transport = \"tcp\"\nanswer = 200")
+            .replace("[[step]]\nsend = \"alice\"\nsip = \"SIP/2.0 200\"\n", "");
+        assert!(
+            text.contains("answer = 200") && !text.contains("send = \"alice\"\nsip = \"SIP/2.0")
+        );
         let scenario = load_str(
             &text,
             Path::new("loopback.toml"),
