@@ -115,8 +115,8 @@ impl SipTemplate {
         let mut rest = text.as_str();
         while let Some(i) = rest.find('{') {
             let tail = &rest[i..];
-            if tail.starts_with("{{") {
-                rest = &tail[2..];
+            if let Some(after) = tail.strip_prefix("{{") {
+                rest = after;
                 continue;
             }
             let Some(close) = tail.find('}') else { break };

@@ -1152,4 +1152,94 @@ window = "200ms"
             "{text}"
         );
     }
+
+    #[tokio::test]
+    async fn the_actor_retransmits_its_request_until_answered() {
+        let text = r#"title = "timer E"
+covers = ["IM-01"]
+
+[sip.alice]
+uri = "sip:alice@sip.remote.test"
+
+[[step]]
+send = "alice"
+sip = "OPTIONS sip:echo@sut.test SIP/2.0"
+
+[[step]]
+expect = "alice"
+timeout = "3s"
+sip = "SIP/2.0 200\nCSeq: 1 OPTIONS"
+"#;
+        let scenario = load_str(
+            text,
+            Path::new("e.toml"),
+            &Catalogue::builtin().expect("catalogue"),
+        )
+        .expect("scenario loads");
+        let listeners = ActorListeners::bind(&scenario, &BTreeMap::new())
+            .await
+            .expect("bind");
+        let ua = UdpSocket::bind("127.0.0.1:0").await.expect("ua socket");
+        let ua_addr = ua.local_addr().expect("ua addr");
+        // The UA drops the first copy (a lost datagram) and answers the retransmission,
+        // twice: the second 200 is a retransmission the actor absorbs (RFC 3261 §17.1.2.2).
+        let ua_task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 65535];
+            let mut copies = 0;
+            while copies < 2 {
+                let Ok((n, from)) = ua.recv_from(&mut buf).await else {
+                    break;
+                };
+                if let Ok(Item::Message(Message::Request(req))) =
+                    parse_datagram(&buf[..n], &Limits::default())
+                {
+                    copies += 1;
+                    if copies == 2 {
+                        let ok = ResponseBuilder::new(&req, 200)
+                            .build(&mut SeededRandom(1))
+                            .to_bytes();
+                        let _ = ua.send_to(&ok, from).await;
+                        let _ = ua.send_to(&ok, from).await;
+                    }
+                }
+            }
+            copies
+        });
+        let result = run(
+            "udp",
+            SipSut {
+                udp: Some(ua_addr),
+                tcp: None,
+            },
+            &scenario,
+            listeners,
+        )
+        .await;
+        assert_eq!(
+            result.verdict,
+            Verdict::Pass,
+            "{:?} {:?}",
+            result.failure,
+            result.reason
+        );
+        let copies = tokio::time::timeout(std::time::Duration::from_secs(2), ua_task)
+            .await
+            .expect("UA ends")
+            .expect("UA task");
+        assert_eq!(copies, 2);
+        let own: Vec<bool> = result
+            .transcript
+            .entries
+            .iter()
+            .filter_map(|e| match &e.unit {
+                Unit::Sip { retransmission, .. }
+                    if e.dir == super::super::super::transcript::Dir::ToSut =>
+                {
+                    Some(*retransmission)
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(own, vec![false, true], "the request, then its Timer E copy");
+    }
 }
