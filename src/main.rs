@@ -55,6 +55,19 @@ enum Command {
         #[arg(long)]
         missing: bool,
     },
+    /// Measure the bundled proxy (a separate process) and the suite against the
+    /// performance budget; prints figures, asserts nothing.
+    Bench {
+        /// Remote domains authenticating by dialback (one stream in, one out each).
+        #[arg(long, default_value_t = 500)]
+        streams: usize,
+        /// Pings answered in the stanza phase.
+        #[arg(long, default_value_t = 20000)]
+        stanzas: usize,
+        /// Print the figures as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the reference XMPP proxy alone.
     Proxy {
         #[arg(long)]
@@ -73,7 +86,9 @@ fn default_paths(paths: Vec<PathBuf>) -> Vec<PathBuf> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default = match cli.command {
-        Command::Run { .. } => "warn,fedcheck::proxy=error,fedcheck::xmpp=error",
+        Command::Run { .. } | Command::Bench { .. } => {
+            "warn,fedcheck::proxy=error,fedcheck::xmpp=error"
+        }
         _ => "info",
     };
     let filter = match cli.log.as_deref() {
@@ -223,6 +238,22 @@ fn real_main(cli: Cli) -> anyhow::Result<u8> {
             }
             println!("{covered} of {total} requirements covered by at least one scenario");
             Ok(if bad { 2 } else { 0 })
+        }
+        Command::Bench {
+            streams,
+            stanzas,
+            json,
+        } => {
+            let opts = fedcheck::bench::Options {
+                streams,
+                stanzas,
+                proxy_exe: std::env::current_exe().context("locating this executable")?,
+                scenarios: Some(PathBuf::from("scenarios")),
+                jobs: 8,
+            };
+            let r = rt.block_on(fedcheck::bench::run(&opts, Arc::new(catalogue)))?;
+            print!("{}", if json { r.to_json() } else { r.to_text() });
+            Ok(0)
         }
         Command::Proxy { config } => {
             let cfg = fedcheck::proxy::ProxyConfig::from_file(&config)?;

@@ -16,6 +16,7 @@ use super::catalogue::Catalogue;
 use super::matrix;
 use super::model::{ExpectItemFile, ScenarioFile, StepFile};
 use super::template::{self, RESERVED_NAMES, is_name};
+use super::tls_io;
 
 #[path = "sip_load.rs"]
 mod sip_load;
@@ -70,6 +71,19 @@ pub struct Scenario {
 }
 
 impl Scenario {
+    /// Does any step negotiate TLS? Then the run needs a test PKI.
+    pub fn uses_tls(&self) -> bool {
+        self.steps.iter().any(|s| {
+            matches!(
+                s.action,
+                Action::StartTls { .. }
+                    | Action::AcceptStartTls { .. }
+                    | Action::SaslExternal { .. }
+                    | Action::AcceptSasl { .. }
+            )
+        })
+    }
+
     pub fn actor(&self, name: &str) -> Option<&Actor> {
         self.actors.iter().find(|a| a.name == name)
     }
@@ -79,6 +93,57 @@ impl Scenario {
 pub struct Actor {
     pub name: String,
     pub kind: ActorKind,
+    /// XMPP actors: the TLS certificate preset it presents (`"valid"` by default,
+    /// `"none"` for no certificate); see [`crate::harness::tls_io::CERT_PRESETS`].
+    pub cert: String,
+    /// XMPP actors: the partner policy the SUT must have for this domain, if the scenario
+    /// depends on one.
+    pub partner: Option<Partner>,
+}
+
+/// A per-partner policy (Lync's New-CsXmppAllowedPartner settings, MS-06..MS-09).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partner {
+    pub tls: Negotiation,
+    pub sasl: Negotiation,
+    pub dialback: bool,
+    pub keepalive: bool,
+}
+
+/// TlsNegotiation / SaslNegotiation values (MS-06, MS-07).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Negotiation {
+    Required,
+    Optional,
+    NotSupported,
+}
+
+impl Negotiation {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "required" => Negotiation::Required,
+            "optional" => Negotiation::Optional,
+            "not_supported" => Negotiation::NotSupported,
+            _ => return None,
+        })
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Negotiation::Required => "required",
+            Negotiation::Optional => "optional",
+            Negotiation::NotSupported => "not_supported",
+        }
+    }
+}
+
+impl Partner {
+    /// Lync's defaults (MS-06..MS-08): TLS required, SASL required, dialback on, keepalive on.
+    pub const DEFAULT: Partner = Partner {
+        tls: Negotiation::Required,
+        sasl: Negotiation::Required,
+        dialback: true,
+        keepalive: true,
+    };
 }
 
 impl Actor {
@@ -224,6 +289,43 @@ pub enum Action {
         /// unless its next SIP step answers explicitly (set by the loader).
         answer: Option<u16>,
     },
+    /// The actor, as initiator, negotiates TLS on `stream`: `<starttls/>`, `<proceed/>`,
+    /// handshake (RFC 6120 §5.4). The stream then restarts.
+    StartTls {
+        stream: String,
+        timeout: Duration,
+    },
+    /// The actor, as receiver, answers the SUT's `<starttls/>` with `<proceed/>` and the
+    /// handshake as TLS server.
+    AcceptStartTls {
+        stream: String,
+        timeout: Duration,
+    },
+    /// SASL EXTERNAL as initiator (RFC 6120 §6, XEP-0178): `<auth mechanism='EXTERNAL'>`,
+    /// `<success/>`, then the stream restarts.
+    SaslExternal {
+        stream: String,
+        authzid: Authzid,
+        timeout: Duration,
+    },
+    /// The receiving side of SASL EXTERNAL on a stream the SUT opened and secured.
+    AcceptSasl {
+        stream: String,
+        timeout: Duration,
+    },
+}
+
+/// What an initiator sends as SASL EXTERNAL initial response (RFC 6120 §6.3.8, D-06).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authzid {
+    /// base64 of the actor's domain (what Prosody sends).
+    Domain,
+    /// `=`: an empty response (XEP-0178 §3's example).
+    Equals,
+    /// No character data at all.
+    Empty,
+    /// Exactly this text (already base64), for hostile cases.
+    Raw(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -442,6 +544,10 @@ const ACTION_KEYS: &[(&str, &[&str])] = &[
     ("reset", &[]),
     ("dialback", &["actor", "from", "to", "verify_stream"]),
     ("accept_dialback", &["actor", "timeout", "verify_stream"]),
+    ("starttls", &["timeout"]),
+    ("accept_starttls", &["timeout"]),
+    ("sasl_external", &["authzid", "timeout"]),
+    ("accept_sasl", &["timeout"]),
 ];
 
 /// What is known about a stream while walking the steps.
@@ -547,11 +653,55 @@ impl Validator<'_> {
                 .secret
                 .clone()
                 .unwrap_or_else(|| format!("fedcheck-secret-{domain}"));
+            let cert = match &a.get_ref().cert {
+                Some(c) => {
+                    if !tls_io::CERT_PRESETS.contains(&c.get_ref().as_str()) {
+                        self.err(
+                            c.span(),
+                            format!(
+                                "cert: unknown preset {:?} (known: {})",
+                                c.get_ref(),
+                                tls_io::CERT_PRESETS.join(", ")
+                            ),
+                        );
+                    }
+                    c.get_ref().clone()
+                }
+                None => "valid".to_string(),
+            };
+            let partner = a.get_ref().partner.as_ref().map(|p| {
+                let f = p.get_ref();
+                let mut neg = |v: &Option<String>, default: Negotiation, what: &str| match v.as_deref() {
+                    None => default,
+                    Some(x) => Negotiation::parse(x).unwrap_or_else(|| {
+                        self.err(p.span(), format!("partner.{what}: {x:?} is not required, optional or not_supported"));
+                        default
+                    }),
+                };
+                let tls = neg(&f.tls, Partner::DEFAULT.tls, "tls");
+                let sasl = neg(&f.sasl, Partner::DEFAULT.sasl, "sasl");
+                let partner = Partner {
+                    tls,
+                    sasl,
+                    dialback: f.dialback.unwrap_or(Partner::DEFAULT.dialback),
+                    keepalive: f.keepalive.unwrap_or(Partner::DEFAULT.keepalive),
+                };
+                // MS-07: SASL needs TLS; MS-08: at least one of SASL or dialback.
+                if partner.tls == Negotiation::NotSupported && partner.sasl != Negotiation::NotSupported {
+                    self.err(p.span(), "partner: SASL needs TLS (tls = \"not_supported\" with sasl enabled, MS-07)");
+                }
+                if partner.sasl == Negotiation::NotSupported && !partner.dialback {
+                    self.err(p.span(), "partner: no usable authentication (no SASL and no dialback, MS-08)");
+                }
+                partner
+            });
             actors.push((
                 a.span().start,
                 Actor {
                     name: name.clone(),
                     kind: ActorKind::Xmpp { domain, secret },
+                    cert,
+                    partner,
                 },
             ));
         }
@@ -569,6 +719,8 @@ impl Validator<'_> {
                 Actor {
                     name: name.clone(),
                     kind: ActorKind::Component { domain, secret },
+                    cert: "none".to_string(),
+                    partner: None,
                 },
             ));
         }
@@ -776,6 +928,28 @@ impl Validator<'_> {
                     window: self.duration(&st.window, DEFAULT_WINDOW),
                 }
             }
+            "starttls" => Action::StartTls {
+                stream: self.existing(st.starttls.as_ref()?, w)?,
+                timeout: self.duration(&st.timeout, timeout),
+            },
+            "accept_starttls" => Action::AcceptStartTls {
+                stream: self.existing(st.accept_starttls.as_ref()?, w)?,
+                timeout: self.duration(&st.timeout, timeout),
+            },
+            "accept_sasl" => Action::AcceptSasl {
+                stream: self.existing(st.accept_sasl.as_ref()?, w)?,
+                timeout: self.duration(&st.timeout, timeout),
+            },
+            "sasl_external" => Action::SaslExternal {
+                stream: self.existing(st.sasl_external.as_ref()?, w)?,
+                authzid: match st.authzid.as_ref().map(|a| a.get_ref().as_str()) {
+                    None | Some("domain") => Authzid::Domain,
+                    Some("=") => Authzid::Equals,
+                    Some("") | Some("empty") => Authzid::Empty,
+                    Some(other) => Authzid::Raw(other.to_string()),
+                },
+                timeout: self.duration(&st.timeout, timeout),
+            },
             "expect_eof" => Action::ExpectEof {
                 stream: self.existing(st.expect_eof.as_ref()?, w)?,
                 timeout: self.duration(&st.timeout, timeout),

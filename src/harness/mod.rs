@@ -16,5 +16,6 @@ pub mod sip_match;
 pub mod suite;
 pub mod target;
 pub mod template;
+pub mod tls_io;
 pub mod transcript;
 pub mod verdict;

@@ -45,6 +45,27 @@ pub struct XmppActorFile {
     pub domain: Spanned<String>,
     #[serde(default)]
     pub secret: Option<String>,
+    /// The certificate it presents in TLS (a preset of the run's test PKI).
+    #[serde(default)]
+    pub cert: Option<Spanned<String>>,
+    /// How the SUT must be configured for this partner domain (Lync's per-partner settings,
+    /// MS-06..MS-09): the bundled target applies it, a third-party target must declare it.
+    #[serde(default)]
+    pub partner: Option<Spanned<PartnerFile>>,
+}
+
+/// `partner = { tls = "required", sasl = "optional", dialback = true, keepalive = false }`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PartnerFile {
+    #[serde(default)]
+    pub tls: Option<String>,
+    #[serde(default)]
+    pub sasl: Option<String>,
+    #[serde(default)]
+    pub dialback: Option<bool>,
+    #[serde(default)]
+    pub keepalive: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -87,6 +108,10 @@ pub struct StepFile {
     pub reset: Option<Spanned<String>>,
     pub dialback: Option<Spanned<String>>,
     pub accept_dialback: Option<Spanned<String>>,
+    pub starttls: Option<Spanned<String>>,
+    pub accept_starttls: Option<Spanned<String>>,
+    pub sasl_external: Option<Spanned<String>>,
+    pub accept_sasl: Option<Spanned<String>>,
     /// The value names an actor (not a stream): the SUT must not connect to it.
     pub expect_no_connection: Option<Spanned<String>>,
     // --- other keys
@@ -105,6 +130,8 @@ pub struct StepFile {
     pub from: Option<Spanned<String>>,
     pub to: Option<Spanned<String>>,
     pub verify_stream: Option<Spanned<String>>,
+    /// `sasl_external`: what to send as authorization identity (D-06).
+    pub authzid: Option<Spanned<String>>,
     pub covers: Option<Spanned<Vec<Spanned<String>>>>,
     pub note: Option<Spanned<String>>,
     /// Matrix files: keep the step only in cells where every clause holds.
@@ -143,6 +170,7 @@ impl StepFile {
             from,
             to,
             verify_stream,
+            authzid,
             covers,
             note,
             when
@@ -168,6 +196,10 @@ impl StepFile {
             reset,
             dialback,
             accept_dialback,
+            starttls,
+            accept_starttls,
+            sasl_external,
+            accept_sasl,
             expect_no_connection
         );
         v

@@ -152,6 +152,17 @@ impl Normaliser<'_> {
             Unit::Reset => {
                 let _ = writeln!(out, "{prefix}(reset)");
             }
+            Unit::Tls {
+                version,
+                alpn,
+                peer,
+            } => {
+                let alpn = alpn.as_deref().unwrap_or("none");
+                let _ = writeln!(
+                    out,
+                    "{prefix}(tls {version}, alpn {alpn}; peer certificate: {peer})"
+                );
+            }
             // Retransmissions depend on timing: recorded, not snapshotted.
             Unit::Sip {
                 message,

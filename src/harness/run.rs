@@ -8,17 +8,21 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+
+use tokio::sync::{mpsc, oneshot};
 
 use super::catalogue::{Catalogue, Level};
-use super::load::{Action, ActorKind, ExpectItem, NOTHING, PortKind, Scenario, Step};
+use super::load::{Action, ActorKind, Authzid, ExpectItem, NOTHING, PortKind, Scenario, Step};
 use super::sip_actor::{SipEvent, SipRoute, SipSockets, SipSut};
 use super::template::{self, Template};
+use super::tls_io::{self, RunPki};
 use super::transcript::{Dir, Transcript, Unit};
 use super::verdict::{Failure, Verdict};
 use crate::xmpp::codec::{Decoder, Event, Limits, StreamHeader};
@@ -94,7 +98,7 @@ struct StreamState {
     actor: String,
     origin: Origin,
     port: PortKind,
-    writer: Option<OwnedWriteHalf>,
+    writer: Option<Writer>,
     inbox: VecDeque<Received>,
     /// Parses what the harness sends so the transcript shows structure; `None` once the
     /// harness has sent bytes that are not XML (hostile steps), after which sends are raw.
@@ -106,6 +110,157 @@ struct StreamState {
     own_id: Option<String>,
     eof: bool,
     reader: tokio::task::JoinHandle<()>,
+    /// Asks a plain-TCP reader to stop and hand its half back (for a TLS upgrade).
+    stop: Option<oneshot::Sender<oneshot::Sender<(OwnedReadHalf, Vec<u8>)>>>,
+    tls: bool,
+    /// Set before the harness sends `<success/>` as SASL receiver: the reader restarts its
+    /// decoder for the header that follows (RFC 6120 §6.4.6).
+    restart: Arc<AtomicBool>,
+    /// The last TLS handshake on this stream, as the harness saw it.
+    tls_summary: Option<tls_io::TlsSummary>,
+}
+
+/// The sending half of a stream, plain or TLS.
+enum Writer {
+    Tcp(OwnedWriteHalf),
+    Tls(Box<tokio::io::WriteHalf<tokio_rustls::TlsStream<TcpStream>>>),
+}
+
+impl Writer {
+    async fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
+        match self {
+            Writer::Tcp(w) => w.write_all(b).await,
+            Writer::Tls(w) => {
+                w.write_all(b).await?;
+                w.flush().await
+            }
+        }
+    }
+    async fn shutdown(&mut self) -> std::io::Result<()> {
+        match self {
+            Writer::Tcp(w) => w.shutdown().await,
+            // Sends close_notify, then FIN (RFC 6120 §4.4).
+            Writer::Tls(w) => w.shutdown().await,
+        }
+    }
+}
+
+fn new_decoder() -> Decoder {
+    Decoder::new(Limits {
+        max_stanza_bytes: 16 * 1024 * 1024,
+        max_depth: 256,
+    })
+}
+
+/// Read a stream, decode it into units and send them to the runner. A plain-TCP reader
+/// can be asked (`stop`) to hand its half back with any bytes not yet decoded.
+async fn read_loop<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
+    mut read: R,
+    tx: mpsc::UnboundedSender<NetEvent>,
+    start: Instant,
+    name: String,
+    mut stop: Option<oneshot::Receiver<oneshot::Sender<(R, Vec<u8>)>>>,
+    restart: Arc<AtomicBool>,
+) {
+    let send = |unit: Unit, raw: Vec<u8>| {
+        let _ = tx.send(NetEvent::Unit {
+            stream: name.clone(),
+            rec: Received {
+                at: start.elapsed(),
+                unit,
+                raw,
+            },
+        });
+    };
+    let mut dec = Some(new_decoder());
+    let mut pending: Vec<u8> = Vec::new();
+    let mut parked = false;
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let r = match stop.as_mut() {
+            Some(s) => tokio::select! {
+                biased;
+                back = s => {
+                    if let Ok(back) = back {
+                        let _ = back.send((read, std::mem::take(&mut pending)));
+                    }
+                    return;
+                }
+                r = read.read(&mut buf) => r,
+            },
+            None => read.read(&mut buf).await,
+        };
+        let n = match r {
+            Ok(0) => return send(Unit::Eof, Vec::new()),
+            Ok(n) => n,
+            Err(_) => return send(Unit::Reset, Vec::new()),
+        };
+        let chunk = &buf[..n];
+        if restart.swap(false, Ordering::SeqCst) && !parked {
+            match dec.as_mut() {
+                Some(d) => d.restart(),
+                None => dec = Some(new_decoder()),
+            }
+        }
+        let Some(d) = dec.as_mut() else {
+            send(
+                Unit::Undecodable {
+                    bytes: chunk.to_vec(),
+                    reason: "after an earlier decoding error".into(),
+                },
+                chunk.to_vec(),
+            );
+            continue;
+        };
+        d.feed(chunk);
+        loop {
+            match d.next_event() {
+                Ok(Some(ev)) => {
+                    let raw = d.last_raw().to_vec();
+                    let proceed = matches!(&ev, Event::Element(e) if e.is(ns::TLS, "proceed") || e.is(ns::TLS, "starttls"));
+                    // RFC 6120 §6.4.6: after <success/> a new stream header follows.
+                    let restart = matches!(&ev, Event::Element(e) if e.is(ns::SASL, "success"));
+                    send(event_unit(ev), raw);
+                    if restart {
+                        d.restart();
+                    }
+                    if proceed {
+                        // Everything after <proceed/> (or the peer's <starttls/>) belongs to
+                        // TLS: stop decoding XML and keep the bytes for whoever takes over.
+                        let rest = d.buffered();
+                        if rest > 0 {
+                            let all = chunk.to_vec();
+                            pending.extend_from_slice(&all[all.len().saturating_sub(rest)..]);
+                        }
+                        dec = None;
+                        parked = true;
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    send(
+                        Unit::Undecodable {
+                            bytes: chunk.to_vec(),
+                            reason: e.to_string(),
+                        },
+                        chunk.to_vec(),
+                    );
+                    dec = None;
+                    break;
+                }
+            }
+        }
+        if parked {
+            // Wait for the upgrade (or the end of the run) instead of reading TLS records as XML.
+            if let Some(s) = stop.take() {
+                if let Ok(back) = s.await {
+                    let _ = back.send((read, pending));
+                }
+            }
+            return;
+        }
+    }
 }
 
 impl Drop for StreamState {
@@ -194,6 +349,8 @@ pub struct Runner<'a> {
     /// Connections the SUT opened to an actor that no step has claimed yet.
     pending_accepts: HashMap<String, VecDeque<(TcpStream, SocketAddr, SocketAddr)>>,
     captures: HashMap<String, String>,
+    /// The run's certificates, when the scenario negotiates TLS.
+    pki: Option<Arc<RunPki>>,
     /// Every value captured and every stream id the SUT sent so far, with where it was
     /// seen: what `{new:NAME}` must differ from.
     seen: HashMap<String, String>,
@@ -219,6 +376,7 @@ impl<'a> Runner<'a> {
         catalogue: &'a Catalogue,
         sut: SutEndpoints,
         listeners: ActorListeners,
+        pki: Option<Arc<RunPki>>,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let start = Instant::now();
@@ -254,6 +412,7 @@ impl<'a> Runner<'a> {
             streams: HashMap::new(),
             pending_accepts: HashMap::new(),
             captures: HashMap::new(),
+            pki,
             seen: HashMap::new(),
             accept_tasks,
             sip,
@@ -503,111 +662,100 @@ impl<'a> Runner<'a> {
         origin: Origin,
         stream: TcpStream,
     ) {
-        let (mut read, write) = stream.into_split();
-        let tx = self.tx.clone();
-        let start = self.start;
-        let sname = name.to_string();
-        let reader = tokio::spawn(async move {
-            let mut dec = Some(Decoder::new(Limits {
-                max_stanza_bytes: 16 * 1024 * 1024,
-                max_depth: 256,
-            }));
-            let mut buf = vec![0u8; 16 * 1024];
-            loop {
-                let n = match read.read(&mut buf).await {
-                    Ok(0) => {
-                        let _ = tx.send(NetEvent::Unit {
-                            stream: sname.clone(),
-                            rec: Received {
-                                at: start.elapsed(),
-                                unit: Unit::Eof,
-                                raw: Vec::new(),
-                            },
-                        });
-                        return;
-                    }
-                    Ok(n) => n,
-                    Err(_) => {
-                        let _ = tx.send(NetEvent::Unit {
-                            stream: sname.clone(),
-                            rec: Received {
-                                at: start.elapsed(),
-                                unit: Unit::Reset,
-                                raw: Vec::new(),
-                            },
-                        });
-                        return;
-                    }
-                };
-                let chunk = &buf[..n];
-                let Some(d) = dec.as_mut() else {
-                    let unit = Unit::Undecodable {
-                        bytes: chunk.to_vec(),
-                        reason: "after an earlier decoding error".into(),
-                    };
-                    let _ = tx.send(NetEvent::Unit {
-                        stream: sname.clone(),
-                        rec: Received {
-                            at: start.elapsed(),
-                            unit,
-                            raw: chunk.to_vec(),
-                        },
-                    });
-                    continue;
-                };
-                d.feed(chunk);
-                loop {
-                    match d.next_event() {
-                        Ok(Some(ev)) => {
-                            let raw = d.last_raw().to_vec();
-                            let unit = event_unit(ev);
-                            let _ = tx.send(NetEvent::Unit {
-                                stream: sname.clone(),
-                                rec: Received {
-                                    at: start.elapsed(),
-                                    unit,
-                                    raw,
-                                },
-                            });
-                        }
-                        Ok(None) => break,
-                        Err(e) => {
-                            let unit = Unit::Undecodable {
-                                bytes: chunk.to_vec(),
-                                reason: e.to_string(),
-                            };
-                            let _ = tx.send(NetEvent::Unit {
-                                stream: sname.clone(),
-                                rec: Received {
-                                    at: start.elapsed(),
-                                    unit,
-                                    raw: chunk.to_vec(),
-                                },
-                            });
-                            dec = None;
-                            break;
-                        }
-                    }
-                }
-            }
-        });
+        let (read, write) = stream.into_split();
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let restart = Arc::new(AtomicBool::new(false));
+        let reader = tokio::spawn(read_loop(
+            read,
+            self.tx.clone(),
+            self.start,
+            name.to_string(),
+            Some(stop_rx),
+            restart.clone(),
+        ));
         let st = StreamState {
             actor: actor.to_string(),
             origin,
             port,
-            writer: Some(write),
+            writer: Some(Writer::Tcp(write)),
             inbox: VecDeque::new(),
-            sent_decoder: Some(Decoder::new(Limits {
-                max_stanza_bytes: 16 * 1024 * 1024,
-                max_depth: 256,
-            })),
+            sent_decoder: Some(new_decoder()),
             header_sent: false,
             sut_header: None,
             own_id: None,
             eof: false,
             reader,
+            stop: Some(stop_tx),
+            tls: false,
+            restart,
+            tls_summary: None,
         };
         self.streams.insert(name.to_string(), st);
+    }
+
+    /// Take the plain TCP connection of stream `name` back from its reader, for a TLS
+    /// upgrade. Bytes the reader had already received after the last unit come back too:
+    /// after `<proceed/>` there must be none (the STARTTLS injection, RFC 6120 §5.4.3.3).
+    async fn take_tcp(&mut self, step: &Step, name: &str) -> Result<(TcpStream, Vec<u8>), StepEnd> {
+        let Some(st) = self.streams.get_mut(name) else {
+            return Err(Self::broken(step, format!("stream `{name}` is not open")));
+        };
+        let (Some(stop), Some(Writer::Tcp(_))) = (st.stop.take(), st.writer.as_ref()) else {
+            return Err(Self::broken(
+                step,
+                format!("stream `{name}` is already TLS or closed"),
+            ));
+        };
+        let (back_tx, back_rx) = oneshot::channel();
+        if stop.send(back_tx).is_err() {
+            return Err(self.failure(
+                step,
+                name,
+                "an open connection to upgrade",
+                "the connection was closed",
+            ));
+        }
+        let Ok((read, leftover)) = back_rx.await else {
+            return Err(self.failure(
+                step,
+                name,
+                "an open connection to upgrade",
+                "the connection was closed",
+            ));
+        };
+        let Some(Writer::Tcp(write)) = st.writer.take() else {
+            return Err(Self::broken(step, "stream writer vanished"));
+        };
+        match read.reunite(write) {
+            Ok(tcp) => Ok((tcp, leftover)),
+            Err(_) => Err(Self::broken(step, "could not reunite the TCP halves")),
+        }
+    }
+
+    /// Continue stream `name` over TLS: new reader and writer, a fresh XML stream expected
+    /// from both sides (RFC 6120 §5.4.3.3: the stream restarts after the handshake).
+    fn attach_tls(&mut self, name: &str, tls: tokio_rustls::TlsStream<TcpStream>) {
+        let (read, write) = tokio::io::split(tls);
+        let restart = Arc::new(AtomicBool::new(false));
+        let reader = tokio::spawn(read_loop(
+            read,
+            self.tx.clone(),
+            self.start,
+            name.to_string(),
+            None,
+            restart.clone(),
+        ));
+        if let Some(st) = self.streams.get_mut(name) {
+            st.reader.abort();
+            st.reader = reader;
+            st.writer = Some(Writer::Tls(Box::new(write)));
+            st.sent_decoder = Some(new_decoder());
+            st.header_sent = false;
+            st.sut_header = None;
+            st.own_id = None;
+            st.tls = true;
+            st.restart = restart;
+        }
     }
 
     async fn connect(
@@ -1051,10 +1199,18 @@ impl<'a> Runner<'a> {
             return Err(Self::broken(step, format!("stream `{name}` is not open")));
         };
         let actor = st.actor.clone();
+        if reset && st.tls {
+            return Err(Self::broken(
+                step,
+                "reset is only supported on plain TCP streams",
+            ));
+        }
         if let Some(mut w) = st.writer.take() {
             if reset {
                 // SO_LINGER 0 turns the close into an RST.
-                let _ = w.as_ref().set_zero_linger();
+                if let Writer::Tcp(t) = &w {
+                    let _ = t.as_ref().set_zero_linger();
+                }
                 drop(w);
                 st.reader.abort();
                 st.eof = true;
@@ -1447,6 +1603,327 @@ impl<'a> Runner<'a> {
         }
     }
 
+    // ---- helpers: TLS and SASL ------------------------------------------------------
+
+    fn pki(&self, step: &Step) -> Result<Arc<RunPki>, StepEnd> {
+        self.pki
+            .clone()
+            .ok_or_else(|| Self::broken(step, "this run has no test PKI (the target gave none)"))
+    }
+
+    /// Expect one element in `ns` named `name` on stream `name_s`; anything else fails.
+    async fn expect_named(
+        &mut self,
+        step: &Step,
+        stream: &str,
+        ns_: &str,
+        local: &str,
+        timeout: Duration,
+    ) -> Result<Element, StepEnd> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let want = format!("<{local} xmlns='{ns_}'/>");
+        match self.next_unit(stream, deadline).await.map(|r| r.unit) {
+            Some(Unit::Element(e)) if e.is(ns_, local) => Ok(e),
+            Some(u) => Err(self.failure(step, stream, want, describe_unit(&u))),
+            None => Err(self.failure(
+                step,
+                stream,
+                want,
+                format!("nothing after {}", fmt_dur(timeout)),
+            )),
+        }
+    }
+
+    fn record_tls(&mut self, name: &str, dir: Dir, s: &tls_io::TlsSummary) {
+        let at = self.now();
+        let actor = self
+            .streams
+            .get(name)
+            .map(|st| st.actor.clone())
+            .unwrap_or_default();
+        let peer = mask_domain(&tls_io::describe_verdict(&s.verdict), &self.sut.domain);
+        let unit = Unit::Tls {
+            version: s.version.clone(),
+            alpn: s.alpn.clone(),
+            peer,
+        };
+        self.transcript
+            .push(at, &actor, name, dir, unit, Vec::new());
+    }
+
+    /// Bytes the SUT sent after `<proceed/>` (or its `<starttls/>`) in plaintext: RFC 6120
+    /// §5.4.3.3 — the STARTTLS command-injection flaw if anyone acted on them.
+    fn check_leftover(&mut self, step: &Step, name: &str, leftover: Vec<u8>) -> StepResult {
+        if leftover.is_empty() {
+            return Ok(());
+        }
+        let at = self.now();
+        let actor = self
+            .streams
+            .get(name)
+            .map(|st| st.actor.clone())
+            .unwrap_or_default();
+        let reason = "plaintext after the STARTTLS exchange".to_string();
+        self.transcript.push(
+            at,
+            &actor,
+            name,
+            Dir::FromSut,
+            Unit::Undecodable {
+                bytes: leftover.clone(),
+                reason: reason.clone(),
+            },
+            leftover,
+        );
+        Err(self.failure(
+            step,
+            name,
+            "nothing before the TLS handshake (RFC 6120 §5.4.3.3)",
+            reason,
+        ))
+    }
+
+    async fn starttls(&mut self, step: &Step, name: &str, timeout: Duration) -> StepResult {
+        let pki = self.pki(step)?;
+        self.send_text(
+            step,
+            name,
+            "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
+        )
+        .await?;
+        self.expect_named(step, name, ns::TLS, "proceed", timeout)
+            .await?;
+        let (tcp, leftover) = self.take_tcp(step, name).await?;
+        self.check_leftover(step, name, leftover)?;
+        let actor = self
+            .streams
+            .get(name)
+            .map(|st| st.actor.clone())
+            .unwrap_or_default();
+        let leaf = pki.actors.get(&actor).cloned().flatten();
+        match tls_io::connect(tcp, &self.sut.domain, leaf.as_ref(), &pki.ca, timeout).await {
+            Ok((tls, summary)) => {
+                self.record_tls(name, Dir::ToSut, &summary);
+                self.attach_tls(name, tls);
+                if let Some(st) = self.streams.get_mut(name) {
+                    st.tls_summary = Some(summary);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if let Some(st) = self.streams.get_mut(name) {
+                    st.eof = true;
+                }
+                Err(self.failure(
+                    step,
+                    name,
+                    "a TLS handshake with the SUT (RFC 6120 §5.4.3.3)",
+                    e.to_string(),
+                ))
+            }
+        }
+    }
+
+    async fn accept_starttls(&mut self, step: &Step, name: &str, timeout: Duration) -> StepResult {
+        let pki = self.pki(step)?;
+        self.expect_named(step, name, ns::TLS, "starttls", timeout)
+            .await?;
+        // The reader parked after <starttls/>: send <proceed/> and take the socket over.
+        self.send_text(
+            step,
+            name,
+            "<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
+        )
+        .await?;
+        let (tcp, leftover) = self.take_tcp(step, name).await?;
+        self.check_leftover(step, name, leftover)?;
+        let actor = self
+            .streams
+            .get(name)
+            .map(|st| st.actor.clone())
+            .unwrap_or_default();
+        let Some(leaf) = pki.actors.get(&actor).cloned().flatten() else {
+            return Err(Self::broken(
+                step,
+                format!("actor `{actor}` has no certificate to accept TLS with (cert = \"none\")"),
+            ));
+        };
+        match tls_io::accept(tcp, &leaf, &pki.ca, timeout).await {
+            Ok((tls, summary)) => {
+                self.record_tls(name, Dir::FromSut, &summary);
+                self.attach_tls(name, tls);
+                if let Some(st) = self.streams.get_mut(name) {
+                    st.tls_summary = Some(summary);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if let Some(st) = self.streams.get_mut(name) {
+                    st.eof = true;
+                }
+                Err(self.failure(
+                    step,
+                    name,
+                    "a TLS handshake with the SUT (RFC 6120 §5.4.3.3)",
+                    e.to_string(),
+                ))
+            }
+        }
+    }
+
+    async fn sasl_external(
+        &mut self,
+        step: &Step,
+        name: &str,
+        authzid: &Authzid,
+        timeout: Duration,
+    ) -> StepResult {
+        let actor = self
+            .streams
+            .get(name)
+            .map(|st| st.actor.clone())
+            .unwrap_or_default();
+        let Some((domain, _)) = self.actor_identity(&actor) else {
+            return Err(Self::broken(step, format!("unknown actor `{actor}`")));
+        };
+        let data = match authzid {
+            Authzid::Domain => base64(domain.as_bytes()),
+            Authzid::Equals => "=".to_string(),
+            Authzid::Empty => String::new(),
+            Authzid::Raw(r) => r.clone(),
+        };
+        let auth = if data.is_empty() {
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'/>".to_string()
+        } else {
+            format!(
+                "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>{data}</auth>"
+            )
+        };
+        self.send_text(step, name, &auth).await?;
+        self.expect_named(step, name, ns::SASL, "success", timeout)
+            .await?;
+        // RFC 6120 §6.4.6: the initiator restarts the stream on the same connection; the
+        // reader restarted its decoder at <success/>.
+        if let Some(st) = self.streams.get_mut(name) {
+            st.sent_decoder = Some(new_decoder());
+            st.header_sent = false;
+            st.sut_header = None;
+        }
+        Ok(())
+    }
+
+    /// The receiving side of SASL EXTERNAL (RFC 6120 §6, XEP-0178 §3) on a stream the SUT
+    /// opened and secured with TLS: answer its new header, offer EXTERNAL (and dialback),
+    /// expect `<auth mechanism='EXTERNAL'>`, and grant it only if the certificate the SUT
+    /// presented authenticates the domain it claims.
+    async fn accept_sasl(&mut self, step: &Step, name: &str, timeout: Duration) -> StepResult {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let actor = self
+            .streams
+            .get(name)
+            .map(|st| st.actor.clone())
+            .unwrap_or_default();
+        let Some((domain, _)) = self.actor_identity(&actor) else {
+            return Err(Self::broken(step, format!("unknown actor `{actor}`")));
+        };
+        let claimed = match self.next_unit(name, deadline).await.map(|r| r.unit) {
+            Some(Unit::Header(h)) => h.from.clone().unwrap_or_default(),
+            Some(u) => {
+                return Err(self.failure(
+                    step,
+                    name,
+                    "the SUT's stream header after TLS",
+                    describe_unit(&u),
+                ));
+            }
+            None => {
+                return Err(self.failure(
+                    step,
+                    name,
+                    "the SUT's stream header after TLS",
+                    "nothing",
+                ));
+            }
+        };
+        let id = random_id();
+        if let Some(st) = self.streams.get_mut(name) {
+            st.own_id = Some(id.clone());
+        }
+        self.send_text(
+            step,
+            name,
+            &Self::stream_header(&domain, &claimed, Some(&id)),
+        )
+        .await?;
+        self.send_text(
+            step,
+            name,
+            "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>EXTERNAL</mechanism></mechanisms>\
+             <dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback></stream:features>",
+        )
+        .await?;
+        let auth = match self.next_unit(name, deadline).await.map(|r| r.unit) {
+            Some(Unit::Element(e))
+                if e.is(ns::SASL, "auth") && e.attr("mechanism") == Some("EXTERNAL") =>
+            {
+                e
+            }
+            Some(u) => {
+                return Err(self.failure(
+                    step,
+                    name,
+                    "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>",
+                    describe_unit(&u),
+                ));
+            }
+            None => return Err(self.failure(step, name, "<auth mechanism='EXTERNAL'>", "nothing")),
+        };
+        // RFC 6120 §6.3.8 and XEP-0178 §3 (D-06): an empty response, `=`, or the claimed domain.
+        let text = auth.text();
+        let authzid_ok =
+            matches!(text.trim(), "" | "=") || text.trim() == base64(claimed.as_bytes());
+        let cert_ok = self
+            .streams
+            .get(name)
+            .and_then(|st| st.tls_summary.as_ref())
+            .is_some_and(|t| t.verdict.authenticates(&claimed));
+        if !(authzid_ok && cert_ok) {
+            let cond = if authzid_ok {
+                "not-authorized"
+            } else {
+                "invalid-authzid"
+            };
+            self.send_text(
+                step,
+                name,
+                &format!("<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><{cond}/></failure>"),
+            )
+            .await?;
+            return Err(self.failure(
+                step,
+                name,
+                format!("SASL EXTERNAL for {claimed} with a certificate that authenticates it (XEP-0178 §3)"),
+                if authzid_ok { "the SUT's certificate does not authenticate the domain it claims".to_string() } else { format!("authzid {text:?}") },
+            ));
+        }
+        if let Some(st) = self.streams.get(name) {
+            st.restart.store(true, Ordering::SeqCst);
+        }
+        self.send_text(
+            step,
+            name,
+            "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>",
+        )
+        .await?;
+        // The SUT now restarts the stream: the next unit is its new header (RFC 6120 §6.4.6).
+        if let Some(st) = self.streams.get_mut(name) {
+            st.sent_decoder = Some(new_decoder());
+            st.header_sent = false;
+            st.sut_header = None;
+        }
+        Ok(())
+    }
+
     async fn step(&mut self, step: &Step) -> StepResult {
         match &step.action {
             Action::Connect {
@@ -1481,6 +1958,18 @@ impl<'a> Runner<'a> {
                 self.expect(step, stream, template, or, *timeout, *exact)
                     .await
             }
+            Action::StartTls { stream, timeout } => self.starttls(step, stream, *timeout).await,
+            Action::AcceptStartTls { stream, timeout } => {
+                self.accept_starttls(step, stream, *timeout).await
+            }
+            Action::AcceptSasl { stream, timeout } => {
+                self.accept_sasl(step, stream, *timeout).await
+            }
+            Action::SaslExternal {
+                stream,
+                authzid,
+                timeout,
+            } => self.sasl_external(step, stream, authzid, *timeout).await,
             Action::ExpectNoConnection { actor, window } => {
                 self.expect_no_connection(step, actor, *window).await
             }
@@ -1530,25 +2019,6 @@ impl<'a> Runner<'a> {
                     .await
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::mask_domain;
-
-    #[test]
-    fn masks_only_whole_domains() {
-        assert_eq!(
-            mask_domain("rx → sut.test (x)", "sut.test"),
-            "rx → {sut} (x)"
-        );
-        assert_eq!(
-            mask_domain("gw.sut.test and sut.test.", "sut.test"),
-            "gw.sut.test and {sut}."
-        );
-        assert_eq!(mask_domain("romeo@sut.test/r", "sut.test"), "romeo@{sut}/r");
-        assert_eq!(mask_domain("sut.tester", "sut.test"), "sut.tester");
     }
 }
 
@@ -1659,6 +2129,28 @@ pub fn fmt_dur(d: Duration) -> String {
     }
 }
 
+/// RFC 4648 base64 (the SASL initial response, RFC 6120 §6.4.2).
+fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let b = [
+            c[0],
+            c.get(1).copied().unwrap_or(0),
+            c.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18u32, 12, 6, 0].iter().enumerate() {
+            if i <= c.len() {
+                out.push(char::from(T[((n >> shift) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// 128 random bits, hex: stream ids the harness sends as a receiving server.
 fn random_id() -> String {
     let mut b = [0u8; 16];
@@ -1670,4 +2162,38 @@ fn random_id() -> String {
         b[..16].copy_from_slice(&t.as_nanos().to_le_bytes());
     }
     hex::encode(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask_domain;
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(super::base64(i.as_bytes()), o);
+        }
+    }
+
+    #[test]
+    fn masks_only_whole_domains() {
+        assert_eq!(
+            mask_domain("rx → sut.test (x)", "sut.test"),
+            "rx → {sut} (x)"
+        );
+        assert_eq!(
+            mask_domain("gw.sut.test and sut.test.", "sut.test"),
+            "gw.sut.test and {sut}."
+        );
+        assert_eq!(mask_domain("romeo@sut.test/r", "sut.test"), "romeo@{sut}/r");
+        assert_eq!(mask_domain("sut.tester", "sut.test"), "sut.tester");
+    }
 }

@@ -92,6 +92,9 @@ impl Validator<'_> {
                         profile,
                         answer,
                     }),
+                    // TLS certificates and partner policies are XMPP notions.
+                    cert: "none".to_string(),
+                    partner: None,
                 },
             ));
         }

@@ -828,7 +828,7 @@ or = ["{nothing}"]
             sip: sut,
         };
         let _ = transport;
-        Runner::new(scenario, &cat, endpoints, listeners)
+        Runner::new(scenario, &cat, endpoints, listeners, None)
             .run()
             .await
     }

@@ -113,7 +113,14 @@ pub async fn run_scenario(s: &Scenario, target: &Target, catalogue: &Catalogue) 
             )),
         );
     }
-    let (endpoints, listeners, running) = match target::prepare(target, s).await {
+    for a in &s.actors {
+        if let Some(p) = &a.partner {
+            if let Some(why) = target.partner_mismatch(a.domain(), p) {
+                return base(Verdict::Inconclusive, Some(why));
+            }
+        }
+    }
+    let prepared = match target::prepare(target, s).await {
         Ok(x) => x,
         Err(e) => {
             return base(
@@ -122,8 +129,16 @@ pub async fn run_scenario(s: &Scenario, target: &Target, catalogue: &Catalogue) 
             );
         }
     };
-    let result = Runner::new(s, catalogue, endpoints, listeners).run().await;
-    running.stop().await;
+    let result = Runner::new(
+        s,
+        catalogue,
+        prepared.endpoints,
+        prepared.listeners,
+        prepared.pki,
+    )
+    .run()
+    .await;
+    prepared.running.stop().await;
     let normalised = normalise(
         &result.transcript,
         &NormaliseContext {

@@ -14,8 +14,11 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::bundled_sip;
-use super::load::Scenario;
+use std::sync::Arc;
+
+use super::load::{Negotiation, Partner, Scenario};
 use super::run::{ActorListeners, RunError, SutEndpoints};
+use super::tls_io::RunPki;
 use crate::proxy;
 
 /// The domain the bundled proxy serves (`{sut}` in scenarios).
@@ -51,6 +54,9 @@ struct TargetFile {
     /// Where the SUT dials each simulated domain: domain → "127.0.0.1:port".
     #[serde(default)]
     routes: BTreeMap<String, String>,
+    /// The per-partner policies the SUT was configured with, by partner domain.
+    #[serde(default)]
+    partners: BTreeMap<String, crate::harness::model::PartnerFile>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -75,6 +81,7 @@ pub struct RemoteTarget {
     pub endpoints: SutEndpoints,
     pub capabilities: Vec<String>,
     pub routes: BTreeMap<String, SocketAddr>,
+    pub partners: BTreeMap<String, Partner>,
 }
 
 impl Target {
@@ -97,6 +104,32 @@ impl Target {
         match self {
             Target::Bundled => vec![BUNDLED_DOMAIN.to_string()],
             Target::Remote(r) => vec![r.endpoints.domain.clone()],
+        }
+    }
+
+    /// Why this target cannot run a scenario that needs `partner` policy for `domain`:
+    /// the bundled pair is configured per scenario; a third-party SUT has what its target
+    /// file declares (Lync's defaults when it declares nothing for that domain).
+    pub fn partner_mismatch(&self, domain: &str, partner: &Partner) -> Option<String> {
+        match self {
+            Target::Bundled => None,
+            Target::Remote(r) => {
+                let have = r.partners.get(domain).copied().unwrap_or(Partner::DEFAULT);
+                (have != *partner).then(|| {
+                    format!(
+                        "the scenario needs partner policy for {domain} tls={} sasl={} dialback={} keepalive={}, \
+                         the target declares tls={} sasl={} dialback={} keepalive={}",
+                        partner.tls.as_str(),
+                        partner.sasl.as_str(),
+                        partner.dialback,
+                        partner.keepalive,
+                        have.tls.as_str(),
+                        have.sasl.as_str(),
+                        have.dialback,
+                        have.keepalive
+                    )
+                })
+            }
         }
     }
 
@@ -157,12 +190,32 @@ impl Target {
                     }
                     routes.insert(d.clone(), sa);
                 }
+                let mut partners = BTreeMap::new();
+                for (d, p) in &f.partners {
+                    let neg = |v: &Option<String>, d0: Negotiation, what: &str| {
+                        match v.as_deref() {
+                        None => Ok(d0),
+                        Some(x) => Negotiation::parse(x)
+                            .ok_or_else(|| bad(format!("partners.\"{d}\".{what} = {x:?}: required, optional or not_supported"))),
+                    }
+                    };
+                    partners.insert(
+                        d.clone(),
+                        Partner {
+                            tls: neg(&p.tls, Partner::DEFAULT.tls, "tls")?,
+                            sasl: neg(&p.sasl, Partner::DEFAULT.sasl, "sasl")?,
+                            dialback: p.dialback.unwrap_or(Partner::DEFAULT.dialback),
+                            keepalive: p.keepalive.unwrap_or(Partner::DEFAULT.keepalive),
+                        },
+                    );
+                }
                 Ok(Target::Remote(RemoteTarget {
                     name: f.name,
                     description: f.description,
                     endpoints,
                     capabilities: f.capabilities,
                     routes,
+                    partners,
                 }))
             }
             other => Err(bad(format!(
@@ -193,8 +246,38 @@ impl RunningSut {
     }
 }
 
+/// What a prepared run has: where the SUT is, the actors' listeners, the running SUT, and
+/// the run's test PKI when the scenario negotiates TLS.
+pub struct Prepared {
+    pub endpoints: SutEndpoints,
+    pub listeners: ActorListeners,
+    pub running: RunningSut,
+    pub pki: Option<Arc<RunPki>>,
+}
+
 /// Bind the actors' listeners and start (or locate) the SUT.
-pub async fn prepare(
+pub async fn prepare(target: &Target, scenario: &Scenario) -> Result<Prepared, RunError> {
+    let domain = match target {
+        Target::Bundled => BUNDLED_DOMAIN.to_string(),
+        Target::Remote(r) => r.endpoints.domain.clone(),
+    };
+    let pki = if scenario.uses_tls() {
+        let p = RunPki::for_scenario(scenario, &domain)
+            .map_err(|e| RunError::Io(std::io::Error::other(e.to_string())))?;
+        Some(Arc::new(p))
+    } else {
+        None
+    };
+    let (endpoints, listeners, running) = prepare_sut(target, scenario).await?;
+    Ok(Prepared {
+        endpoints,
+        listeners,
+        running,
+        pki,
+    })
+}
+
+async fn prepare_sut(
     target: &Target,
     scenario: &Scenario,
 ) -> Result<(SutEndpoints, ActorListeners, RunningSut), RunError> {

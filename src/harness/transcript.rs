@@ -39,6 +39,15 @@ pub enum Unit {
     Eof,
     /// The connection was reset (RST).
     Reset,
+    /// A TLS handshake completed on the stream (RFC 6120 §5.4.3.3): what was negotiated and
+    /// what the harness made of the SUT's certificate (the harness records, it never refuses).
+    Tls {
+        version: String,
+        alpn: Option<String>,
+        /// One line: whether the SUT's chain is trusted by the run's test CA, problems, and the
+        /// identities it presents.
+        peer: String,
+    },
     /// A comment the harness adds (helper step boundaries, notes).
     Note(String),
     /// A SIP message of a SIP actor (src/harness/sip_actor.rs). `retransmission`: a copy

@@ -19,12 +19,35 @@
 //! establish = "30s"
 //! idle = "10m"
 //!
+//! keepalive_send = "4m"                # whitespace keepalive interval (off when absent)
+//! keepalive_expect = "5m"              # EnableKeepAlive partners: silence closes the stream
+//! tls_handshake = "10s"
+//!
 //! [limits]
 //! max_stanza_bytes = 262144            # at least 10000 (RFC 6120 §13.12)
 //! max_depth = 64
 //! max_pairs_per_stream = 64
 //! max_queued_stanzas = 1000
+//! max_inbound_streams = 1000           # MS-10 ConnectionLimit
+//! max_streams_per_partner = 20         # MS-10 PartnerConnectionLimit
+//!
+//! [tls]                                # PEM files, relative to this file
+//! cert = "certs/xmpp-a.test.crt"       # our chain, leaf first; must name our domains
+//! key = "certs/xmpp-a.test.key"
+//! ca = "certs/ca.crt"                  # CAs trusted for peer certificates
+//!
+//! [default_partner]                    # every partner not listed below (MS-06..MS-08)
+//! tls = "optional"                     # required | optional | not_supported
+//! sasl = "optional"                    # SASL EXTERNAL: required | optional | not_supported
+//! dialback = true                      # SupportDialbackNegotiation
+//! keepalive = false                    # EnableKeepAlive: expect the partner's keepalives
+//!
+//! [partners."gtalk.test"]              # unset keys come from [default_partner]
+//! tls = "not_supported"
+//! sasl = "not_supported"
 //! ```
+//! Invalid partner settings (SASL without TLS, no usable method, TLS required without a
+//! certificate) are rejected at load, naming the partner and the rule (MS-07, MS-09).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -35,7 +58,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
-use crate::xmpp::s2s::jid_domain;
+use crate::tls::{TlsConfigError, TlsMaterial, TlsSettings};
+use crate::xmpp::s2s::{Negotiation, PartnerPolicy, Policies, PolicyRule, jid_domain};
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,6 +83,64 @@ pub struct ProxyConfig {
     pub timeouts: TimeoutsConfig,
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// `[tls]`: certificate, key and CA files.
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
+    /// TLS material given directly (embedding, the harness's bundled target). It wins over
+    /// `tls`; [`ProxyConfig::from_file`] fills it from the `[tls]` files.
+    #[serde(skip)]
+    pub tls_material: Option<TlsMaterial>,
+    /// `[default_partner]`: the policy for partners not listed in `[partners]`.
+    #[serde(default)]
+    pub default_partner: PartnerConfig,
+    /// `[partners."domain"]`: per-partner overrides of `[default_partner]`.
+    #[serde(default)]
+    pub partners: BTreeMap<String, PartnerConfig>,
+}
+
+/// `[tls]`: PEM files.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+}
+
+/// One partner's settings, as Lync names them (MS-06..MS-08, MS-10); unset keys inherit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PartnerConfig {
+    /// TlsNegotiation.
+    pub tls: Option<Negotiation>,
+    /// SaslNegotiation.
+    pub sasl: Option<Negotiation>,
+    /// SupportDialbackNegotiation.
+    pub dialback: Option<bool>,
+    /// EnableKeepAlive.
+    pub keepalive: Option<bool>,
+}
+
+impl PartnerConfig {
+    /// These settings over `base`.
+    pub fn over(&self, base: PartnerPolicy) -> PartnerPolicy {
+        PartnerPolicy {
+            tls: self.tls.unwrap_or(base.tls),
+            sasl: self.sasl.unwrap_or(base.sasl),
+            dialback: self.dialback.unwrap_or(base.dialback),
+            keepalive: self.keepalive.unwrap_or(base.keepalive),
+        }
+    }
+
+    /// Set every key from `p` (embedding).
+    pub fn from_policy(p: PartnerPolicy) -> Self {
+        PartnerConfig {
+            tls: Some(p.tls),
+            sasl: Some(p.sasl),
+            dialback: Some(p.dialback),
+            keepalive: Some(p.keepalive),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -83,6 +165,15 @@ pub struct TimeoutsConfig {
     /// A stream without traffic is closed after this (RFC 6120 §4.6.3: be lenient).
     #[serde(deserialize_with = "duration")]
     pub idle: Duration,
+    /// Whitespace keepalive send interval on established streams (KA-01); none if unset.
+    #[serde(deserialize_with = "opt_duration")]
+    pub keepalive_send: Option<Duration>,
+    /// MS-10 KeepAliveInterval: an EnableKeepAlive partner silent this long is closed.
+    #[serde(deserialize_with = "duration")]
+    pub keepalive_expect: Duration,
+    /// A TLS handshake that has not finished by then costs its stream.
+    #[serde(deserialize_with = "duration")]
+    pub tls_handshake: Duration,
 }
 
 impl Default for TimeoutsConfig {
@@ -92,6 +183,9 @@ impl Default for TimeoutsConfig {
             dialback: Duration::from_secs(15),
             establish: Duration::from_secs(30),
             idle: Duration::from_secs(600),
+            keepalive_send: None,
+            keepalive_expect: Duration::from_secs(300),
+            tls_handshake: Duration::from_secs(10),
         }
     }
 }
@@ -103,6 +197,11 @@ pub struct LimitsConfig {
     pub max_depth: usize,
     pub max_pairs_per_stream: usize,
     pub max_queued_stanzas: usize,
+    /// MS-10 ConnectionLimit: inbound S2S connections at once; more are closed at accept.
+    pub max_inbound_streams: usize,
+    /// MS-10 PartnerConnectionLimit: inbound streams naming one partner domain at once;
+    /// more get a `policy-violation` stream error.
+    pub max_streams_per_partner: usize,
 }
 
 impl Default for LimitsConfig {
@@ -112,6 +211,8 @@ impl Default for LimitsConfig {
             max_depth: 64,
             max_pairs_per_stream: 64,
             max_queued_stanzas: 1000,
+            max_inbound_streams: 1000,
+            max_streams_per_partner: 20,
         }
     }
 }
@@ -155,6 +256,10 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     d.deserialize_any(V)
 }
 
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
+
 /// A validation rule a configuration broke.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rule {
@@ -182,6 +287,12 @@ pub enum Rule {
     StanzaLimitTooSmall,
     #[error("limit `{0}` must be above zero")]
     ZeroLimit(&'static str),
+    #[error("partner {partner:?}: {rule}")]
+    Partner { partner: String, rule: PolicyRule },
+    #[error(
+        "partner {0:?} needs TLS (required TLS or SASL) but no [tls] certificate is configured"
+    )]
+    TlsWithoutCertificate(String),
 }
 
 impl Rule {
@@ -200,6 +311,13 @@ impl Rule {
             Rule::ComponentsWithoutListener => Some(("[[component]]", None)),
             Rule::ZeroTimeout(k) | Rule::ZeroLimit(k) => Some((k, None)),
             Rule::StanzaLimitTooSmall => Some(("max_stanza_bytes", None)),
+            Rule::Partner { partner: p, .. } | Rule::TlsWithoutCertificate(p) => {
+                if p == DEFAULT_PARTNER {
+                    Some(("[default_partner]", None))
+                } else {
+                    Some((p, Some("[partners")))
+                }
+            }
         }
     }
 }
@@ -223,7 +341,16 @@ pub enum ConfigError {
         line: usize,
         rule: Rule,
     },
+    #[error("{}:{line}: [tls]: {source}", file.display())]
+    Tls {
+        file: PathBuf,
+        line: usize,
+        source: TlsConfigError,
+    },
 }
+
+/// How errors name `[default_partner]`.
+pub const DEFAULT_PARTNER: &str = "default_partner";
 
 fn line_of(src: &str, offset: usize) -> usize {
     src.get(..offset).map_or(1, |s| s.matches('\n').count() + 1)
@@ -259,7 +386,7 @@ impl ProxyConfig {
             file: path.to_path_buf(),
             source,
         })?;
-        Self::from_toml(&src).map_err(|e| match e {
+        let mut cfg = Self::from_toml(&src).map_err(|e| match e {
             FromTomlError::Syntax { offset, message } => ConfigError::Syntax {
                 file: path.to_path_buf(),
                 line: offset.map_or(1, |o| line_of(&src, o)),
@@ -270,7 +397,57 @@ impl ProxyConfig {
                 line: line_for(&src, &rule),
                 rule,
             },
-        })
+        })?;
+        // `[tls]` paths are relative to the file; load and check them now so a bad
+        // certificate is a load error with a line, not a failure at the first stream.
+        if let Some(files) = &cfg.tls {
+            let base = path.parent().unwrap_or(Path::new(""));
+            let at = |p: &Path| base.join(p);
+            let loaded = TlsMaterial::from_files(&at(&files.cert), &at(&files.key), &at(&files.ca))
+                .and_then(|m| TlsSettings::new(&m).map(|_| m));
+            match loaded {
+                Ok(m) => cfg.tls_material = Some(m),
+                Err(source) => {
+                    return Err(ConfigError::Tls {
+                        file: path.to_path_buf(),
+                        line: src.find("[tls]").map_or(1, |i| line_of(&src, i)),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// Has TLS material, from `[tls]` or given directly.
+    pub fn has_tls(&self) -> bool {
+        self.tls.is_some() || self.tls_material.is_some()
+    }
+
+    /// The TLS material to use: the direct one, else the `[tls]` files (relative paths
+    /// against the current directory here; [`ProxyConfig::from_file`] resolves them
+    /// against the file's directory).
+    pub fn load_tls(&self) -> Result<Option<TlsMaterial>, TlsConfigError> {
+        if let Some(m) = &self.tls_material {
+            return Ok(Some(m.clone()));
+        }
+        match &self.tls {
+            Some(f) => TlsMaterial::from_files(&f.cert, &f.key, &f.ca).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The resolved per-partner policies (MS-06..MS-09).
+    pub fn policies(&self) -> Policies {
+        let default = self.default_partner.over(PartnerPolicy::default());
+        Policies {
+            default,
+            partners: self
+                .partners
+                .iter()
+                .map(|(d, p)| (d.to_ascii_lowercase(), p.over(default)))
+                .collect(),
+        }
     }
 
     /// Parse and validate TOML text.
@@ -358,9 +535,48 @@ impl ProxyConfig {
             ("max_depth", l.max_depth),
             ("max_pairs_per_stream", l.max_pairs_per_stream),
             ("max_queued_stanzas", l.max_queued_stanzas),
+            ("max_inbound_streams", l.max_inbound_streams),
+            ("max_streams_per_partner", l.max_streams_per_partner),
         ] {
             if v == 0 {
                 return Err(Rule::ZeroLimit(name));
+            }
+        }
+        for (name, v) in [
+            ("keepalive_expect", Some(t.keepalive_expect)),
+            ("tls_handshake", Some(t.tls_handshake)),
+            ("keepalive_send", t.keepalive_send),
+        ] {
+            if v.is_some_and(|d| d.is_zero()) {
+                return Err(Rule::ZeroTimeout(name));
+            }
+        }
+        self.validate_partners()
+    }
+
+    /// MS-07, MS-08, MS-09: every partner policy must leave a usable method, SASL needs
+    /// TLS, and required TLS needs our certificate.
+    fn validate_partners(&self) -> Result<(), Rule> {
+        let policies = self.policies();
+        let named = self
+            .partners
+            .keys()
+            .map(|d| (d.clone(), *policies.for_domain(d)));
+        for (name, p) in
+            std::iter::once((DEFAULT_PARTNER.to_string(), policies.default)).chain(named)
+        {
+            if name != DEFAULT_PARTNER
+                && (jid_domain(&name) != Some(name.as_str()) || name.contains('@'))
+            {
+                return Err(Rule::BadDomain(name));
+            }
+            p.check().map_err(|rule| Rule::Partner {
+                partner: name.clone(),
+                rule,
+            })?;
+            let needs_tls = p.tls == Negotiation::Required || p.sasl == Negotiation::Required;
+            if needs_tls && !self.has_tls() {
+                return Err(Rule::TlsWithoutCertificate(name));
             }
         }
         Ok(())
@@ -386,6 +602,10 @@ impl ProxyConfig {
             components: Vec::new(),
             timeouts: TimeoutsConfig::default(),
             limits: LimitsConfig::default(),
+            tls: None,
+            tls_material: None,
+            default_partner: PartnerConfig::default(),
+            partners: BTreeMap::new(),
         }
     }
 }
@@ -490,6 +710,129 @@ secret = "y""#, Rule::DuplicateComponent("gw.a.test".into()))]
             .expect("write");
         let e = ProxyConfig::from_file(g.path()).expect_err("syntax");
         assert!(matches!(e, ConfigError::Syntax { line: 2, .. }), "{e}");
+    }
+
+    const PARTNERS: &str = r#"
+domains = ["a.test"]
+listen = "127.0.0.1:0"
+dialback_secret = "s"
+
+[default_partner]
+tls = "optional"
+sasl = "not_supported"
+dialback = true
+keepalive = false
+
+[partners."b.test"]
+tls = "not_supported"
+keepalive = true
+
+[partners."c.test"]
+sasl = "optional"
+dialback = false
+"#;
+
+    #[test]
+    fn partner_policies_inherit_from_the_default() {
+        let c = ProxyConfig::from_toml(PARTNERS).expect("valid");
+        let p = c.policies();
+        assert_eq!(p.default.sasl, Negotiation::NotSupported);
+        let b = p.for_domain("B.test");
+        assert_eq!(
+            (b.tls, b.sasl, b.dialback, b.keepalive),
+            (
+                Negotiation::NotSupported,
+                Negotiation::NotSupported,
+                true,
+                true
+            )
+        );
+        let cc = p.for_domain("c.test");
+        assert_eq!(
+            (cc.tls, cc.sasl, cc.dialback),
+            (Negotiation::Optional, Negotiation::Optional, false)
+        );
+        assert_eq!(c.timeouts.keepalive_send, None);
+        assert_eq!(c.limits.max_streams_per_partner, 20);
+    }
+
+    #[rstest]
+    #[case::sasl_without_tls(
+        "[partners.\"d.test\"]\ntls = \"not_supported\"\nsasl = \"optional\"",
+        Rule::Partner { partner: "d.test".into(), rule: PolicyRule::SaslWithoutTls }
+    )]
+    #[case::no_method(
+        "[partners.\"d.test\"]\ndialback = false",
+        Rule::Partner { partner: "d.test".into(), rule: PolicyRule::NoUsableMethod }
+    )]
+    #[case::tls_required_without_cert(
+        "[partners.\"d.test\"]\ntls = \"required\"",
+        Rule::TlsWithoutCertificate("d.test".into())
+    )]
+    #[case::bad_partner_domain(
+        "[partners.\"not a domain\"]\ntls = \"optional\"",
+        Rule::BadDomain("not a domain".into())
+    )]
+    fn partner_rules(#[case] extra: &str, #[case] rule: Rule) {
+        let src = format!("{PARTNERS}\n{extra}\n");
+        assert_eq!(
+            ProxyConfig::from_toml(&src),
+            Err(FromTomlError::Invalid(rule))
+        );
+    }
+
+    #[test]
+    fn default_partner_rules_name_the_section_and_line() {
+        let src = PARTNERS.replace("dialback = true", "dialback = false");
+        let mut f = tempfile::NamedTempFile::new().expect("tmp");
+        f.write_all(src.as_bytes()).expect("write");
+        let e = ProxyConfig::from_file(f.path()).expect_err("invalid");
+        let line = src
+            .lines()
+            .position(|l| l == "[default_partner]")
+            .map(|i| i + 1);
+        assert!(
+            matches!(&e, ConfigError::Invalid { line: l, .. } if Some(*l) == line),
+            "{e}"
+        );
+        assert!(
+            e.to_string()
+                .contains("\"default_partner\": no usable authentication method"),
+            "{e}"
+        );
+        let bad = PARTNERS.replace("tls = \"optional\"", "tls = \"sometimes\"");
+        assert!(matches!(
+            ProxyConfig::from_toml(&bad),
+            Err(FromTomlError::Syntax { .. })
+        ));
+    }
+
+    #[test]
+    fn tls_files_load_relative_to_the_config_file() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let ca = crate::tls::TestCa::new("cfg CA").expect("ca");
+        ca.write_to(&dir.path().join("certs")).expect("ca");
+        ca.valid("a.test")
+            .expect("leaf")
+            .write_to(&dir.path().join("certs"), "a.test")
+            .expect("leaf");
+        let tls = "[tls]\ncert = \"certs/a.test.crt\"\nkey = \"certs/a.test.key\"\nca = \"certs/ca.crt\"\n";
+        let src = format!(
+            "{}\n{tls}",
+            PARTNERS.replace("tls = \"optional\"", "tls = \"required\"")
+        );
+        let path = dir.path().join("proxy.toml");
+        std::fs::write(&path, &src).expect("write");
+        let c = ProxyConfig::from_file(&path).expect("loads");
+        assert!(c.tls_material.is_some() && c.has_tls());
+        // A missing key file is a load error on the [tls] line.
+        std::fs::remove_file(dir.path().join("certs/a.test.key")).expect("rm");
+        let e = ProxyConfig::from_file(&path).expect_err("missing key");
+        let line = src.lines().position(|l| l == "[tls]").map(|i| i + 1);
+        assert!(
+            matches!(&e, ConfigError::Tls { line: l, .. } if Some(*l) == line),
+            "{e}"
+        );
     }
 
     #[rstest]

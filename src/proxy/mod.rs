@@ -15,6 +15,11 @@ pub mod config;
 mod server;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;
 
-pub use config::{ComponentConfig, ConfigError, LimitsConfig, ProxyConfig, Rule, TimeoutsConfig};
+pub use config::{
+    ComponentConfig, ConfigError, LimitsConfig, PartnerConfig, ProxyConfig, Rule, TimeoutsConfig,
+    TlsFiles,
+};
 pub use server::{ProxyError, RunningProxy, run, start};

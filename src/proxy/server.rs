@@ -9,15 +9,18 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{Duration, Instant};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use super::config::ProxyConfig;
+use crate::tls::{PeerRole, TlsConfigError, TlsSessionInfo, TlsSettings};
 use crate::xmpp::codec::Limits;
 use crate::xmpp::component::{ComponentCredentials, ComponentSession};
 use crate::xmpp::conditions::{StanzaCondition, StanzaError, StreamCondition, StreamError, bounce};
@@ -25,7 +28,7 @@ use crate::xmpp::element::Element;
 use crate::xmpp::ns;
 use crate::xmpp::s2s::{
     Error as S2sError, InboundSession, Input, LocalConfig, OutboundSession, Output, SessionLimits,
-    Timeouts, Verdict, VerifyRequest, jid_domain,
+    Timeouts, TlsAbility, Verdict, VerifyRequest, jid_domain,
 };
 
 /// Commands queued per outbound stream.
@@ -48,7 +51,11 @@ pub enum ProxyError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsConfigError),
 }
+
+type OutKey = (String, Option<String>);
 
 enum OutCmd {
     Stanza {
@@ -79,11 +86,23 @@ struct Shared {
     local: Arc<LocalConfig>,
     components: Vec<ComponentCredentials>,
     routes: RwLock<HashMap<String, String>>,
-    outbound: Mutex<HashMap<String, mpsc::Sender<OutCmd>>>,
+    /// Outbound streams by (remote, local). `local` is `None` for the usual stream that
+    /// multiplexes all our domains by dialback (XEP-0220 §2.6.1), `Some` for a partner whose
+    /// policy rules dialback out: SASL authenticates only the stream's `from` (RFC 6120
+    /// §6.3.8), so each of our domains needs its own stream to such a partner.
+    outbound: Mutex<HashMap<OutKey, mpsc::Sender<OutCmd>>>,
     linked: Mutex<HashMap<String, mpsc::Sender<CompCmd>>>,
     /// Each task holds a clone; shutdown waits for all to drop. `None` once shutting down.
     tracker: Mutex<Option<mpsc::Sender<()>>>,
     shutdown: watch::Receiver<bool>,
+    /// Our certificate, key and trust anchors (`[tls]`); `None`: we cannot offer STARTTLS.
+    tls: Option<TlsSettings>,
+    /// For outbound STARTTLS without a certificate of our own (dialback over TLS).
+    client_no_cert: Arc<rustls::ClientConfig>,
+    /// Inbound streams per partner domain (MS-10 PartnerConnectionLimit).
+    partner_streams: Mutex<HashMap<String, usize>>,
+    /// Inbound S2S connections open now (MS-10 ConnectionLimit).
+    inbound_streams: AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -156,6 +175,11 @@ pub async fn start(cfg: ProxyConfig) -> Result<RunningProxy, ProxyError> {
             secret: c.secret.clone(),
         })
         .collect();
+    let tls = match cfg.load_tls()? {
+        Some(m) => Some(TlsSettings::new(&m)?),
+        None => None,
+    };
+    let client_no_cert = crate::tls::config::client_config(None)?;
     let mut domains: Vec<String> = cfg.domains.iter().map(|d| d.to_ascii_lowercase()).collect();
     domains.extend(components.iter().map(|c| c.domain.clone()));
     let local = Arc::new(LocalConfig {
@@ -165,6 +189,8 @@ pub async fn start(cfg: ProxyConfig) -> Result<RunningProxy, ProxyError> {
             establish: cfg.timeouts.establish,
             dialback: cfg.timeouts.dialback,
             idle: cfg.timeouts.idle,
+            keepalive_send: cfg.timeouts.keepalive_send,
+            keepalive_expect: cfg.timeouts.keepalive_expect,
         },
         limits: SessionLimits {
             codec: Limits {
@@ -173,6 +199,11 @@ pub async fn start(cfg: ProxyConfig) -> Result<RunningProxy, ProxyError> {
             },
             max_pairs: cfg.limits.max_pairs_per_stream,
             max_queued: cfg.limits.max_queued_stanzas,
+        },
+        policies: cfg.policies(),
+        tls: TlsAbility {
+            server: tls.is_some(),
+            client_cert: tls.is_some(),
         },
     });
     let routes = cfg
@@ -189,6 +220,10 @@ pub async fn start(cfg: ProxyConfig) -> Result<RunningProxy, ProxyError> {
         linked: Mutex::new(HashMap::new()),
         tracker: Mutex::new(Some(tracker.clone())),
         shutdown,
+        tls,
+        client_no_cert,
+        partner_streams: Mutex::new(HashMap::new()),
+        inbound_streams: AtomicUsize::new(0),
     });
     info!(%s2s_addr, ?component_addr, domains = ?shared.cfg.domains, "proxy listening");
     tokio::spawn(accept_loop(shared.clone(), s2s, Kind::S2s, tracker.clone()));
@@ -239,7 +274,17 @@ async fn accept_loop(shared: Arc<Shared>, l: TcpListener, kind: Kind, t: mpsc::S
                     };
                     let (sh, t) = (shared.clone(), t.clone());
                     match kind {
-                        Kind::S2s => tokio::spawn(inbound_task(sh, sock, peer, id, t)),
+                        Kind::S2s => {
+                            // MS-10 ConnectionLimit: refuse at once, before any XML.
+                            let open = shared.inbound_streams.fetch_add(1, Ordering::SeqCst);
+                            if open >= shared.cfg.limits.max_inbound_streams {
+                                shared.inbound_streams.fetch_sub(1, Ordering::SeqCst);
+                                warn!(%peer, open, "inbound connection limit reached; closing");
+                                drop(sock);
+                                continue;
+                            }
+                            tokio::spawn(inbound_task(sh, sock, peer, id, t))
+                        }
                         Kind::Component => tokio::spawn(component_task(sh, sock, peer, id, t)),
                     };
                 }
@@ -289,8 +334,8 @@ impl StreamTimer {
     }
 }
 
-/// Read what is there with a buffer that lives only for this call, so an idle stream task
-/// holds no read buffer (DESIGN §6).
+/// Read what is there with a buffer that lives only for this call, so an idle plain stream
+/// task holds no read buffer (DESIGN §6).
 fn read_now(
     sock: &TcpStream,
     feed: &mut dyn FnMut(Input<'_>) -> Result<(), S2sError>,
@@ -304,14 +349,204 @@ fn read_now(
     }
 }
 
+/// A stream's connection: plain TCP, then possibly TLS on the same socket (STARTTLS).
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
+    /// The socket went into a handshake that failed.
+    Gone,
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(t) => Pin::new(t.as_mut()).poll_read(cx, buf),
+            Conn::Gone => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(t) => Pin::new(t.as_mut()).poll_write(cx, buf),
+            Conn::Gone => Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(t) => Pin::new(t.as_mut()).poll_flush(cx),
+            Conn::Gone => Poll::Ready(Ok(())),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(t) => Pin::new(t.as_mut()).poll_shutdown(cx),
+            Conn::Gone => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// What woke a stream task's read side.
+enum ReadEv {
+    /// Plain socket readable: read with [`read_now`].
+    Readable,
+    /// Decrypted bytes in the task's TLS buffer.
+    Data(usize),
+    Eof,
+}
+
+/// Wait until the connection has something (cancel-safe: `readable()` and a TLS
+/// `read()` lose nothing when dropped).
+async fn wait_read(conn: &mut Conn, tls_buf: &mut Vec<u8>) -> ReadEv {
+    match conn {
+        Conn::Plain(s) => match s.readable().await {
+            Ok(()) => ReadEv::Readable,
+            Err(_) => ReadEv::Eof,
+        },
+        Conn::Tls(t) => {
+            if tls_buf.len() < READ_BUF {
+                tls_buf.resize(READ_BUF, 0);
+            }
+            match t.read(tls_buf).await {
+                Ok(0) => ReadEv::Eof,
+                Ok(n) => ReadEv::Data(n),
+                Err(e) => {
+                    debug!(error = %e, "TLS read failed");
+                    ReadEv::Eof
+                }
+            }
+        }
+        Conn::Gone => std::future::pending().await,
+    }
+}
+
+/// Feed what [`wait_read`] found into a session.
+fn feed_read(
+    conn: &Conn,
+    ev: ReadEv,
+    tls_buf: &[u8],
+    feed: &mut dyn FnMut(Input<'_>) -> Result<(), S2sError>,
+) -> Result<(), S2sError> {
+    match (ev, conn) {
+        (ReadEv::Readable, Conn::Plain(s)) => read_now(s, feed),
+        (ReadEv::Data(n), _) => feed(Input::Data(tls_buf.get(..n).unwrap_or(&[]))),
+        (ReadEv::Readable, _) => Ok(()),
+        (ReadEv::Eof, _) => feed(Input::Eof),
+    }
+}
+
+/// Why a STARTTLS handshake failed (logged; it costs only its own stream).
+#[derive(Debug, thiserror::Error)]
+enum HandshakeError {
+    #[error("handshake failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("handshake did not finish within {0:?}")]
+    Timeout(Duration),
+    #[error("no TLS certificate configured")]
+    NoCertificate,
+    #[error("the connection is not plain TCP")]
+    NotPlain,
+    #[error("{0:?} is not a name TLS can use")]
+    BadName(String),
+}
+
+impl Shared {
+    /// RFC 6120 §5.4.3: we are the TLS server of an inbound stream. Returns the verdict on
+    /// the client's certificate (role: initiating server, so clientAuth is needed).
+    async fn accept_tls(
+        &self,
+        conn: &mut Conn,
+    ) -> Result<(TlsSessionInfo, Option<crate::tls::CertVerdict>), HandshakeError> {
+        let settings = self.tls.as_ref().ok_or(HandshakeError::NoCertificate)?;
+        let Conn::Plain(tcp) = std::mem::replace(conn, Conn::Gone) else {
+            return Err(HandshakeError::NotPlain);
+        };
+        let limit = self.cfg.timeouts.tls_handshake;
+        let tls = tokio::time::timeout(limit, settings.acceptor().accept(tcp))
+            .await
+            .map_err(|_| HandshakeError::Timeout(limit))??;
+        let info = TlsSessionInfo::from_server(tls.get_ref().1);
+        let verdict = settings.verify(
+            Some(&info.peer_chain),
+            SystemTime::now(),
+            PeerRole::Initiating,
+        );
+        *conn = Conn::Tls(Box::new(tokio_rustls::TlsStream::Server(tls)));
+        Ok((info, verdict))
+    }
+
+    /// We are the TLS client of an outbound stream to `remote` (SNI sent; CERT-07 says it
+    /// is optional, harmless to send). The verdict is on the server's certificate.
+    async fn connect_tls(
+        &self,
+        conn: &mut Conn,
+        remote: &str,
+    ) -> Result<(TlsSessionInfo, Option<crate::tls::CertVerdict>), HandshakeError> {
+        let name = rustls_pki_types::ServerName::try_from(remote.to_string())
+            .map_err(|_| HandshakeError::BadName(remote.to_string()))?;
+        let connector = match &self.tls {
+            Some(t) => t.connector(),
+            None => tokio_rustls::TlsConnector::from(self.client_no_cert.clone()),
+        };
+        let Conn::Plain(tcp) = std::mem::replace(conn, Conn::Gone) else {
+            return Err(HandshakeError::NotPlain);
+        };
+        let limit = self.cfg.timeouts.tls_handshake;
+        let tls = tokio::time::timeout(limit, connector.connect(name, tcp))
+            .await
+            .map_err(|_| HandshakeError::Timeout(limit))??;
+        let info = TlsSessionInfo::from_client(tls.get_ref().1);
+        let verdict = match &self.tls {
+            Some(t) => t.verify(
+                Some(&info.peer_chain),
+                SystemTime::now(),
+                PeerRole::Receiving,
+            ),
+            None if info.peer_chain.is_empty() => None,
+            None => Some(crate::tls::verify_peer(
+                &info.peer_chain,
+                &[],
+                SystemTime::now(),
+                PeerRole::Receiving,
+            )),
+        };
+        *conn = Conn::Tls(Box::new(tokio_rustls::TlsStream::Client(tls)));
+        Ok((info, verdict))
+    }
+}
+
 /// What a drained session asks of its task.
 #[derive(Default)]
 struct Drained {
     wbuf: Vec<u8>,
     close: bool,
+    /// Write `wbuf`, then run the TLS handshake (Output::UpgradeTls).
+    upgrade: bool,
 }
 
-async fn flush(sock: &mut TcpStream, d: &mut Drained) -> bool {
+async fn flush(conn: &mut Conn, d: &mut Drained) -> bool {
+    if d.wbuf.is_empty() {
+        return true;
+    }
+    let ok = conn.write_all(&d.wbuf).await.is_ok() && conn.flush().await.is_ok();
+    d.wbuf.clear();
+    ok
+}
+
+async fn flush_plain(sock: &mut TcpStream, d: &mut Drained) -> bool {
     if d.wbuf.is_empty() {
         return true;
     }
@@ -323,12 +558,15 @@ async fn flush(sock: &mut TcpStream, d: &mut Drained) -> bool {
 /// RFC 6120 §4.4: after our `</stream:stream>`, wait (briefly) for the peer's close
 /// instead of resetting the connection, so it can read our last words (a stream error)
 /// even while it is still sending.
-async fn linger(mut sock: TcpStream) {
-    let _ = sock.shutdown().await;
+async fn linger(mut conn: Conn) {
+    if matches!(conn, Conn::Gone) {
+        return;
+    }
+    let _ = tokio::time::timeout(LINGER, conn.shutdown()).await;
     let mut scratch = [0u8; 4096];
     let mut budget: usize = 1 << 20;
     let drain = async {
-        while let Ok(n) = sock.read(&mut scratch).await {
+        while let Ok(n) = conn.read(&mut scratch).await {
             if n == 0 || n > budget {
                 break;
             }
@@ -338,27 +576,123 @@ async fn linger(mut sock: TcpStream) {
     let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
+/// Counts one inbound stream per partner domain it named, and lets go on drop.
+struct PartnerSlot {
+    shared: Arc<Shared>,
+    partner: Option<String>,
+}
+
+impl PartnerSlot {
+    /// Move this stream to `partner`; `false` when that partner is over its limit.
+    fn claim(&mut self, partner: &str) -> bool {
+        if self.partner.as_deref() == Some(partner) {
+            return true;
+        }
+        self.release();
+        let mut map = lock(&self.shared.partner_streams);
+        let n = map.entry(partner.to_string()).or_insert(0);
+        if *n >= self.shared.cfg.limits.max_streams_per_partner {
+            return false;
+        }
+        *n += 1;
+        self.partner = Some(partner.to_string());
+        true
+    }
+
+    fn release(&mut self) {
+        if let Some(p) = self.partner.take() {
+            let mut map = lock(&self.shared.partner_streams);
+            if let Some(n) = map.get_mut(&p) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    map.remove(&p);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for PartnerSlot {
+    fn drop(&mut self) {
+        self.release();
+        self.shared.inbound_streams.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 // ---------------------------------------------------------------- inbound S2S
 
 async fn inbound_task(
     shared: Arc<Shared>,
-    mut sock: TcpStream,
+    sock: TcpStream,
     peer: SocketAddr,
     id: String,
     _t: mpsc::Sender<()>,
 ) {
+    let mut conn = Conn::Plain(sock);
+    let mut tls_buf = Vec::new();
+    let mut slot = PartnerSlot {
+        shared: shared.clone(),
+        partner: None,
+    };
     let mut s = InboundSession::new(Instant::now(), shared.local.clone(), id);
     let (tx, mut rx) = mpsc::channel::<InCmd>(STREAM_QUEUE);
     let mut stop = shared.shutdown.clone();
     let mut timer = StreamTimer::new();
     debug!(%peer, stream_id = s.stream_id(), "inbound stream");
     loop {
+        let mut d = Drained::default();
+        while let Some(o) = s.poll_output() {
+            match o {
+                Output::Transmit(b) => d.wbuf.extend_from_slice(&b),
+                Output::VerifyRequest(req) => shared.request_verify(req, tx.clone()),
+                Output::Stanza(el) => shared.route(el),
+                Output::PairVerified {
+                    originating,
+                    receiving,
+                } => {
+                    info!(%peer, %originating, %receiving, encrypted = s.is_encrypted(), sasl = s.sasl_authenticated().is_some(), "inbound pair verified");
+                }
+                Output::Partner(p) if !slot.claim(&p) => {
+                    warn!(%peer, partner = %p, "too many streams from this partner");
+                    s.close(Some(StreamError::with_text(
+                        StreamCondition::PolicyViolation,
+                        "too many streams from this domain",
+                    )));
+                }
+                Output::UpgradeTls => {
+                    d.upgrade = true;
+                    break;
+                }
+                Output::Close(_) => d.close = true,
+                _ => {}
+            }
+        }
+        if !flush(&mut conn, &mut d).await || d.close {
+            break;
+        }
+        if d.upgrade {
+            let r = match shared.accept_tls(&mut conn).await {
+                Ok((info, verdict)) => {
+                    info!(%peer, version = ?info.version, alpn = ?info.alpn, sni = ?info.sni,
+                        client_cert = verdict.is_some(), "inbound TLS established");
+                    s.handle_input(Instant::now(), Input::TlsEstablished { peer: verdict })
+                }
+                Err(e) => {
+                    // TLS-03: the stream ends here, without XML; others are unaffected.
+                    info!(%peer, error = %e, "inbound TLS handshake failed");
+                    s.handle_input(Instant::now(), Input::TlsFailed)
+                }
+            };
+            if let Err(e) = r {
+                debug!(%peer, error = %e, "after TLS");
+            }
+            continue;
+        }
         timer.arm(s.poll_timeout());
         let r = tokio::select! {
-            r = sock.readable() => match r {
-                Ok(()) => read_now(&sock, &mut |i| s.handle_input(Instant::now(), i)),
-                Err(_) => s.handle_input(Instant::now(), Input::Eof),
-            },
+            ev = wait_read(&mut conn, &mut tls_buf) => {
+                feed_read(&conn, ev, &tls_buf, &mut |i| s.handle_input(Instant::now(), i))
+            }
             Some(InCmd::VerifyResult { originating, receiving, result }) = rx.recv() => {
                 s.handle_input(Instant::now(), Input::VerifyResult { originating, receiving, result })
             }
@@ -374,63 +708,51 @@ async fn inbound_task(
         if let Err(e) = &r {
             info!(%peer, error = %e, "inbound stream failed");
         }
-        let mut d = Drained::default();
-        while let Some(o) = s.poll_output() {
-            match o {
-                Output::Transmit(b) => d.wbuf.extend_from_slice(&b),
-                Output::VerifyRequest(req) => shared.request_verify(req, tx.clone()),
-                Output::Stanza(el) => shared.route(el),
-                Output::PairVerified {
-                    originating,
-                    receiving,
-                } => {
-                    info!(%peer, %originating, %receiving, "inbound pair verified");
-                }
-                Output::Close(_) => d.close = true,
-                _ => {}
-            }
-        }
-        if !flush(&mut sock, &mut d).await || d.close {
-            break;
-        }
     }
     debug!(%peer, "inbound stream closed");
-    linger(sock).await;
+    drop(slot);
+    linger(conn).await;
 }
 
 // ---------------------------------------------------------------- outbound S2S
 
 async fn outbound_task(
     shared: Arc<Shared>,
-    remote: String,
+    key: OutKey,
     addr: String,
     me: mpsc::Sender<OutCmd>,
     mut rx: mpsc::Receiver<OutCmd>,
     _t: mpsc::Sender<()>,
 ) {
+    let remote = key.0.clone();
     let connect = tokio::time::timeout(
         shared.cfg.timeouts.connect,
         TcpStream::connect(addr.as_str()),
     )
     .await;
-    let mut sock = match connect {
+    let sock = match connect {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             info!(%remote, %addr, error = %e, "cannot connect");
             return shared
-                .outbound_gone(&remote, &me, rx, StanzaCondition::RemoteServerTimeout)
+                .outbound_gone(&key, &me, rx, StanzaCondition::RemoteServerTimeout)
                 .await;
         }
         Err(_) => {
             info!(%remote, %addr, "connect timed out");
             return shared
-                .outbound_gone(&remote, &me, rx, StanzaCondition::RemoteServerTimeout)
+                .outbound_gone(&key, &me, rx, StanzaCondition::RemoteServerTimeout)
                 .await;
         }
     };
     let _ = sock.set_nodelay(true);
-    let primary = shared.local.primary().to_string();
-    let mut s = OutboundSession::new(Instant::now(), shared.local.clone(), &primary, &remote);
+    let mut conn = Conn::Plain(sock);
+    let mut tls_buf = Vec::new();
+    let local = key
+        .1
+        .clone()
+        .unwrap_or_else(|| shared.local.primary().to_string());
+    let mut s = OutboundSession::new(Instant::now(), shared.local.clone(), &local, &remote);
     let mut replies: HashMap<(String, String, String), mpsc::Sender<InCmd>> = HashMap::new();
     let mut stop = shared.shutdown.clone();
     let mut timer = StreamTimer::new();
@@ -458,21 +780,42 @@ async fn outbound_task(
                 }
                 Output::Bounce(el) => shared.route(el),
                 Output::PairAuthorized { from, to } => {
-                    info!(%from, %to, "outbound pair authorized")
+                    info!(%from, %to, encrypted = s.is_encrypted(), sasl = s.sasl_authenticated(), "outbound pair authorized")
+                }
+                Output::UpgradeTls => {
+                    d.upgrade = true;
+                    break;
                 }
                 Output::Close(_) => d.close = true,
                 _ => {}
             }
         }
-        if !flush(&mut sock, &mut d).await || d.close {
+        if !flush(&mut conn, &mut d).await || d.close {
             break;
+        }
+        if d.upgrade {
+            let r = match shared.connect_tls(&mut conn, &remote).await {
+                Ok((info, verdict)) => {
+                    info!(%remote, version = ?info.version, alpn = ?info.alpn,
+                        authenticated = verdict.as_ref().is_some_and(|v| v.authenticates(&remote)),
+                        "outbound TLS established");
+                    s.handle_input(Instant::now(), Input::TlsEstablished { peer: verdict })
+                }
+                Err(e) => {
+                    info!(%remote, error = %e, "outbound TLS handshake failed");
+                    s.handle_input(Instant::now(), Input::TlsFailed)
+                }
+            };
+            if let Err(e) = r {
+                debug!(%remote, error = %e, "after TLS");
+            }
+            continue;
         }
         timer.arm(s.poll_timeout());
         let r = tokio::select! {
-            r = sock.readable() => match r {
-                Ok(()) => read_now(&sock, &mut |i| s.handle_input(Instant::now(), i)),
-                Err(_) => s.handle_input(Instant::now(), Input::Eof),
-            },
+            ev = wait_read(&mut conn, &mut tls_buf) => {
+                feed_read(&conn, ev, &tls_buf, &mut |i| s.handle_input(Instant::now(), i))
+            }
             Some(cmd) = rx.recv() => {
                 let now = Instant::now();
                 let mut next = Some(cmd);
@@ -508,9 +851,9 @@ async fn outbound_task(
     }
     debug!(%remote, "outbound stream closed");
     shared
-        .outbound_gone(&remote, &me, rx, StanzaCondition::RemoteServerTimeout)
+        .outbound_gone(&key, &me, rx, StanzaCondition::RemoteServerTimeout)
         .await;
-    linger(sock).await;
+    linger(conn).await;
 }
 
 // ---------------------------------------------------------------- components
@@ -580,7 +923,7 @@ async fn component_task(
                 _ => {}
             }
         }
-        if !flush(&mut sock, &mut d).await || d.close {
+        if !flush_plain(&mut sock, &mut d).await || d.close {
             break;
         }
     }
@@ -594,7 +937,7 @@ async fn component_task(
     while let Some(CompCmd::Stanza(el)) = rx.recv().await {
         shared.bounce_back(&el, StanzaCondition::ServiceUnavailable);
     }
-    linger(sock).await;
+    linger(Conn::Plain(sock)).await;
 }
 
 // ---------------------------------------------------------------- router
@@ -697,7 +1040,7 @@ impl Shared {
             warn!(%from_domain, %remote, "refusing to relay a stanza not from a served domain");
             return;
         }
-        match self.outbound_for(remote) {
+        match self.outbound_for(remote, &from_domain) {
             // ERR-11 / RFC 6120 §10.4.3: no route is "not found".
             None => self.bounce_back(&el, StanzaCondition::RemoteServerNotFound),
             Some(tx) => {
@@ -726,7 +1069,7 @@ impl Shared {
                 result: Verdict::Error(StanzaCondition::RemoteServerNotFound),
             });
         };
-        match self.outbound_for(&req.originating) {
+        match self.outbound_for(&req.originating, &req.receiving) {
             None => {
                 info!(originating = %req.originating, "no route to the authoritative server");
                 fail(req, &reply);
@@ -741,12 +1084,18 @@ impl Shared {
         }
     }
 
-    /// The command channel of the outbound stream to `remote`, opening it on demand. `None`
-    /// when there is no route (or we are shutting down).
-    fn outbound_for(self: &Arc<Self>, remote: &str) -> Option<mpsc::Sender<OutCmd>> {
+    /// The command channel of the outbound stream to `remote` for stanzas from `local`,
+    /// opening it on demand. `None` when there is no route (or we are shutting down).
+    fn outbound_for(self: &Arc<Self>, remote: &str, local: &str) -> Option<mpsc::Sender<OutCmd>> {
         let remote = remote.to_ascii_lowercase();
+        let p = self.local.policy(&remote);
+        let per_domain = !(p.may_tls_dialback() || p.may_tcp_dialback());
+        let key: OutKey = (
+            remote.clone(),
+            per_domain.then(|| local.to_ascii_lowercase()),
+        );
         let mut map = lock(&self.outbound);
-        if let Some(tx) = map.get(&remote).filter(|t| !t.is_closed()) {
+        if let Some(tx) = map.get(&key).filter(|t| !t.is_closed()) {
             return Some(tx.clone());
         }
         let addr = self
@@ -757,23 +1106,23 @@ impl Shared {
             .cloned()?;
         let t = lock(&self.tracker).clone()?;
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
-        map.insert(remote.clone(), tx.clone());
-        tokio::spawn(outbound_task(self.clone(), remote, addr, tx.clone(), rx, t));
+        map.insert(key.clone(), tx.clone());
+        tokio::spawn(outbound_task(self.clone(), key, addr, tx.clone(), rx, t));
         Some(tx)
     }
 
     /// An outbound task ends: unregister it, then fail whatever was still queued for it.
     async fn outbound_gone(
         self: &Arc<Self>,
-        remote: &str,
+        key: &OutKey,
         me: &mpsc::Sender<OutCmd>,
         mut rx: mpsc::Receiver<OutCmd>,
         c: StanzaCondition,
     ) {
         {
             let mut map = lock(&self.outbound);
-            if map.get(remote).is_some_and(|t| t.same_channel(me)) {
-                map.remove(remote);
+            if map.get(key).is_some_and(|t| t.same_channel(me)) {
+                map.remove(key);
             }
         }
         rx.close();

@@ -44,7 +44,7 @@ async fn federation() -> (RunningProxy, RunningProxy) {
 }
 
 /// A component client on a real socket, driven by its sans-IO session.
-struct TestComponent {
+pub(super) struct TestComponent {
     sock: TcpStream,
     s: ComponentClient,
     inbox: VecDeque<Element>,
@@ -52,7 +52,7 @@ struct TestComponent {
 }
 
 impl TestComponent {
-    async fn connect(addr: SocketAddr, domain: &str, secret: &str) -> Self {
+    pub(super) async fn connect(addr: SocketAddr, domain: &str, secret: &str) -> Self {
         let sock = TcpStream::connect(addr).await.expect("connect component");
         let s = ComponentClient::new(Instant::now(), domain, secret, Default::default(), WAIT);
         let mut c = TestComponent {
@@ -99,12 +99,12 @@ impl TestComponent {
         self.flush().await;
     }
 
-    async fn send(&mut self, el: Element) {
+    pub(super) async fn send(&mut self, el: Element) {
         self.s.send_stanza(el);
         self.flush().await;
     }
 
-    async fn recv(&mut self) -> Option<Element> {
+    pub(super) async fn recv(&mut self) -> Option<Element> {
         let deadline = Instant::now() + WAIT;
         while self.inbox.is_empty() && Instant::now() < deadline && !self.s.is_closed() {
             self.pump().await;

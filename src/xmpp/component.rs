@@ -184,7 +184,9 @@ impl ComponentSession {
                 self.state = ServerState::Closed(None);
                 Ok(())
             }
-            Input::VerifyResult { .. } => Err(Error::Misuse),
+            Input::VerifyResult { .. } | Input::TlsEstablished { .. } | Input::TlsFailed => {
+                Err(Error::Misuse)
+            }
         }
     }
 
@@ -472,7 +474,9 @@ impl ComponentClient {
                 self.state = ClientState::Closed(Some(Error::ConnectionLost));
                 Ok(())
             }
-            Input::VerifyResult { .. } => Err(Error::Misuse),
+            Input::VerifyResult { .. } | Input::TlsEstablished { .. } | Input::TlsFailed => {
+                Err(Error::Misuse)
+            }
         }
     }
 

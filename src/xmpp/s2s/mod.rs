@@ -1,4 +1,5 @@
-//! Sans-IO server-to-server sessions (RFC 6120 §4, XEP-0220 Server Dialback).
+//! Sans-IO server-to-server sessions (RFC 6120 §4–§6, XEP-0220 Server Dialback, XEP-0178
+//! SASL EXTERNAL).
 //!
 //! Two session types, one per TCP connection:
 //! - [`InboundSession`]: the peer opened the stream. We act as *receiving server* (its
@@ -15,9 +16,18 @@
 //!
 //! A failed session stays failed: once it has sent a stream error or closed, every later
 //! call returns the same [`Error`] and produces nothing (rustls `conn/mod.rs`).
+//!
+//! TLS and SASL: the sessions negotiate STARTTLS (RFC 6120 §5) and SASL EXTERNAL (§6) per
+//! the partner's [`PartnerPolicy`] (MS-06..MS-09), but never do crypto. After `<proceed/>`
+//! a session emits [`Output::UpgradeTls`]; the driver runs the handshake and answers with
+//! [`Input::TlsEstablished`] carrying its [`CertVerdict`] on the peer's certificate (from
+//! [`crate::tls::verify_peer`]), or [`Input::TlsFailed`]. Each restart (after TLS, after
+//! SASL success) gets a fresh stream id (STR-05).
 
+pub mod features;
 mod inbound;
 mod outbound;
+pub mod policy;
 #[cfg(test)]
 mod tests;
 
@@ -25,6 +35,9 @@ use std::time::Duration;
 
 pub use inbound::InboundSession;
 pub use outbound::OutboundSession;
+pub use policy::{Method, Negotiation, PartnerPolicy, Policies, PolicyRule};
+
+use crate::tls::CertVerdict;
 
 use super::codec::{CodecError, Limits, StreamHeader};
 use super::conditions::{StanzaCondition, StanzaError, StreamCondition, StreamError};
@@ -42,9 +55,40 @@ pub struct LocalConfig {
     pub dialback_secret: String,
     pub timeouts: Timeouts,
     pub limits: SessionLimits,
+    /// Negotiation policy per partner domain (MS-06..MS-09).
+    pub policies: Policies,
+    /// What TLS we can do at all; policy can only narrow it.
+    pub tls: TlsAbility,
+}
+
+/// Whether this server has what TLS needs (RFC 6120 §5.4.3.1, §13.7.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TlsAbility {
+    /// We have a certificate and key: we can answer `<starttls/>` with `<proceed/>`.
+    pub server: bool,
+    /// We present a client certificate when we initiate: SASL EXTERNAL is possible.
+    pub client_cert: bool,
 }
 
 impl LocalConfig {
+    /// Dialback only, no TLS (the MS-12 profile), default timeouts and limits: what a
+    /// server without certificates does.
+    pub fn new(domains: &[&str], dialback_secret: &str) -> Self {
+        LocalConfig {
+            domains: domains.iter().map(|d| d.to_string()).collect(),
+            dialback_secret: dialback_secret.to_string(),
+            timeouts: Timeouts::default(),
+            limits: SessionLimits::default(),
+            policies: Policies::uniform(PartnerPolicy::DIALBACK_ONLY),
+            tls: TlsAbility::default(),
+        }
+    }
+
+    /// The policy that applies to `partner` (lowercase or not).
+    pub fn policy(&self, partner: &str) -> &PartnerPolicy {
+        self.policies.for_domain(partner)
+    }
+
     /// Is `domain` one we serve? Domains compare case-insensitively (RFC 7622 §3.2 lowercases
     /// domainparts; we do not implement full IDNA mapping here).
     pub fn serves(&self, domain: &str) -> bool {
@@ -70,6 +114,12 @@ pub struct Timeouts {
     /// A stream with no traffic at all for this long is closed (RFC 6120 §4.6.3 asks for
     /// leniency, so keep it generous).
     pub idle: Duration,
+    /// Send a whitespace keepalive when we wrote nothing for this long on an established
+    /// stream (RFC 6120 §4.6.1, KA-01); `None`: never.
+    pub keepalive_send: Option<Duration>,
+    /// For partners with `keepalive` set (EnableKeepAlive, MS-10): an established stream
+    /// from which nothing arrived for this long is closed with `connection-timeout`.
+    pub keepalive_expect: Duration,
 }
 
 impl Default for Timeouts {
@@ -78,6 +128,9 @@ impl Default for Timeouts {
             establish: Duration::from_secs(30),
             dialback: Duration::from_secs(30),
             idle: Duration::from_secs(600),
+            keepalive_send: None,
+            // MS-10 KeepAliveInterval default.
+            keepalive_expect: Duration::from_secs(300),
         }
     }
 }
@@ -155,6 +208,14 @@ pub enum Output {
     Bounce(Element),
     /// Component streams: the component authenticated for this domain.
     ComponentReady(String),
+    /// Write what was transmitted so far, then run the TLS handshake on this connection
+    /// (RFC 6120 §5.4.3: right after `<proceed/>`) — as TLS server on an inbound stream, as
+    /// client on an outbound one — and report with [`Input::TlsEstablished`] or
+    /// [`Input::TlsFailed`]. Feed no data before that.
+    UpgradeTls,
+    /// Inbound: the peer named its domain in a stream header (for per-partner connection
+    /// limits and logs; again after each restart if it changes).
+    Partner(String),
     /// The stream is over: write what was transmitted, then close the TCP connection.
     /// `Some` when we sent a stream error.
     Close(Option<StreamError>),
@@ -174,6 +235,13 @@ pub enum Input<'a> {
         receiving: String,
         result: Verdict,
     },
+    /// The TLS handshake asked for by [`Output::UpgradeTls`] completed. `peer` is the
+    /// driver's verdict on the certificate the peer presented (`None`: none was presented),
+    /// from [`crate::tls::verify_peer`] with the peer's role.
+    TlsEstablished { peer: Option<CertVerdict> },
+    /// The TLS handshake failed: the session ends without writing anything (RFC 6120
+    /// §5.4.3.2: the receiving entity closes the TCP connection, TLS-03).
+    TlsFailed,
 }
 
 /// How a peer broke the protocol, each mapped to the stream error we sent
@@ -211,6 +279,21 @@ pub enum PeerMisbehaved {
     /// A stream header where content belongs, or content before the header. The decoder
     /// only yields headers in the prolog, so this guards the session's totality.
     UnexpectedStreamEvent,
+    /// Bytes after `<starttls/>` (or `<proceed/>`) before the TLS handshake: plaintext
+    /// that would be read as if protected (RFC 6120 §5.4.3.3, the STARTTLS injection bug).
+    DataBeforeTls,
+    /// More failed SASL attempts than we allow (RFC 6120 §6.4.5, SASL-06).
+    TooManyAuthFailures,
+    /// No authentication method that both local policy and the peer can use remains
+    /// (RFC 6120 §6.4.5 implementation note, SASL-09).
+    NoAcceptableAuth,
+    /// An EnableKeepAlive partner sent nothing in time (MS-10; RFC 6120 §4.9.3.4).
+    KeepAliveMissing,
+    /// A SASL or TLS element out of sequence (e.g. `<auth/>` after success).
+    OutOfSequence,
+    /// The receiving server's certificate does not authenticate the domain we dialled,
+    /// and policy leaves no dialback to fall back on (RFC 6120 §13.7.2.1, CERT-04).
+    UnauthenticatedServer,
 }
 
 impl PeerMisbehaved {
@@ -229,6 +312,9 @@ impl PeerMisbehaved {
             P::Timeout => C::ConnectionTimeout,
             P::MissingStreamId => C::BadFormat,
             P::UnexpectedStreamEvent => C::NotWellFormed,
+            P::DataBeforeTls | P::TooManyAuthFailures | P::NoAcceptableAuth => C::PolicyViolation,
+            P::KeepAliveMissing => C::ConnectionTimeout,
+            P::OutOfSequence | P::UnauthenticatedServer => C::PolicyViolation,
         }
     }
 }
@@ -250,6 +336,8 @@ pub enum Error {
     LocallyClosed,
     #[error("this input does not apply to this kind of session")]
     Misuse,
+    #[error("TLS handshake failed")]
+    TlsFailed,
 }
 
 /// Which timer fired (quinn `connection/timer.rs`): the session keeps one deadline per kind
@@ -258,6 +346,28 @@ pub enum Error {
 pub(crate) enum Timer {
     Establish,
     Idle,
+    /// Time to send a whitespace keepalive.
+    KeepAliveSend,
+    /// An EnableKeepAlive partner's keepalive is overdue.
+    KeepAliveExpect,
+}
+
+/// A fresh stream id for the stream restarted `n` times after the one with id `base`
+/// (RFC 6120 §4.3.3, STR-05: a new id after TLS and after SASL). `base` went out in the
+/// clear, so the id is keyed with the dialback secret: still unpredictable (DB-16), and
+/// the session needs no randomness of its own.
+pub(crate) fn restart_id(secret: &str, base: &str, n: u32) -> String {
+    use hmac::{Hmac, Mac};
+    use sha2::Sha256;
+    let mut mac = match Hmac::<Sha256>::new_from_slice(secret.as_bytes()) {
+        Ok(m) => m,
+        Err(_) => unreachable!("HMAC takes keys of any length"),
+    };
+    mac.update(b"fedcheck stream restart ");
+    mac.update(base.as_bytes());
+    mac.update(&n.to_be_bytes());
+    let full = mac.finalize().into_bytes();
+    hex::encode(full.get(..16).unwrap_or(&full))
 }
 
 /// Parse `major.minor` (RFC 6120 §4.7.5: each part an integer, leading zeros ignored, so
@@ -367,14 +477,21 @@ pub(crate) const STREAM_CLOSE: &str = "</stream:stream>";
 pub(crate) struct Outbox {
     q: std::collections::VecDeque<Output>,
     pending: String,
+    /// Something was written since the last [`Outbox::take_wrote`] (keepalive timer).
+    wrote: bool,
 }
 
 impl Outbox {
     pub fn transmit(&mut self, text: &str) {
         self.pending.push_str(text);
+        self.wrote = true;
     }
     pub fn element(&mut self, el: &Element, ctx: &NsContext) {
         el.write_xml(&mut self.pending, ctx);
+        self.wrote = true;
+    }
+    pub fn take_wrote(&mut self) -> bool {
+        std::mem::take(&mut self.wrote)
     }
     pub fn push(&mut self, o: Output) {
         self.seal();

@@ -1,14 +1,18 @@
-//! The initiating side of an S2S stream (XEP-0220 §2.1.1, §2.1.2).
+//! The initiating side of an S2S stream (XEP-0220 §2.1.1, §2.1.2), with STARTTLS as TLS
+//! client (RFC 6120 §5.4) and SASL EXTERNAL as initiating entity (XEP-0178 §3).
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use tracing::{debug, info, warn};
 
+use super::features::{PeerFeatures, STARTTLS_XML, SaslCondition, external_auth_xml};
 use super::{
-    Error, HeaderOut, Input, LocalConfig, Outbox, Output, PeerMisbehaved, STREAM_CLOSE, Timer,
-    Verdict, VerifyRequest, db_verdict, is_stanza_name, parse_version, s2s_write_ctx,
+    Error, HeaderOut, Input, LocalConfig, Negotiation, Outbox, Output, PartnerPolicy,
+    PeerMisbehaved, STREAM_CLOSE, Timer, Verdict, VerifyRequest, db_verdict, is_stanza_name,
+    parse_version, s2s_write_ctx,
 };
+use crate::tls::CertVerdict;
 use crate::xmpp::codec::{CodecError, Decoder, Event, StreamHeader};
 use crate::xmpp::conditions::{StanzaCondition, StanzaError, StreamCondition, StreamError, bounce};
 use crate::xmpp::dialback;
@@ -17,13 +21,34 @@ use crate::xmpp::ns;
 
 /// ```text
 ///  ExpectStreamHeader ─1.0 header─▶ ExpectFeatures ─features─▶ Ready ─close/error/idle─▶ Closed
-///          └──────────legacy header (no version, STR-04)───────────▲
+///     ▲    └──────legacy header (no version, STR-04)──────────────▲
+///     │                      │ <starttls/>          │ <auth EXTERNAL>    ▲ <failure/>: dialback
+///     │                      ▼                      ▼                    │ over TLS (D-17)
+///     │               ExpectProceed        ExpectSaslOutcome ────────────┘
+///     │                 │ <proceed/>                │ <success/>: new header
+///     │                 ▼                           │
+///     ├──TlsEstablished── TlsHandshake              │
+///     └─────────────────────────────────────────────┘
 /// ```
 #[derive(Debug)]
 enum State {
     ExpectStreamHeader,
-    ExpectFeatures { stream_id: String },
-    Ready { stream_id: String },
+    ExpectFeatures {
+        stream_id: String,
+    },
+    /// `<starttls/>` sent (RFC 6120 §5.4.2).
+    ExpectProceed {
+        stream_id: String,
+    },
+    /// `<proceed/>` received; the driver runs the handshake.
+    TlsHandshake,
+    /// `<auth mechanism='EXTERNAL'>` sent (RFC 6120 §6.4.2).
+    ExpectSaslOutcome {
+        stream_id: String,
+    },
+    Ready {
+        stream_id: String,
+    },
     Closed(Option<Error>),
 }
 
@@ -66,6 +91,13 @@ pub struct OutboundSession {
     verifies: Vec<PendingVerify>,
     establish_deadline: Option<Instant>,
     idle_deadline: Instant,
+    /// The policy for `remote`, fixed at connect time.
+    policy: PartnerPolicy,
+    /// `Some` once TLS is up: the verdict on the receiving server's certificate.
+    tls: Option<Option<CertVerdict>>,
+    /// SASL EXTERNAL authenticated `local` on this connection.
+    sasl_ok: bool,
+    keepalive_send_at: Option<Instant>,
 }
 
 impl OutboundSession {
@@ -76,6 +108,7 @@ impl OutboundSession {
             decoder: Decoder::new(cfg.limits.codec),
             establish_deadline: Some(now + cfg.timeouts.establish),
             idle_deadline: now + cfg.timeouts.idle,
+            policy: *cfg.policy(remote),
             cfg,
             local: local.to_string(),
             remote: remote.to_string(),
@@ -84,19 +117,39 @@ impl OutboundSession {
             ctx: s2s_write_ctx(),
             pairs: Vec::new(),
             verifies: Vec::new(),
+            tls: None,
+            sasl_ok: false,
+            keepalive_send_at: None,
         };
+        s.send_header();
+        s.out.take_wrote();
+        s
+    }
+
+    /// Our header, the same for every (re)start (RFC 6120 §4.3.3: the initiator opens each
+    /// new stream).
+    fn send_header(&mut self) {
         let xml = HeaderOut {
             content_ns: ns::SERVER,
-            from: Some(local),
-            to: Some(remote),
+            from: Some(&self.local),
+            to: Some(&self.remote),
             id: None,
             version: Some("1.0"),
             lang: Some("en"),
             dialback: true,
         }
         .to_xml();
-        s.out.transmit(&xml);
-        s
+        self.out.transmit(&xml);
+    }
+
+    /// Is the connection under TLS?
+    pub fn is_encrypted(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Did SASL EXTERNAL authenticate us on this connection?
+    pub fn sasl_authenticated(&self) -> bool {
+        self.sasl_ok
     }
 
     /// Our domain, as named in our header.
@@ -115,7 +168,10 @@ impl OutboundSession {
     /// The id of the peer's response header, once received.
     pub fn stream_id(&self) -> Option<&str> {
         match &self.state {
-            State::ExpectFeatures { stream_id } | State::Ready { stream_id } => Some(stream_id),
+            State::ExpectFeatures { stream_id }
+            | State::ExpectProceed { stream_id }
+            | State::ExpectSaslOutcome { stream_id }
+            | State::Ready { stream_id } => Some(stream_id),
             _ => None,
         }
     }
@@ -147,7 +203,24 @@ impl OutboundSession {
             .chain(verifies)
             .chain(self.establish_deadline)
             .chain(idle)
+            .chain(self.keepalive_send_at)
             .min()
+    }
+
+    /// Bookkeeping after every call: when to send the next whitespace keepalive (KA-01:
+    /// only on an established stream, never during TLS or SASL negotiation).
+    fn after(&mut self, now: Instant) {
+        let wrote = self.out.take_wrote();
+        let established = matches!(self.state, State::Ready { .. })
+            && self
+                .pairs
+                .iter()
+                .any(|p| matches!(p.state, PairState::Authorized));
+        self.keepalive_send_at = match (established, self.cfg.timeouts.keepalive_send) {
+            (true, Some(iv)) if wrote || self.keepalive_send_at.is_none() => Some(now + iv),
+            (true, Some(_)) => self.keepalive_send_at,
+            _ => None,
+        };
     }
 
     /// Nothing in flight: the idle timer may close the stream.
@@ -157,6 +230,17 @@ impl OutboundSession {
 
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), Error> {
         self.check_open()?;
+        let r = self.on_timeout(now);
+        self.after(now);
+        r
+    }
+
+    fn on_timeout(&mut self, now: Instant) -> Result<(), Error> {
+        if self.keepalive_send_at.is_some_and(|d| d <= now) {
+            debug!(remote = %self.remote, timer = ?Timer::KeepAliveSend, "whitespace keepalive");
+            // RFC 6120 §4.6.1: one space between top-level elements.
+            self.out.transmit(" ");
+        }
         if self.establish_deadline.is_some_and(|d| d <= now) {
             debug!(remote = %self.remote, timer = ?Timer::Establish, "outbound stream not established in time");
             return Err(self.fail(PeerMisbehaved::Timeout));
@@ -195,6 +279,11 @@ impl OutboundSession {
     /// pair is authorized; the first one triggers our `<db:result>` (XEP-0220 §2.1.1, DB-02,
     /// DB-03). Undeliverable stanzas come back as [`Output::Bounce`].
     pub fn send_stanza(&mut self, now: Instant, from: &str, stanza: Element) {
+        self.queue_stanza(now, from, stanza);
+        self.after(now);
+    }
+
+    fn queue_stanza(&mut self, now: Instant, from: &str, stanza: Element) {
         if self.is_closed() {
             self.bounce_all(vec![stanza], StanzaCondition::RemoteServerTimeout);
             return;
@@ -232,7 +321,8 @@ impl OutboundSession {
             _ => self.pairs[i].queue.push(stanza),
         }
         if ready && matches!(self.pairs[i].state, PairState::WaitingForStream) {
-            self.request_pair(now, i);
+            self.start_pair(now, i);
+            self.drop_refused();
         }
     }
 
@@ -253,6 +343,7 @@ impl OutboundSession {
             self.send_verify(now, &mut v);
         }
         self.verifies.push(v);
+        self.after(now);
     }
 
     /// Close from our side: optional stream error, `</stream:stream>` (RFC 6120 §4.4); held
@@ -272,11 +363,18 @@ impl OutboundSession {
 
     pub fn handle_input(&mut self, now: Instant, input: Input<'_>) -> Result<(), Error> {
         self.check_open()?;
+        let r = self.on_input(now, input);
+        self.after(now);
+        r
+    }
+
+    fn on_input(&mut self, now: Instant, input: Input<'_>) -> Result<(), Error> {
         match input {
+            Input::Data(_) if matches!(self.state, State::TlsHandshake) => Err(Error::Misuse),
             Input::Data(data) => {
                 self.idle_deadline = now + self.cfg.timeouts.idle;
                 self.decoder.feed(data);
-                while !self.is_closed() {
+                while !matches!(self.state, State::Closed(_) | State::TlsHandshake) {
                     match self.decoder.next_event() {
                         Ok(None) => break,
                         Ok(Some(ev)) => self.on_event(now, ev)?,
@@ -294,6 +392,52 @@ impl OutboundSession {
                 Ok(())
             }
             Input::VerifyResult { .. } => Err(Error::Misuse),
+            Input::TlsEstablished { peer } => {
+                if !matches!(self.state, State::TlsHandshake) {
+                    return Err(Error::Misuse);
+                }
+                // RFC 6120 §13.7.2.1 (CERT-04): the reference identity is the domain we
+                // dialled. A server it does not authenticate may still get dialback over
+                // TLS (TLS-09: protected, and dialback checks the other way round); with
+                // dialback ruled out by policy there is nothing left to trust: abort.
+                let authenticated = peer.as_ref().is_some_and(|v| v.authenticates(&self.remote));
+                if !authenticated && !self.policy.may_tls_dialback() {
+                    info!(remote = %self.remote, problems = ?peer.as_ref().map(|v| v.problems.clone()), "receiving server not authenticated by its certificate");
+                    let se = StreamError::with_text(
+                        PeerMisbehaved::UnauthenticatedServer.condition(),
+                        format!("certificate does not authenticate {}", self.remote),
+                    );
+                    // A new header first: the error belongs to the stream over TLS.
+                    self.send_header();
+                    let err = Error::PeerMisbehaved(PeerMisbehaved::UnauthenticatedServer);
+                    return Err(self.fail_with(se, err));
+                }
+                match &peer {
+                    Some(v) => info!(
+                        remote = %self.remote,
+                        authenticated = v.authenticates(&self.remote),
+                        subject = ?v.subject,
+                        problems = ?v.problems,
+                        "TLS established"
+                    ),
+                    None => info!(remote = %self.remote, "TLS established; no server certificate"),
+                }
+                self.tls = Some(peer);
+                // RFC 6120 §5.4.3.3: a new stream over TLS, everything before forgotten.
+                self.send_header();
+                self.state = State::ExpectStreamHeader;
+                Ok(())
+            }
+            Input::TlsFailed => {
+                if !matches!(self.state, State::TlsHandshake) {
+                    return Err(Error::Misuse);
+                }
+                info!(remote = %self.remote, "TLS handshake failed");
+                self.teardown();
+                self.out.push(Output::Close(None));
+                self.state = State::Closed(Some(Error::TlsFailed));
+                Err(Error::TlsFailed)
+            }
         }
     }
 
@@ -313,7 +457,13 @@ impl OutboundSession {
                 Ok(())
             }
             (State::ExpectStreamHeader, Event::Header(h)) => self.on_header(now, &h),
-            (s @ (State::ExpectFeatures { .. } | State::Ready { .. }), Event::Element(el)) => {
+            (
+                s @ (State::ExpectFeatures { .. }
+                | State::ExpectProceed { .. }
+                | State::ExpectSaslOutcome { .. }
+                | State::Ready { .. }),
+                Event::Element(el),
+            ) => {
                 self.state = s;
                 self.on_element(now, el)
             }
@@ -376,9 +526,10 @@ impl OutboundSession {
             if matches!(self.pairs[i].state, PairState::WaitingForStream)
                 && !self.pairs[i].queue.is_empty()
             {
-                self.request_pair(now, i);
+                self.start_pair(now, i);
             }
         }
+        self.drop_refused();
         let mut verifies = std::mem::take(&mut self.verifies);
         for v in &mut verifies {
             if v.deadline.is_none() {
@@ -386,6 +537,40 @@ impl OutboundSession {
             }
         }
         self.verifies = verifies;
+    }
+
+    /// The stream is ready and pair `i` has stanzas: SASL already authenticated our header's
+    /// domain, or dialback if policy allows it here, or the stanzas bounce.
+    fn start_pair(&mut self, now: Instant, i: usize) {
+        if self.sasl_ok && self.pairs[i].from.eq_ignore_ascii_case(&self.local) {
+            self.authorize(i);
+        } else if self.policy.may_dialback(self.tls.is_some()) {
+            self.request_pair(now, i);
+        } else {
+            info!(remote = %self.remote, from = %self.pairs[i].from, "no method allowed to authorize this domain pair");
+            let queue = std::mem::take(&mut self.pairs[i].queue);
+            self.bounce_all(queue, StanzaCondition::PolicyViolation);
+        }
+    }
+
+    /// Forget pairs that hold nothing and wait for nothing.
+    fn drop_refused(&mut self) {
+        self.pairs
+            .retain(|p| !(matches!(p.state, PairState::WaitingForStream) && p.queue.is_empty()));
+    }
+
+    /// The pair may send: flush what it holds, in order (DB-03).
+    fn authorize(&mut self, i: usize) {
+        let queue = std::mem::take(&mut self.pairs[i].queue);
+        self.pairs[i].state = PairState::Authorized;
+        let from = self.pairs[i].from.clone();
+        for s in &queue {
+            self.out.element(s, &self.ctx);
+        }
+        self.out.push(Output::PairAuthorized {
+            from,
+            to: self.remote.clone(),
+        });
     }
 
     /// XEP-0220 §2.1.1 step 1 (DB-02): `<db:result from=ours to=theirs>key</db:result>`.
@@ -417,6 +602,36 @@ impl OutboundSession {
         match (el.ns.as_str(), el.name.as_str()) {
             (ns::STREAM, "features") if matches!(self.state, State::ExpectFeatures { .. }) => {
                 self.on_features(now, &el)
+            }
+            (ns::TLS, "proceed") if matches!(self.state, State::ExpectProceed { .. }) => {
+                self.on_proceed()
+            }
+            (ns::TLS, "failure") if matches!(self.state, State::ExpectProceed { .. }) => {
+                // RFC 6120 §5.4.2.2: the peer closes after <failure/>; so do we (TLS-02).
+                info!(remote = %self.remote, "peer refused STARTTLS");
+                self.close(None);
+                let err = Error::PeerIncompatible("STARTTLS refused");
+                self.state = State::Closed(Some(err.clone()));
+                Err(err)
+            }
+            (ns::SASL, "success") if matches!(self.state, State::ExpectSaslOutcome { .. }) => {
+                // RFC 6120 §6.4.6: restart right after <success/> (STR-05).
+                info!(remote = %self.remote, local = %self.local, "SASL EXTERNAL succeeded");
+                self.decoder.restart();
+                self.sasl_ok = true;
+                self.send_header();
+                self.state = State::ExpectStreamHeader;
+                Ok(())
+            }
+            (ns::SASL, "failure") if matches!(self.state, State::ExpectSaslOutcome { .. }) => {
+                self.on_sasl_failure(now, &el)
+            }
+            (ns::SASL, "challenge") if matches!(self.state, State::ExpectSaslOutcome { .. }) => {
+                // EXTERNAL with an initial response needs no challenge; give up on it
+                // (RFC 6120 §6.4.4) and let <failure><aborted/> come back.
+                self.out
+                    .transmit("<abort xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
+                Ok(())
             }
             (ns::DIALBACK, "result") => {
                 self.on_result_answer(&el);
@@ -451,28 +666,99 @@ impl OutboundSession {
         }
     }
 
+    /// Choose the next step from the peer's features and our policy for it (MS-09).
     fn on_features(&mut self, now: Instant, el: &Element) -> Result<(), Error> {
-        // We have no TLS here: a peer that insists on it cannot be served (RFC 6120 §5.3.1).
-        if let Some(tls) = el.child(ns::TLS, "starttls")
-            && tls.child(ns::TLS, "required").is_some()
-        {
-            info!(remote = %self.remote, "peer requires STARTTLS, which this stream does not offer");
-            self.close(None);
-            self.state = State::Closed(Some(Error::PeerIncompatible("STARTTLS required")));
-            return Err(Error::PeerIncompatible("STARTTLS required"));
-        }
-        if el.child(ns::DIALBACK_FEATURE, "dialback").is_none() {
-            // Kamailio sends empty features yet does dialback (interop notes): try anyway.
-            debug!(remote = %self.remote, "no dialback feature advertised; trying dialback anyway");
-        }
+        let f = PeerFeatures::parse(el);
         let State::ExpectFeatures { stream_id } =
             std::mem::replace(&mut self.state, State::Closed(None))
         else {
             return Ok(());
         };
+        let p = self.policy;
+        if self.tls.is_none() {
+            // RFC 7590 §3.1 (TLS-08) says try STARTTLS even when not advertised; D-09
+            // limits that to partners whose policy requires TLS (a NotSupported partner
+            // must not see it, an Optional one falls back to plain dialback).
+            let try_tls = match f.starttls {
+                Some(_) => p.may_tls(),
+                None => p.tls == Negotiation::Required,
+            };
+            if try_tls {
+                self.out.transmit(STARTTLS_XML);
+                self.state = State::ExpectProceed { stream_id };
+                return Ok(());
+            }
+            if f.starttls == Some(true) {
+                // RFC 6120 §5.3.1: a peer that insists on TLS cannot be served here.
+                info!(remote = %self.remote, "peer requires STARTTLS, which policy does not allow");
+                self.state = State::ExpectFeatures { stream_id };
+                self.close(None);
+                self.state = State::Closed(Some(Error::PeerIncompatible("STARTTLS required")));
+                return Err(Error::PeerIncompatible("STARTTLS required"));
+            }
+            if !p.may_tcp_dialback() {
+                self.state = State::ExpectFeatures { stream_id };
+                info!(remote = %self.remote, "peer offers no TLS and policy forbids plain dialback");
+                return Err(self.fail(PeerMisbehaved::NoAcceptableAuth));
+            }
+        } else if !self.sasl_ok {
+            // SASL-10 (RFC 6120 §6.3.4, XEP-0178 §3): EXTERNAL first when offered and we
+            // have a certificate; the authzid is our domain (interop notes: Prosody, D-06).
+            if f.offers_external() && self.cfg.tls.client_cert && p.may_sasl() {
+                let auth = external_auth_xml(Some(&self.local));
+                self.out.transmit(&auth);
+                self.state = State::ExpectSaslOutcome { stream_id };
+                return Ok(());
+            }
+            if !p.may_tls_dialback() {
+                self.state = State::ExpectFeatures { stream_id };
+                info!(remote = %self.remote, external = f.offers_external(), "no SASL EXTERNAL possible and policy forbids dialback");
+                return Err(self.fail(PeerMisbehaved::NoAcceptableAuth));
+            }
+        }
+        if !self.sasl_ok && !f.dialback {
+            // Kamailio sends empty features yet does dialback (interop notes): try anyway.
+            debug!(remote = %self.remote, "no dialback feature advertised; trying dialback anyway");
+        }
         self.state = State::Ready { stream_id };
         self.on_ready(now);
         Ok(())
+    }
+
+    /// RFC 6120 §5.4.2.3: TLS starts right after `<proceed/>`. Bytes already buffered
+    /// after it were never protected: the STARTTLS injection attack (STYLE §2).
+    fn on_proceed(&mut self) -> Result<(), Error> {
+        if self.decoder.buffered() > 0 {
+            warn!(remote = %self.remote, bytes = self.decoder.buffered(), "plaintext after <proceed/>");
+            return Err(self.fail(PeerMisbehaved::DataBeforeTls));
+        }
+        self.decoder.restart();
+        self.state = State::TlsHandshake;
+        self.out.push(Output::UpgradeTls);
+        Ok(())
+    }
+
+    /// D-17: SASL EXTERNAL failed (a certificate without our domain, say): go on with
+    /// dialback over TLS where policy allows it, else give up.
+    fn on_sasl_failure(&mut self, now: Instant, el: &Element) -> Result<(), Error> {
+        let cond = SaslCondition::from_failure(el);
+        let State::ExpectSaslOutcome { stream_id } =
+            std::mem::replace(&mut self.state, State::Closed(None))
+        else {
+            return Ok(());
+        };
+        if self.policy.may_tls_dialback() {
+            info!(remote = %self.remote, condition = ?cond, "SASL EXTERNAL failed; dialback over TLS");
+            self.state = State::Ready { stream_id };
+            self.on_ready(now);
+            return Ok(());
+        }
+        info!(remote = %self.remote, condition = ?cond, "SASL EXTERNAL failed and policy forbids dialback");
+        self.state = State::Ready { stream_id };
+        self.close(None);
+        let err = Error::PeerIncompatible("SASL EXTERNAL failed");
+        self.state = State::Closed(Some(err.clone()));
+        Err(err)
     }
 
     /// XEP-0220 §2.1.1 step 4: accept only an answer to a request sent on this stream
@@ -494,28 +780,21 @@ impl OutboundSession {
             warn!(remote = %self.remote, to, "ignoring an unsolicited db:result answer");
             return;
         };
-        let queue = std::mem::take(&mut self.pairs[i].queue);
         match verdict {
             Verdict::Valid => {
-                self.pairs[i].state = PairState::Authorized;
-                let from = self.pairs[i].from.clone();
-                info!(remote = %self.remote, %from, "dialback: pair authorized");
+                info!(remote = %self.remote, from = %self.pairs[i].from, "dialback: pair authorized");
                 // DB-03: flush in order.
-                for s in &queue {
-                    self.out.element(s, &self.ctx);
-                }
-                self.out.push(Output::PairAuthorized {
-                    from,
-                    to: self.remote.clone(),
-                });
+                self.authorize(i);
             }
             Verdict::Invalid => {
+                let queue = std::mem::take(&mut self.pairs[i].queue);
                 warn!(remote = %self.remote, from = %self.pairs[i].from, "dialback: our key was declared invalid");
                 self.pairs.remove(i);
                 // XEP-0220 §2.1.1 (DB-04): internal-server-error.
                 self.bounce_all(queue, StanzaCondition::InternalServerError);
             }
             Verdict::Error(c) => {
+                let queue = std::mem::take(&mut self.pairs[i].queue);
                 info!(remote = %self.remote, from = %self.pairs[i].from, condition = %c, "dialback error");
                 self.pairs.remove(i);
                 // XEP-0220 §2.5 (DB-04): remote-server-timeout.

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::tls::pki::{Leaf, TestCa};
+use crate::tls::{CertVerdict, PeerRole, identity};
 use crate::xmpp::component::{
     ComponentClient, ComponentCredentials, ComponentSession, handshake_digest,
 };
@@ -38,16 +40,19 @@ impl_session!(
 );
 
 fn cfg(domains: &[&str], secret: &str) -> Arc<LocalConfig> {
-    Arc::new(LocalConfig {
-        domains: domains.iter().map(|d| d.to_string()).collect(),
-        dialback_secret: secret.to_string(),
+    Arc::new(local_cfg(domains, secret))
+}
+
+fn local_cfg(domains: &[&str], secret: &str) -> LocalConfig {
+    LocalConfig {
         timeouts: Timeouts {
             establish: Duration::from_secs(10),
             dialback: Duration::from_secs(5),
             idle: Duration::from_secs(300),
+            ..Timeouts::default()
         },
-        limits: SessionLimits::default(),
-    })
+        ..LocalConfig::new(domains, secret)
+    }
 }
 
 fn msg(from: &str, to: &str, body: &str) -> Element {
@@ -77,6 +82,12 @@ struct Server {
     /// Bytes each session wrote, for order and content assertions.
     out_wire: String,
     inb_wire: String,
+    /// The certificate this server presents in TLS handshakes (simulated: the peer's
+    /// session gets the verdict a driver would compute on it).
+    leaf: Option<Leaf>,
+    /// A session of this server asked for `UpgradeTls` and waits for its peer.
+    out_tls_wait: bool,
+    inb_tls_wait: bool,
 }
 
 impl Server {
@@ -91,6 +102,9 @@ impl Server {
             closes: vec![],
             out_wire: String::new(),
             inb_wire: String::new(),
+            leaf: None,
+            out_tls_wait: false,
+            inb_tls_wait: false,
         }
     }
 }
@@ -172,6 +186,7 @@ impl World {
             for from_a in [true, false] {
                 moved |= self.pump_out(from_a);
                 moved |= self.pump_inb(from_a);
+                moved |= self.pump_tls(from_a);
             }
             if !moved {
                 return;
@@ -219,10 +234,36 @@ impl World {
                 }
                 Output::Bounce(e) => me.bounced.push(e),
                 Output::Close(e) => me.closes.push(e),
+                Output::UpgradeTls => me.out_tls_wait = true,
                 _ => {}
             }
         }
         moved
+    }
+
+    /// The simulated TLS handshake on `x.out → peer.inb`, once both sides asked for it: each
+    /// session gets the verdict on the other's certificate, computed by the real checks.
+    fn pump_tls(&mut self, from_a: bool) -> bool {
+        let now = self.now;
+        let (me, peer) = if from_a {
+            (&mut self.a, &mut self.b)
+        } else {
+            (&mut self.b, &mut self.a)
+        };
+        if !(me.out_tls_wait && peer.inb_tls_wait) {
+            return false;
+        }
+        me.out_tls_wait = false;
+        peer.inb_tls_wait = false;
+        let client = me.leaf.as_ref().map(|l| verdict(l, PeerRole::Initiating));
+        let server = peer.leaf.as_ref().map(|l| verdict(l, PeerRole::Receiving));
+        if let Some(i) = peer.inb.as_mut() {
+            let _ = i.handle_input(now, Input::TlsEstablished { peer: client });
+        }
+        if let Some(o) = me.out.as_mut() {
+            let _ = o.handle_input(now, Input::TlsEstablished { peer: server });
+        }
+        true
     }
 
     fn pump_inb(&mut self, to_a: bool) -> bool {
@@ -250,6 +291,7 @@ impl World {
                 Output::VerifyRequest(r) => verify.push(r),
                 Output::Stanza(e) => me.delivered.push(e),
                 Output::Close(e) => me.closes.push(e),
+                Output::UpgradeTls => me.inb_tls_wait = true,
                 _ => {}
             }
         }
@@ -1147,4 +1189,863 @@ fn component_stanza_before_handshake_is_not_authorized() {
             .is_err()
     );
     assert_eq!(s.closed_with(), Some(Some(StreamCondition::NotAuthorized)));
+}
+
+// ---- TLS, SASL EXTERNAL and per-partner policy (TLS is simulated: the sessions never do
+// crypto, the World feeds TlsEstablished with the verdict real checks give on real test
+// certificates) ----
+
+fn test_ca() -> &'static TestCa {
+    static CA: std::sync::OnceLock<TestCa> = std::sync::OnceLock::new();
+    CA.get_or_init(|| TestCa::new("s2s tests CA").expect("CA"))
+}
+
+/// What a driver computes on `leaf` presented by a peer in `role`.
+fn verdict(leaf: &Leaf, role: PeerRole) -> CertVerdict {
+    let (anchors, _) = identity::anchors_from(&[test_ca().cert()]);
+    crate::tls::verify_peer(
+        &leaf.cert_chain(),
+        &anchors,
+        std::time::SystemTime::now(),
+        role,
+    )
+}
+
+fn tls_cfg(domain: &str, secret: &str, p: PartnerPolicy) -> Arc<LocalConfig> {
+    Arc::new(LocalConfig {
+        policies: Policies::uniform(p),
+        tls: TlsAbility {
+            server: true,
+            client_cert: true,
+        },
+        ..local_cfg(&[domain], secret)
+    })
+}
+
+const OPT: PartnerPolicy = PartnerPolicy {
+    tls: Negotiation::Optional,
+    sasl: Negotiation::Optional,
+    dialback: true,
+    keepalive: false,
+};
+
+fn tls_world(pa: PartnerPolicy, pb: PartnerPolicy) -> World {
+    let mut w = World::new(tls_cfg("a.test", "sa", pa), tls_cfg("b.test", "sb", pb));
+    w.a.leaf = Some(test_ca().valid("a.test").expect("leaf"));
+    w.b.leaf = Some(test_ca().valid("b.test").expect("leaf"));
+    w
+}
+
+/// The `id='…'` values of the stream headers in `wire`, in order.
+fn header_ids(wire: &str) -> Vec<String> {
+    wire.split("<stream:stream")
+        .skip(1)
+        .filter_map(|h| {
+            let h = h.split('>').next()?;
+            let i = h.find(" id='")? + 5;
+            Some(h.get(i..)?.split('\'').next()?.to_string())
+        })
+        .collect()
+}
+
+/// The `<stream:features…>` blocks in `wire`, in order.
+fn feature_sets(wire: &str) -> Vec<String> {
+    wire.match_indices("<stream:features")
+        .filter_map(|(i, _)| {
+            let rest = wire.get(i..)?;
+            let end = if rest.starts_with("<stream:features/>") {
+                "<stream:features/>".len()
+            } else {
+                rest.find("</stream:features>")? + "</stream:features>".len()
+            };
+            rest.get(..end).map(str::to_string)
+        })
+        .collect()
+}
+
+#[test]
+fn starttls_then_sasl_external_both_directions() {
+    let mut w = tls_world(OPT, OPT);
+    w.send(true, "a.test", msg("juliet@a.test/r", "romeo@b.test", "hi"));
+    assert_eq!(w.b.delivered.len(), 1, "a wire: {}", w.a.out_wire);
+    let (aw, bw) = (&w.a.out_wire, &w.b.inb_wire);
+    // TLS-01/TLS-02, SASL-10: STARTTLS, then EXTERNAL with base64(a.test) as authzid.
+    assert!(
+        aw.contains("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"),
+        "{aw}"
+    );
+    assert!(
+        aw.contains(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>YS50ZXN0</auth>"
+        ),
+        "{aw}"
+    );
+    assert!(!aw.contains("db:result"), "no dialback needed: {aw}");
+    assert!(bw.contains("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"));
+    assert!(bw.contains("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"));
+    // STR-05: three streams, three different ids.
+    let ids = header_ids(bw);
+    assert_eq!(ids.len(), 3, "{bw}");
+    assert!(
+        ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2],
+        "{ids:?}"
+    );
+    // TLS-01, SASL-01, SASL-02, SASL-07: features before TLS, after TLS, after SASL.
+    let f = feature_sets(bw);
+    assert_eq!(f.len(), 3, "{bw}");
+    assert!(
+        f[0].contains("<starttls") && !f[0].contains("<required/>") && !f[0].contains("mechanisms")
+    );
+    assert!(!f[1].contains("starttls") && f[1].contains("<mechanism>EXTERNAL</mechanism>"));
+    assert_eq!(f[2], "<stream:features/>");
+    // A's outbound sent one header per stream.
+    assert_eq!(aw.matches("<stream:stream").count(), 3, "{aw}");
+    let o = w.a.out.as_ref().expect("out");
+    assert!(o.is_encrypted() && o.sasl_authenticated() && o.is_authorized("a.test"));
+    let i = w.b.inb.as_ref().expect("inb");
+    assert_eq!(i.sasl_authenticated(), Some("a.test"));
+
+    // And back: B's own outbound does the same.
+    w.send(
+        false,
+        "b.test",
+        msg("romeo@b.test", "juliet@a.test/r", "hello"),
+    );
+    assert_eq!(w.a.delivered.len(), 1);
+    assert!(
+        w.b.out_wire
+            .contains("mechanism='EXTERNAL'>Yi50ZXN0</auth>")
+    );
+    assert!(w.a.bounced.is_empty() && w.b.bounced.is_empty());
+}
+
+#[test]
+fn tls_handshake_survives_byte_by_byte_delivery() {
+    let mut w = tls_world(OPT, OPT);
+    w.bytewise = true;
+    w.send(true, "a.test", msg("juliet@a.test/r", "romeo@b.test", "hi"));
+    assert_eq!(w.b.delivered.len(), 1, "{}", w.b.inb_wire);
+}
+
+#[test]
+fn wrong_name_certificate_falls_back_to_dialback_over_tls() {
+    // D-17 / SASL-02: A's certificate lacks a.test, so B offers no EXTERNAL; dialback over
+    // TLS authenticates the stream instead.
+    let mut w = tls_world(OPT, OPT);
+    w.a.leaf = Some(test_ca().wrong_name("a.test").expect("leaf"));
+    w.send(true, "a.test", msg("juliet@a.test/r", "romeo@b.test", "hi"));
+    assert_eq!(w.b.delivered.len(), 1, "{}", w.b.inb_wire);
+    let f = feature_sets(&w.b.inb_wire);
+    assert!(
+        !f[1].contains("mechanisms") && f[1].contains("<dialback"),
+        "{f:?}"
+    );
+    let aw = &w.a.out_wire;
+    let (tls, db) = (
+        aw.find("<starttls").unwrap_or(usize::MAX),
+        aw.find("<db:result").unwrap_or(0),
+    );
+    assert!(tls < db, "dialback only after TLS: {aw}");
+    assert!(!aw.contains("<auth"));
+}
+
+#[rstest::rstest]
+#[case::untrusted("untrusted")]
+#[case::expired("expired")]
+#[case::no_client_auth("no_client_auth")]
+#[case::none("none")]
+fn bad_certificates_get_no_external(#[case] which: &str) {
+    let mut w = tls_world(OPT, OPT);
+    w.a.leaf = match which {
+        "untrusted" => Some(crate::tls::pki::untrusted("a.test").expect("leaf")),
+        "expired" => Some(test_ca().expired("a.test").expect("leaf")),
+        "no_client_auth" => Some(test_ca().no_client_auth("a.test").expect("leaf")),
+        _ => None,
+    };
+    w.send(true, "a.test", msg("juliet@a.test/r", "romeo@b.test", "hi"));
+    assert_eq!(w.b.delivered.len(), 1, "dialback over TLS still works");
+    assert!(!w.b.inb_wire.contains("EXTERNAL"), "{}", w.b.inb_wire);
+    assert!(w.a.out_wire.contains("<db:result"));
+}
+
+#[test]
+fn sasl_required_without_a_matching_certificate_is_policy_violation() {
+    // SASL-09, MS-07: SASL required, no acceptable certificate, dialback not enough.
+    let strict = PartnerPolicy {
+        sasl: Negotiation::Required,
+        ..OPT
+    };
+    let mut w = tls_world(OPT, strict);
+    w.a.leaf = Some(test_ca().wrong_name("a.test").expect("leaf"));
+    w.send(true, "a.test", msg("juliet@a.test/r", "romeo@b.test", "hi"));
+    assert!(w.b.delivered.is_empty());
+    assert_eq!(
+        w.b.closes,
+        [Some(StreamError::new(StreamCondition::PolicyViolation))]
+    );
+    assert_eq!(w.a.bounced.len(), 1);
+    // Before TLS nothing but a required STARTTLS was offered (TLS-01 SHOULD).
+    let f = feature_sets(&w.b.inb_wire);
+    assert_eq!(
+        f[0],
+        "<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls></stream:features>"
+    );
+}
+
+#[test]
+fn tls_required_receiver_and_dialback_only_initiator_do_not_federate() {
+    // MS-06: B requires TLS (features: a required STARTTLS and nothing else); A, in the
+    // Google Talk profile, may not do TLS and gives up without trying dialback.
+    let required = PartnerPolicy {
+        tls: Negotiation::Required,
+        ..OPT
+    };
+    let mut w = World::new(
+        tls_cfg("a.test", "sa", PartnerPolicy::DIALBACK_ONLY),
+        tls_cfg("b.test", "sb", required),
+    );
+    w.send(true, "a.test", msg("juliet@a.test/r", "romeo@b.test", "hi"));
+    assert!(w.b.delivered.is_empty());
+    assert!(!w.a.out_wire.contains("<starttls") && !w.a.out_wire.contains("<db:result"));
+    let bounced = w.a.bounced[0].to_xml(&s2s_write_ctx());
+    assert!(bounced.contains("remote-server-timeout"), "{bounced}");
+}
+
+#[test]
+fn dialback_before_required_tls_gets_policy_violation_dialback_error() {
+    // DB-14: TLS required, the peer skips it and sends <db:result> in the clear.
+    let required = PartnerPolicy {
+        tls: Negotiation::Required,
+        ..OPT
+    };
+    let mut r = inbound_tls(required);
+    r.feed(&HDR_TLS.replace(
+        "<stream:stream",
+        "<stream:stream xmlns:db='jabber:server:dialback'",
+    ))
+    .ok();
+    r.take_wire();
+    r.feed("<db:result from='a.test' to='b.test'>k</db:result>")
+        .ok();
+    assert_eq!(
+        r.take_wire(),
+        "<db:result from='b.test' to='a.test' type='error'><error type='modify'><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></db:result>"
+    );
+    assert!(!r.s.is_closed(), "the stream stays open (XEP-0220 §2.5)");
+    assert!(!r.outs.iter().any(|o| matches!(o, Output::VerifyRequest(_))));
+}
+
+#[test]
+fn initiator_requiring_tls_tries_unadvertised_starttls_and_gives_up_on_failure() {
+    // TLS-08 / D-09: B advertises no STARTTLS (NotSupported); A requires TLS and tries it
+    // anyway; B answers <failure/> and closes (TLS-02).
+    let required = PartnerPolicy {
+        tls: Negotiation::Required,
+        ..OPT
+    };
+    let mut w = World::new(
+        tls_cfg("a.test", "sa", required),
+        tls_cfg("b.test", "sb", PartnerPolicy::DIALBACK_ONLY),
+    );
+    w.send(true, "a.test", msg("juliet@a.test/r", "romeo@b.test", "hi"));
+    assert!(w.a.out_wire.contains("<starttls"));
+    assert!(
+        w.b.inb_wire
+            .contains("<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:stream>")
+    );
+    assert!(w.b.delivered.is_empty());
+    assert_eq!(w.a.bounced.len(), 1);
+    assert!(!w.a.out_wire.contains("<db:result"));
+}
+
+#[test]
+fn tls_optional_peer_without_tls_gets_plain_dialback() {
+    let mut w = World::new(
+        tls_cfg("a.test", "sa", OPT),
+        cfg(&["b.test"], "sb"), // no TLS at all (DIALBACK_ONLY, no certificate)
+    );
+    w.send(true, "a.test", msg("juliet@a.test/r", "romeo@b.test", "hi"));
+    assert_eq!(w.b.delivered.len(), 1);
+    assert!(!w.a.out_wire.contains("<starttls"));
+}
+
+// ---- inbound TLS and SASL by hand ----
+
+const HDR_TLS: &str = "<stream:stream xmlns='jabber:server' \
+    xmlns:stream='http://etherx.jabber.org/streams' from='a.test' to='b.test' version='1.0'>";
+
+fn inbound_tls(p: PartnerPolicy) -> Raw<InboundSession> {
+    let now = Instant::now();
+    Raw::new(
+        InboundSession::new(now, tls_cfg("b.test", "t", p), "ID1".into()),
+        now,
+    )
+}
+
+/// An inbound stream after STARTTLS with `cert` and the post-TLS header.
+fn inbound_after_tls(cert: Option<CertVerdict>) -> Raw<InboundSession> {
+    let mut r = inbound_tls(OPT);
+    r.feed(HDR_TLS).ok();
+    r.feed("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        .ok();
+    assert!(
+        r.take_wire()
+            .ends_with("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+    );
+    assert!(r.outs.contains(&Output::UpgradeTls));
+    let _ =
+        r.s.handle_input(r.now, Input::TlsEstablished { peer: cert });
+    r.drain();
+    r.feed(HDR_TLS).ok();
+    r
+}
+
+fn valid_a() -> Option<CertVerdict> {
+    Some(verdict(
+        &test_ca().valid("a.test").expect("leaf"),
+        PeerRole::Initiating,
+    ))
+}
+
+#[rstest::rstest]
+#[case::equals("=", true)]
+#[case::empty("", true)]
+#[case::domain("YS50ZXN0", true)] // base64("a.test"), what Prosody sends
+#[case::domain_upper("QS5URVNU", true)] // base64("A.TEST")
+fn external_authzid_accepted(#[case] data: &str, #[case] ok: bool) {
+    // SASL-03, D-06.
+    let mut r = inbound_after_tls(valid_a());
+    let w = r.take_wire();
+    assert!(w.contains("<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>EXTERNAL</mechanism></mechanisms>"), "{w}");
+    let before = header_ids(&w);
+    r.feed(&format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>{data}</auth>"
+    ))
+    .ok();
+    assert_eq!(r.take_wire().contains("<success"), ok);
+    // SASL-07: restart, new id, empty features; then stanzas flow.
+    r.feed(HDR_TLS).ok();
+    let w = r.take_wire();
+    assert!(w.contains("<stream:features/>"), "{w}");
+    assert_ne!(header_ids(&w), before);
+    assert_ne!(header_ids(&w), ["ID1"]);
+    r.feed("<message from='u@a.test' to='v@b.test'><body>x</body></message>")
+        .ok();
+    assert_eq!(r.stanzas(), 1);
+    assert!(
+        r.outs.iter().any(
+            |o| matches!(o, Output::PairVerified { originating, .. } if originating == "a.test")
+        )
+    );
+}
+
+#[rstest::rstest]
+#[case::other_authzid("ZXZpbC50ZXN0", "invalid-authzid")] // base64("evil.test"), SASL-04
+#[case::bad_base64("!!!!", "incorrect-encoding")]
+#[case::whitespace(" YS50ZXN0", "incorrect-encoding")]
+#[case::jid_authzid("dUBhLnRlc3Q=", "invalid-authzid")] // base64("u@a.test")
+fn external_authzid_refused(#[case] data: &str, #[case] cond: &str) {
+    let mut r = inbound_after_tls(valid_a());
+    r.take_wire();
+    r.feed(&format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>{data}</auth>"
+    ))
+    .ok();
+    assert_eq!(
+        r.take_wire(),
+        format!("<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><{cond}/></failure>")
+    );
+    assert!(
+        !r.s.is_closed(),
+        "a failure is not the end (RFC 6120 §6.4.5)"
+    );
+}
+
+#[test]
+fn sasl_failure_conditions_and_retry_limit() {
+    // SASL-05, SASL-06: specific conditions, then policy-violation after 3 attempts.
+    let mut r = inbound_after_tls(valid_a());
+    r.take_wire();
+    r.feed("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGEAYg==</auth>")
+        .ok();
+    assert!(r.take_wire().contains("<invalid-mechanism/>"));
+    r.feed("<abort xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
+        .ok();
+    assert!(r.take_wire().contains("<aborted/>"));
+    let _ = r.feed(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>ZXZpbC50ZXN0</auth>",
+    );
+    let w = r.take_wire();
+    assert!(
+        w.contains("<invalid-authzid/>") && w.contains("<policy-violation"),
+        "{w}"
+    );
+    assert_eq!(
+        r.closed_with(),
+        Some(Some(StreamCondition::PolicyViolation))
+    );
+}
+
+#[test]
+fn sasl_before_tls_is_encryption_required() {
+    let mut r = inbound_tls(OPT);
+    r.feed(HDR_TLS).ok();
+    let w = r.take_wire();
+    // TLS-01, SASL-01: STARTTLS and dialback offered, no mechanisms before TLS.
+    assert!(
+        w.contains("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/><dialback"),
+        "{w}"
+    );
+    assert!(!w.contains("mechanisms"));
+    r.feed("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>")
+        .ok();
+    assert!(r.take_wire().contains("<encryption-required/>"));
+}
+
+#[test]
+fn external_for_an_unverified_certificate_is_invalid_mechanism() {
+    let cert = verdict(
+        &test_ca().wrong_name("a.test").expect("leaf"),
+        PeerRole::Initiating,
+    );
+    let mut r = inbound_after_tls(Some(cert));
+    assert!(!r.take_wire().contains("EXTERNAL"));
+    r.feed("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>")
+        .ok();
+    assert!(r.take_wire().contains("<invalid-mechanism/>"));
+    assert_eq!(r.s.sasl_authenticated(), None);
+}
+
+#[test]
+fn no_from_then_authzid_names_the_domain() {
+    // XEP-0178 §3: without `from`, the authzid says who the peer is; the certificate must
+    // authenticate it.
+    let hdr = HDR_TLS.replace(" from='a.test'", "");
+    let mut r = inbound_tls(OPT);
+    r.feed(&hdr).ok();
+    r.feed("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        .ok();
+    let _ =
+        r.s.handle_input(r.now, Input::TlsEstablished { peer: valid_a() });
+    r.drain();
+    r.feed(&hdr).ok();
+    assert!(r.take_wire().contains("EXTERNAL"));
+    r.feed("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>")
+        .ok();
+    assert!(r.take_wire().contains("<not-authorized/>"));
+    r.feed("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>Yy50ZXN0</auth>")
+        .ok(); // c.test: not in the certificate
+    assert!(r.take_wire().contains("<not-authorized/>"));
+    r.feed("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>YS50ZXN0</auth>")
+        .ok();
+    assert!(r.take_wire().contains("<success"));
+}
+
+#[test]
+fn plaintext_after_starttls_is_refused() {
+    // STYLE §2 / RFC 6120 §5.4.3.3: bytes behind <starttls/> never become "protected".
+    let mut r = inbound_tls(OPT);
+    r.feed(HDR_TLS).ok();
+    r.take_wire();
+    let _ = r.feed("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/><message from='u@a.test' to='v@b.test'/>");
+    let w = r.take_wire();
+    assert!(!w.contains("<proceed"), "{w}");
+    assert_eq!(
+        r.closed_with(),
+        Some(Some(StreamCondition::PolicyViolation))
+    );
+    assert!(!r.outs.contains(&Output::UpgradeTls));
+}
+
+#[test]
+fn starttls_not_offered_gets_failure_and_close() {
+    // TLS-02: NotSupported partner sends <starttls/> anyway.
+    let mut r = inbound_tls(PartnerPolicy::DIALBACK_ONLY);
+    r.feed(HDR_TLS).ok();
+    assert!(!r.take_wire().contains("starttls"));
+    let _ = r.feed("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+    assert_eq!(
+        r.take_wire(),
+        "<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:stream>"
+    );
+    assert_eq!(r.closed_with(), Some(None));
+}
+
+#[test]
+fn tls_failure_closes_without_writing() {
+    // TLS-03: a failed handshake ends the connection with no XML.
+    let mut r = inbound_tls(OPT);
+    r.feed(HDR_TLS).ok();
+    r.feed("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        .ok();
+    r.take_wire();
+    assert_eq!(
+        r.feed("<x/>"),
+        Err(Error::Misuse),
+        "no data during the handshake"
+    );
+    let _ = r.s.handle_input(r.now, Input::TlsFailed);
+    r.drain();
+    assert_eq!(r.take_wire(), "");
+    assert_eq!(r.closed_with(), Some(None));
+    assert!(r.s.is_closed());
+}
+
+#[test]
+fn tls_forgets_what_came_before() {
+    // TLS-05: a pair verified before TLS does not survive it.
+    let mut r = inbound_tls(OPT);
+    r.feed(HDR_TLS).ok();
+    r.feed("<db:result xmlns:db='jabber:server:dialback' from='a.test' to='b.test'>k</db:result>")
+        .ok();
+    r.verdict("a.test", "b.test", Verdict::Valid);
+    assert_eq!(r.s.verified_pairs().count(), 1);
+    r.feed("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        .ok();
+    let _ =
+        r.s.handle_input(r.now, Input::TlsEstablished { peer: None });
+    assert_eq!(r.s.verified_pairs().count(), 0);
+}
+
+#[test]
+fn legacy_header_with_tls_required_gets_policy_violation_on_dialback() {
+    // STR-04 + DB-14: a version-less peer cannot do STARTTLS at all.
+    let required = PartnerPolicy {
+        tls: Negotiation::Required,
+        ..OPT
+    };
+    let mut r = inbound_tls(required);
+    r.feed(&HDR_TLS.replace(" version='1.0'", "")).ok();
+    assert!(!r.take_wire().contains("features"));
+    r.feed("<db:result xmlns:db='jabber:server:dialback' from='a.test' to='b.test'>k</db:result>")
+        .ok();
+    assert!(
+        r.take_wire()
+            .contains("type='error'><error type='modify'><policy-violation")
+    );
+    assert!(!r.outs.iter().any(|o| matches!(o, Output::VerifyRequest(_))));
+}
+
+#[test]
+fn dialback_disabled_partner_gets_policy_violation() {
+    // MS-08: SupportDialbackNegotiation=False; answered, not left to time out (SASL-09).
+    let no_db = PartnerPolicy {
+        dialback: false,
+        ..OPT
+    };
+    let mut r = inbound_tls(no_db);
+    r.feed(HDR_TLS).ok();
+    let w = r.take_wire();
+    assert!(w.contains("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls></stream:features>"), "{w}");
+    r.feed("<db:result xmlns:db='jabber:server:dialback' from='a.test' to='b.test'>k</db:result>")
+        .ok();
+    assert!(r.take_wire().contains("policy-violation"));
+}
+
+#[test]
+fn partner_is_reported_and_per_partner_policy_applies() {
+    let mut cfg = local_cfg(&["b.test"], "t");
+    cfg.tls = TlsAbility {
+        server: true,
+        client_cert: true,
+    };
+    cfg.policies = Policies::uniform(PartnerPolicy::DIALBACK_ONLY);
+    cfg.policies.partners.insert(
+        "a.test".into(),
+        PartnerPolicy {
+            tls: Negotiation::Required,
+            ..OPT
+        },
+    );
+    let now = Instant::now();
+    let mut r = Raw::new(InboundSession::new(now, Arc::new(cfg), "ID".into()), now);
+    r.feed(HDR_TLS).ok();
+    assert!(r.outs.contains(&Output::Partner("a.test".into())));
+    assert!(r.take_wire().contains("<required/>"));
+    let mut r2 = inbound_b();
+    r2.feed(&HDR_TLS.replace("a.test", "c.test")).ok();
+    assert!(!r2.take_wire().contains("starttls"));
+}
+
+// ---- outbound TLS by hand ----
+
+fn outbound_tls(p: PartnerPolicy) -> Raw<OutboundSession> {
+    let now = Instant::now();
+    let mut r = Raw::new(
+        OutboundSession::new(now, tls_cfg("a.test", "s", p), "a.test", "b.test"),
+        now,
+    );
+    let now = r.now;
+    r.s.send_stanza(now, "a.test", msg("u@a.test", "v@b.test", "x"));
+    r.drain();
+    r.take_wire();
+    r
+}
+
+const FEATURES_TLS: &str = "<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>\
+    <dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback><bidi xmlns='urn:xmpp:features:bidi'/></stream:features>";
+
+#[test]
+fn plaintext_after_proceed_is_refused() {
+    let mut r = outbound_tls(OPT);
+    r.feed(RESP_HDR).ok();
+    r.feed(FEATURES_TLS).ok();
+    assert_eq!(
+        r.take_wire(),
+        "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"
+    );
+    let _ = r.feed("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/><stream:features/>");
+    assert!(!r.outs.contains(&Output::UpgradeTls));
+    assert_eq!(
+        r.closed_with(),
+        Some(Some(StreamCondition::PolicyViolation))
+    );
+    assert_eq!(bounces(&r), ["remote-server-timeout"]);
+}
+
+#[test]
+fn bidi_and_starttls_tolerated_by_a_dialback_only_initiator() {
+    // XEP-0288 advertised, STARTTLS optional, our policy NotSupported: plain dialback.
+    let mut r = outbound_tls(PartnerPolicy::DIALBACK_ONLY);
+    r.feed(RESP_HDR).ok();
+    r.feed(FEATURES_TLS).ok();
+    let w = r.take_wire();
+    assert!(
+        w.starts_with("<db:result") && !w.contains("starttls") && !w.contains("bidi"),
+        "{w}"
+    );
+}
+
+#[test]
+fn sasl_failure_falls_back_to_dialback_over_tls() {
+    // D-17 from the initiator's side.
+    let mut r = outbound_tls(OPT);
+    r.feed(RESP_HDR).ok();
+    r.feed(FEATURES_TLS).ok();
+    r.feed("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        .ok();
+    assert!(r.outs.contains(&Output::UpgradeTls));
+    let _ =
+        r.s.handle_input(r.now, Input::TlsEstablished { peer: None });
+    r.drain();
+    let w = r.take_wire();
+    assert!(
+        w.contains("<stream:stream") && w.contains("to='b.test'"),
+        "new header: {w}"
+    );
+    r.feed(&RESP_HDR.replace("RID", "RID2")).ok();
+    r.feed("<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>EXTERNAL</mechanism></mechanisms><dialback xmlns='urn:xmpp:features:dialback'/></stream:features>").ok();
+    assert!(
+        r.take_wire()
+            .contains("mechanism='EXTERNAL'>YS50ZXN0</auth>")
+    );
+    r.feed("<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>")
+        .ok();
+    let w = r.take_wire();
+    let key = dialback::key("s", "b.test", "a.test", "RID2");
+    assert!(
+        w.contains(&key),
+        "dialback keyed to the post-TLS stream id: {w}"
+    );
+}
+
+#[test]
+fn sasl_success_restarts_and_flushes() {
+    let mut r = outbound_tls(OPT);
+    r.feed(RESP_HDR).ok();
+    r.feed(FEATURES_TLS).ok();
+    r.feed("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        .ok();
+    let _ =
+        r.s.handle_input(r.now, Input::TlsEstablished { peer: None });
+    r.drain();
+    r.feed(&RESP_HDR.replace("RID", "RID2")).ok();
+    r.feed("<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>EXTERNAL</mechanism></mechanisms></stream:features>").ok();
+    r.take_wire();
+    // <success/> and the new header in one read (the decoder restart keeps the rest).
+    r.feed(&format!(
+        "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>{}<stream:features/>",
+        RESP_HDR.replace("RID", "RID3")
+    ))
+    .ok();
+    let w = r.take_wire();
+    assert!(
+        w.starts_with("<?xml") || w.starts_with("<stream:stream"),
+        "{w}"
+    );
+    assert!(w.contains("<message"), "{w}");
+    assert!(r.s.is_authorized("a.test"));
+    assert!(!w.contains("db:result"));
+}
+
+#[test]
+fn sasl_required_initiator_without_external_closes_with_policy_violation() {
+    let strict = PartnerPolicy {
+        tls: Negotiation::Required,
+        sasl: Negotiation::Required,
+        ..OPT
+    };
+    let mut r = outbound_tls(strict);
+    r.feed(RESP_HDR).ok();
+    r.feed(FEATURES_TLS).ok();
+    r.feed("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        .ok();
+    let _ =
+        r.s.handle_input(r.now, Input::TlsEstablished { peer: None });
+    r.drain();
+    r.feed(&RESP_HDR.replace("RID", "RID2")).ok();
+    let _ = r.feed(FEATURES);
+    assert_eq!(
+        r.closed_with(),
+        Some(Some(StreamCondition::PolicyViolation))
+    );
+    assert_eq!(bounces(&r), ["remote-server-timeout"]);
+}
+
+#[rstest::rstest]
+#[case::dialback_allowed(OPT, false)]
+#[case::sasl_only(PartnerPolicy { tls: Negotiation::Required, sasl: Negotiation::Required, ..OPT }, true)]
+fn wrong_server_certificate_aborts_only_without_dialback(
+    #[case] p: PartnerPolicy,
+    #[case] aborts: bool,
+) {
+    // CERT-04: the receiving server presents a certificate for another name.
+    let mut r = outbound_tls(p);
+    r.feed(RESP_HDR).ok();
+    r.feed(FEATURES_TLS).ok();
+    r.feed("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        .ok();
+    r.take_wire();
+    let cert = verdict(
+        &test_ca()
+            .issue(&crate::tls::LeafSpec::for_domain("host.hoster.test"))
+            .expect("leaf"),
+        PeerRole::Receiving,
+    );
+    let _ =
+        r.s.handle_input(r.now, Input::TlsEstablished { peer: Some(cert) });
+    r.drain();
+    let w = r.take_wire();
+    assert!(w.contains("<stream:stream"), "{w}");
+    assert_eq!(r.s.is_closed(), aborts, "{w}");
+    if aborts {
+        assert!(w.contains("<policy-violation ") && w.contains("does not authenticate b.test"));
+        assert_eq!(
+            r.closed_with(),
+            Some(Some(StreamCondition::PolicyViolation))
+        );
+        assert_eq!(bounces(&r), ["remote-server-timeout"]);
+    }
+}
+
+/// Deterministic generated inputs (xorshift): mutated TLS/SASL transcripts never panic the
+/// sessions, whatever state they reach.
+#[test]
+fn mutated_tls_and_sasl_transcripts_never_panic() {
+    let pieces = [
+        HDR_TLS,
+        "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
+        "<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
+        "<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>YS50ZXN0</auth>",
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>",
+        "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>",
+        "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>",
+        "<abort xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>",
+        "<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>=</challenge>",
+        FEATURES_TLS,
+        "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>EXTERNAL</mechanism></mechanisms></stream:features>",
+        "<db:result xmlns:db='jabber:server:dialback' from='a.test' to='b.test'>k</db:result>",
+        "<message from='u@a.test' to='v@b.test'/>",
+        RESP_HDR,
+        " ",
+        "</stream:stream>",
+    ];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for round in 0..400 {
+        let now = Instant::now();
+        let mut inb = InboundSession::new(now, tls_cfg("b.test", "t", OPT), format!("id{round}"));
+        let mut out = OutboundSession::new(now, tls_cfg("a.test", "s", OPT), "a.test", "b.test");
+        out.send_stanza(now, "a.test", msg("u@a.test", "v@b.test", "x"));
+        for _ in 0..(next() % 12) {
+            let p = pieces[(next() % pieces.len() as u64) as usize];
+            let mut bytes = p.as_bytes().to_vec();
+            if next() % 3 == 0 && !bytes.is_empty() {
+                let cut = (next() % bytes.len() as u64) as usize;
+                bytes.truncate(cut);
+            }
+            for s in [&mut inb as &mut dyn Session, &mut out as &mut dyn Session] {
+                let _ = s.input(now, Input::Data(&bytes));
+                if next() % 4 == 0 {
+                    let cert = if next() % 2 == 0 { valid_a() } else { None };
+                    let _ = s.input(now, Input::TlsEstablished { peer: cert });
+                }
+                if next() % 7 == 0 {
+                    let _ = s.input(now, Input::TlsFailed);
+                }
+                let _ = s.fire(now + Duration::from_secs(next() % 400));
+                while s.output().is_some() {}
+            }
+        }
+    }
+}
+
+// ---- keepalives (KA-01, MS-10) ----
+
+#[test]
+fn whitespace_keepalives_are_sent_only_when_established() {
+    let mut c = local_cfg(&["a.test"], "s");
+    c.timeouts.keepalive_send = Some(Duration::from_secs(60));
+    let now = Instant::now();
+    let mut r = Raw::new(
+        OutboundSession::new(now, Arc::new(c), "a.test", "b.test"),
+        now,
+    );
+    r.s.send_stanza(now, "a.test", msg("u@a.test", "v@b.test", "x"));
+    r.drain();
+    r.feed(RESP_HDR).ok();
+    r.feed(FEATURES).ok();
+    r.take_wire();
+    r.advance(Duration::from_secs(4)); // below the dialback timeout
+    assert_eq!(r.take_wire(), "", "not during dialback");
+    r.feed("<db:result from='b.test' to='a.test' type='valid'/>")
+        .ok();
+    r.take_wire();
+    r.advance(Duration::from_secs(59));
+    assert_eq!(r.take_wire(), "");
+    r.advance(Duration::from_secs(2));
+    assert_eq!(r.take_wire(), " ");
+    r.advance(Duration::from_secs(61));
+    assert_eq!(r.take_wire(), " ");
+}
+
+#[test]
+fn keepalive_partner_silent_too_long_is_closed_with_connection_timeout() {
+    let mut c = local_cfg(&["b.test"], "t");
+    c.timeouts.keepalive_expect = Duration::from_secs(300);
+    c.policies.default.keepalive = true;
+    let now = Instant::now();
+    let mut r = Raw::new(InboundSession::new(now, Arc::new(c), "ID".into()), now);
+    r.feed(HDR_B).ok();
+    r.feed("<db:result from='a.test' to='b.test'>k</db:result>")
+        .ok();
+    r.verdict("a.test", "b.test", Verdict::Valid);
+    // MS-10: spaces every 200 s keep the stream …
+    for _ in 0..3 {
+        r.advance(Duration::from_secs(200));
+        r.feed(" ").ok();
+    }
+    assert!(!r.s.is_closed());
+    // … 310 s of silence closes it.
+    r.advance(Duration::from_secs(310));
+    assert_eq!(
+        r.closed_with(),
+        Some(Some(StreamCondition::ConnectionTimeout))
+    );
 }
