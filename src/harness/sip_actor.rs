@@ -786,6 +786,32 @@ mod tests {
     use super::*;
     use rstest::rstest;
 
+    #[tokio::test]
+    async fn one_socket_per_sip_domain() {
+        let text = "title = \"t\"\ncovers = [\"IM-01\"]\n\n[sip.alice]\nuri = \"sip:alice@a.test\"\n\n[sip.bob]\nuri = \"sip:bob@A.test\"\n\n[sip.carol]\nuri = \"sip:carol@c.test\"\ntransport = \"tcp\"\n\n[[step]]\nexpect_none = \"alice\"\n";
+        let cat = crate::harness::catalogue::Catalogue::builtin().expect("catalogue");
+        let scenario = crate::harness::load::load_str(text, std::path::Path::new("t.toml"), &cat)
+            .expect("loads");
+        let sockets = SipSockets::bind(&scenario, &BTreeMap::new())
+            .await
+            .expect("bind");
+        let routes = sockets.routes();
+        let domains: Vec<&str> = routes.keys().map(String::as_str).collect();
+        assert_eq!(domains, vec!["a.test", "c.test"]);
+        assert_eq!(
+            routes.get("c.test").map(|r| r.transport),
+            Some(SipTransport::Tcp)
+        );
+        let a = sockets.endpoints.first().expect("a.test endpoint");
+        let names: Vec<&str> = a.actors.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, vec!["alice", "bob"]);
+        assert!(
+            routes
+                .values()
+                .all(|r| r.addr.ip().is_loopback() && r.addr.port() != 0)
+        );
+    }
+
     #[rstest]
     #[case("SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bKx;rport", "127.0.0.1:4000")]
     #[case("SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bKx", "127.0.0.1:5070")]
