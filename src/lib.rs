@@ -12,6 +12,7 @@
 //! - [`bench`]: benchmarks printing figures against the performance budget (DESIGN §6).
 
 pub mod bench;
+pub mod gateway;
 pub mod harness;
 pub mod proxy;
 pub mod sip;

@@ -17,6 +17,9 @@ use super::matrix;
 use super::model::{ExpectItemFile, ScenarioFile, StepFile};
 use super::template::{self, RESERVED_NAMES, is_name};
 use super::tls_io;
+
+#[path = "sip_load.rs"]
+mod sip_load;
 use crate::xmpp::ns;
 
 /// Capabilities a scenario may `require` of a target; a target lacking one makes the
@@ -36,6 +39,8 @@ pub const CAPABILITIES: &[&str] = &[
     "sasl-external",
     // XEP-0288 bidirectional S2S.
     "bidi",
+    // A SIP side (a gateway's UDP/TCP listeners) for SIP actors.
+    "sip",
 ];
 
 /// Default wait of `expect*` and `accept` steps (docs/scenarios.md "Top-level keys").
@@ -145,12 +150,23 @@ impl Actor {
     pub fn domain(&self) -> &str {
         match &self.kind {
             ActorKind::Xmpp { domain, .. } | ActorKind::Component { domain, .. } => domain,
+            ActorKind::Sip(s) => &s.domain,
         }
     }
 
+    /// The dialback or handshake secret; empty for SIP actors.
     pub fn secret(&self) -> &str {
         match &self.kind {
             ActorKind::Xmpp { secret, .. } | ActorKind::Component { secret, .. } => secret,
+            ActorKind::Sip(_) => "",
+        }
+    }
+
+    /// What `{NAME}` of this actor stands for: its domain, or a SIP actor's URI.
+    pub fn variable(&self) -> &str {
+        match &self.kind {
+            ActorKind::Sip(s) => &s.uri,
+            _ => self.domain(),
         }
     }
 }
@@ -161,6 +177,8 @@ pub enum ActorKind {
     Xmpp { domain: String, secret: String },
     /// A simulated XEP-0114 component; `secret` is the handshake secret.
     Component { domain: String, secret: String },
+    /// A simulated SIP user agent (src/harness/sip_actor.rs).
+    Sip(super::sip_actor::SipActor),
 }
 
 #[derive(Debug, Clone)]
@@ -247,6 +265,29 @@ pub enum Action {
         actor: String,
         timeout: Duration,
         verify_stream: String,
+    },
+    /// `send = "A"` with `sip`: actor `A` sends a request (completed as a SIP stack would)
+    /// or answers a received request. `text` is raw: substituted when the step runs.
+    SipSend {
+        actor: String,
+        text: String,
+        /// Send the substituted text byte for byte, not parsed or completed.
+        raw: bool,
+    },
+    /// `expect_none = "A"` on a SIP actor: the SUT sends `A` nothing during `window`.
+    SipExpectNone {
+        actor: String,
+        window: Duration,
+    },
+    /// `expect = "A"` with `sip`: the next message the SUT sent to actor `A` matches.
+    SipExpect {
+        actor: String,
+        template: String,
+        or: Vec<String>,
+        timeout: Duration,
+        /// Answer a matched request at once with this status: the actor's `answer`,
+        /// unless its next SIP step answers explicitly (set by the loader).
+        answer: Option<u16>,
     },
     /// The actor, as initiator, negotiates TLS on `stream`: `<starttls/>`, `<proceed/>`,
     /// handshake (RFC 6120 §5.4). The stream then restarts.
@@ -493,8 +534,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 const ACTION_KEYS: &[(&str, &[&str])] = &[
     ("connect", &["actor", "port"]),
     ("accept", &["actor", "timeout"]),
-    ("send", &["xml"]),
-    ("expect", &["xml", "or", "timeout", "exact"]),
+    ("send", &["xml", "sip", "raw"]),
+    ("expect", &["xml", "sip", "or", "timeout", "exact"]),
     ("expect_no_connection", &["window"]),
     ("expect_eof", &["timeout"]),
     ("expect_none", &["window"]),
@@ -683,6 +724,7 @@ impl Validator<'_> {
                 },
             ));
         }
+        self.sip_actors(&f, &mut actors);
         actors.sort_by_key(|(pos, _)| *pos);
         for (pos, a) in &actors {
             if !is_name(&a.name) || RESERVED_NAMES.contains(&a.name.as_str()) {
@@ -701,7 +743,7 @@ impl Validator<'_> {
             self.diags.push(Diagnostic {
                 line: None,
                 col: None,
-                message: "a scenario needs at least one actor ([xmpp.NAME] or [component.NAME])"
+                message: "a scenario needs at least one actor ([xmpp.NAME], [component.NAME] or [sip.NAME])"
                     .into(),
             });
         }
@@ -737,6 +779,7 @@ impl Validator<'_> {
                 steps.push(step);
             }
         }
+        sip_load::plan_answers(&actors, &mut steps);
 
         Scenario {
             path: origin.to_path_buf(),
@@ -807,6 +850,13 @@ impl Validator<'_> {
         let note = st.note.as_ref().map(|n| n.get_ref().clone());
 
         let act = match action {
+            "send" | "expect" if st.sip.is_some() => self.sip_step(action, st, timeout, w)?,
+            "expect_none" if self.names_sip_actor(st.expect_none.as_ref(), w) => {
+                Action::SipExpectNone {
+                    actor: st.expect_none.as_ref()?.get_ref().clone(),
+                    window: self.duration(&st.window, DEFAULT_WINDOW),
+                }
+            }
             "connect" => self.connect(st, w)?,
             "accept" => {
                 let stream = self.new_stream(st.accept.as_ref()?, w)?;
@@ -1052,6 +1102,10 @@ impl Validator<'_> {
                 self.err(a.span(), format!("{action}: unknown actor {name:?}"));
                 None
             }
+            Some(x) if matches!(x.kind, ActorKind::Sip(_)) => {
+                self.err(a.span(), format!("{action}: {name:?} is a SIP actor; it takes `send`/`expect` with `sip` only"));
+                None
+            }
             Some(x) => {
                 let is_component = matches!(x.kind, ActorKind::Component { .. });
                 if is_component && !component {
@@ -1099,6 +1153,7 @@ impl Validator<'_> {
     /// A stream `connect`/`accept` creates: a valid name not used before.
     fn new_stream(&mut self, s: &Spanned<String>, w: &Walk<'_>) -> Option<String> {
         self.name(s, "stream");
+        self.not_sip_actor(s, w);
         if w.streams.contains_key(s.get_ref()) {
             self.err(
                 s.span(),
@@ -1218,7 +1273,7 @@ impl Walk<'_> {
                 .then(|| format!("{s}-{field}"));
         }
         if let Some(a) = self.actors.iter().find(|a| a.name == name) {
-            return Some(a.domain().to_string());
+            return Some(a.variable().to_string());
         }
         self.captures
             .iter()

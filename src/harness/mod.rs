@@ -3,6 +3,7 @@
 //! nothing here reaches into the bundled proxy's internals (the bundled target only
 //! starts it with a configuration and reads back its listening addresses).
 
+pub mod bundled_sip;
 pub mod catalogue;
 pub mod load;
 pub mod matrix;
@@ -13,6 +14,8 @@ pub mod process;
 pub mod report;
 pub mod run;
 pub mod sinks;
+pub mod sip_actor;
+pub mod sip_match;
 pub mod suite;
 pub mod target;
 pub mod template;

@@ -28,6 +28,9 @@ pub struct ScenarioFile {
     /// `[component.<name>]`: simulated XEP-0114 components.
     #[serde(default)]
     pub component: BTreeMap<String, Spanned<ComponentActorFile>>,
+    /// `[sip.<name>]`: simulated SIP user agents (src/harness/sip_actor.rs).
+    #[serde(default)]
+    pub sip: BTreeMap<String, Spanned<SipActorFile>>,
     /// `[[step]]`, in file order.
     #[serde(default)]
     pub step: Vec<Spanned<StepFile>>,
@@ -72,6 +75,23 @@ pub struct ComponentActorFile {
     pub secret: String,
 }
 
+/// `[sip.<name>]`: a simulated SIP user agent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipActorFile {
+    /// Its address of record, e.g. `sip:alice@sip.example`.
+    pub uri: Spanned<String>,
+    /// `"udp"` (default) or `"tcp"`.
+    #[serde(default)]
+    pub transport: Option<Spanned<String>>,
+    /// The SIP dialect it speaks: `"rfc7572"` (default; page mode, RFC 3428).
+    #[serde(default)]
+    pub profile: Option<Spanned<String>>,
+    /// Default final status for requests `expect` steps match (see docs/scenarios.md).
+    #[serde(default)]
+    pub answer: Option<Spanned<u16>>,
+}
+
 /// One `[[step]]` table: exactly one action key plus the keys that action uses.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -98,6 +118,10 @@ pub struct StepFile {
     pub actor: Option<Spanned<String>>,
     pub port: Option<Spanned<String>>,
     pub xml: Option<Spanned<String>>,
+    /// A SIP message (`send`/`expect` on a SIP actor), see src/harness/sip_match.rs.
+    pub sip: Option<Spanned<String>>,
+    /// `send` with `sip`: the bytes as written, not parsed or completed (hostile input).
+    pub raw: Option<Spanned<bool>>,
     /// Alternatives to `xml` for `expect` (`"{nothing}"`: no unit within the timeout).
     pub or: Option<Spanned<Vec<Spanned<String>>>>,
     pub timeout: Option<Spanned<String>>,
@@ -137,6 +161,8 @@ impl StepFile {
             actor,
             port,
             xml,
+            sip,
+            raw,
             or,
             timeout,
             exact,

@@ -17,6 +17,9 @@ use crate::xmpp::codec::StreamHeader;
 use crate::xmpp::element::{Element, Node, XML_NS, escape_attr, escape_text};
 use crate::xmpp::ns;
 
+#[path = "sip_normalise.rs"]
+mod sip_normalise;
+
 /// What the normaliser needs to know about the run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NormaliseContext {
@@ -60,6 +63,11 @@ impl Labels {
         let l = format!("[{kind}{c}]");
         self.map.insert((kind, value.to_string()), l.clone());
         l
+    }
+
+    /// The label already given to `value` as a `kind`, if any.
+    fn known(&self, kind: &'static str, value: &str) -> Option<String> {
+        self.map.get(&(kind, value.to_string())).cloned()
     }
 }
 
@@ -155,6 +163,12 @@ impl Normaliser<'_> {
                     "{prefix}(tls {version}, alpn {alpn}; peer certificate: {peer})"
                 );
             }
+            // Retransmissions depend on timing: recorded, not snapshotted.
+            Unit::Sip {
+                message,
+                retransmission: false,
+            } => self.sip_message(message, &prefix, out),
+            Unit::Sip { .. } => {}
         }
     }
 
@@ -313,6 +327,11 @@ impl Normaliser<'_> {
     }
 
     fn text(&mut self, el: &Element, t: &str) -> String {
+        // A gateway may carry a SIP Call-ID into <thread> (RFC 7572 §5, D-03): it keeps
+        // the Call-ID's label (src/harness/sip_normalise.rs).
+        if let Some(l) = self.labels.known("call", t.trim()) {
+            return l;
+        }
         // XEP-0220 §2.1.1: the text of a db:result / db:verify request is the key.
         if el.ns == ns::DIALBACK
             && (el.name == "result" || el.name == "verify")

@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::catalogue::{Catalogue, Level};
 use super::load::{Action, ActorKind, Authzid, ExpectItem, NOTHING, PortKind, Scenario, Step};
+use super::sip_actor::{SipEvent, SipRoute, SipSockets, SipSut};
 use super::template::{self, Template};
 use super::tls_io::{self, RunPki};
 use super::transcript::{Dir, Transcript, Unit};
@@ -38,6 +39,8 @@ pub struct SutEndpoints {
     pub s2s: SocketAddr,
     /// Its XEP-0114 component listener, if it has one.
     pub component: Option<SocketAddr>,
+    /// Its SIP listeners (the gateway's), for SIP actors.
+    pub sip: SipSut,
 }
 
 /// Errors that make a run `error` rather than `fail`: the scenario or the harness is broken.
@@ -80,6 +83,8 @@ enum NetEvent {
         peer: SocketAddr,
         local: SocketAddr,
     },
+    /// From a SIP actor's endpoint (src/harness/sip_steps.rs).
+    Sip(SipEvent),
 }
 
 /// Who opened a stream's TCP connection.
@@ -275,6 +280,8 @@ pub struct RunResult {
 /// Listeners bound before the SUT starts, so its static routes can point at them.
 pub struct ActorListeners {
     listeners: BTreeMap<String, TcpListener>,
+    /// The SIP actors' sockets, one per SIP domain.
+    sip: SipSockets,
 }
 
 impl ActorListeners {
@@ -294,7 +301,13 @@ impl ActorListeners {
                 listeners.insert(a.name.clone(), TcpListener::bind(addr).await?);
             }
         }
-        Ok(ActorListeners { listeners })
+        let sip = SipSockets::bind(scenario, fixed).await?;
+        Ok(ActorListeners { listeners, sip })
+    }
+
+    /// SIP domain → where the SUT's next hop for it must point.
+    pub fn sip_routes(&self) -> BTreeMap<String, SipRoute> {
+        self.sip.routes()
     }
 
     /// domain → listening address, for the SUT's routes.
@@ -342,7 +355,12 @@ pub struct Runner<'a> {
     /// seen: what `{new:NAME}` must differ from.
     seen: HashMap<String, String>,
     accept_tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// SIP actors: endpoints, inboxes, dialog memory.
+    sip: sip_steps::SipState,
 }
+
+#[path = "sip_steps.rs"]
+mod sip_steps;
 
 impl Drop for Runner<'_> {
     fn drop(&mut self) {
@@ -361,6 +379,8 @@ impl<'a> Runner<'a> {
         pki: Option<Arc<RunPki>>,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
+        let start = Instant::now();
+        let sip = sip_steps::SipState::start(listeners.sip, &tx, start);
         let mut accept_tasks = Vec::new();
         for (actor, listener) in listeners.listeners {
             let tx = tx.clone();
@@ -385,7 +405,7 @@ impl<'a> Runner<'a> {
             scenario,
             catalogue,
             sut,
-            start: Instant::now(),
+            start,
             transcript: Transcript::default(),
             tx,
             rx,
@@ -395,6 +415,7 @@ impl<'a> Runner<'a> {
             pki,
             seen: HashMap::new(),
             accept_tasks,
+            sip,
         }
     }
 
@@ -449,6 +470,7 @@ impl<'a> Runner<'a> {
             let _ = reader.await;
         }
         self.pending_accepts.clear();
+        self.sip_release().await;
     }
 
     fn now(&self) -> Duration {
@@ -477,6 +499,7 @@ impl<'a> Runner<'a> {
         while let Ok(ev) = self.rx.try_recv() {
             self.absorb(ev);
         }
+        self.sip_drain_leftovers();
         let mut names: Vec<String> = self.streams.keys().cloned().collect();
         names.sort();
         let mut first = true;
@@ -520,6 +543,7 @@ impl<'a> Runner<'a> {
                     .or_default()
                     .push_back((stream, peer, local));
             }
+            NetEvent::Sip(ev) => self.sip_absorb(ev),
         }
     }
 
@@ -607,11 +631,7 @@ impl<'a> Runner<'a> {
             .actors
             .iter()
             .find(|a| a.name == name)
-            .map(|a| match &a.kind {
-                ActorKind::Xmpp { domain, .. } | ActorKind::Component { domain, .. } => {
-                    domain.clone()
-                }
-            })
+            .map(|a| a.variable().to_string())
     }
 
     fn actor_identity(&self, actor: &str) -> Option<(String, String)> {
@@ -619,10 +639,11 @@ impl<'a> Runner<'a> {
             .actors
             .iter()
             .find(|a| a.name == actor)
-            .map(|a| match &a.kind {
+            .and_then(|a| match &a.kind {
                 ActorKind::Xmpp { domain, secret } | ActorKind::Component { domain, secret } => {
-                    (domain.clone(), secret.clone())
+                    Some((domain.clone(), secret.clone()))
                 }
+                ActorKind::Sip(_) => None,
             })
     }
 
@@ -2040,6 +2061,20 @@ impl<'a> Runner<'a> {
                 verify_stream,
             } => {
                 self.accept_dialback(step, stream, actor, *timeout, verify_stream)
+                    .await
+            }
+            Action::SipSend { actor, text, raw } => self.sip_send(step, actor, text, *raw).await,
+            Action::SipExpectNone { actor, window } => {
+                self.sip_expect_none(step, actor, *window).await
+            }
+            Action::SipExpect {
+                actor,
+                template,
+                or,
+                timeout,
+                answer,
+            } => {
+                self.sip_expect(step, actor, template, or, *timeout, *answer)
                     .await
             }
         }

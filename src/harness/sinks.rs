@@ -132,7 +132,7 @@ pub struct JsonEntry {
     /// `to_sut` or `from_sut`.
     pub dir: String,
     /// `connected`, `header`, `element`, `stream_close`, `whitespace`, `undecodable`,
-    /// `eof`, `reset`, `note`, `tls`.
+    /// `eof`, `reset`, `note`, `tls`, `sip`.
     pub kind: String,
     /// The wire bytes as text when they are UTF-8 (else absent, see `raw_hex`).
     pub raw: Option<String>,
@@ -154,6 +154,9 @@ fn unit_kind(u: &Unit) -> (&'static str, Option<String>) {
         Unit::Eof => ("eof", None),
         Unit::Reset => ("reset", None),
         Unit::Note(n) => ("note", Some(n.clone())),
+        Unit::Sip { retransmission, .. } => {
+            ("sip", retransmission.then(|| "retransmission".to_string()))
+        }
         Unit::Tls {
             version,
             alpn,

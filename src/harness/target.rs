@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::bundled_sip;
 use super::load::{self, Negotiation, Partner, Scenario};
 use super::process::{self, ConfigFile, ProcessSpec, RunningProcess, StartInputs, Syntax, Value};
 use super::run::{ActorListeners, RunError, SutEndpoints};
@@ -37,6 +38,7 @@ pub const BUNDLED_CAPABILITIES: &[&str] = &[
     "s2s-out",
     "starttls",
     "sasl-external",
+    "sip",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -404,6 +406,7 @@ impl Target {
                         .as_deref()
                         .map(|c| addr("xmpp.component", c))
                         .transpose()?,
+                    sip: Default::default(),
                 };
                 let mut routes = BTreeMap::new();
                 for (d, a) in &f.routes {
@@ -548,6 +551,8 @@ impl Target {
 /// A started SUT for one scenario; stopping it is part of the run.
 pub enum RunningSut {
     Bundled(proxy::RunningProxy),
+    /// The proxy and the reference gateway, for scenarios with SIP actors.
+    BundledWithGateway(proxy::RunningProxy, crate::gateway::RunningGateway),
     Remote,
     Process {
         process: Box<RunningProcess>,
@@ -587,7 +592,9 @@ impl RunningSut {
                 *guard = None;
                 Some(died)
             }
-            RunningSut::Bundled(_) | RunningSut::Remote => None,
+            RunningSut::Bundled(_) | RunningSut::BundledWithGateway(..) | RunningSut::Remote => {
+                None
+            }
         }
     }
 
@@ -601,13 +608,19 @@ impl RunningSut {
                 .as_ref()
                 .map(|s| s.process.log_tail(process::LOG_TAIL_LINES))
                 .unwrap_or_default(),
-            RunningSut::Bundled(_) | RunningSut::Remote => String::new(),
+            RunningSut::Bundled(_) | RunningSut::BundledWithGateway(..) | RunningSut::Remote => {
+                String::new()
+            }
         }
     }
 
     pub async fn stop(self) {
         match self {
             RunningSut::Bundled(p) => p.shutdown().await,
+            RunningSut::BundledWithGateway(p, g) => {
+                g.shutdown().await;
+                p.shutdown().await;
+            }
             RunningSut::Process {
                 process,
                 stop_timeout,
@@ -688,15 +701,44 @@ async fn prepare_sut(
         Target::Bundled => {
             let listeners = ActorListeners::bind(scenario, &BTreeMap::new()).await?;
             let routes = listeners.routes(scenario)?;
-            let cfg = bundled_config(scenario, routes, pki);
+            let mut cfg = bundled_config(scenario, routes, pki);
+            // SIP actors: the gateway joins as the proxy's component (bundled_sip.rs).
+            let mut gw_secret = [0u8; 12];
+            let _ = getrandom::fill(&mut gw_secret);
+            let gateway_secret = hex::encode(gw_secret);
+            if bundled_sip::wanted(scenario) {
+                cfg.components.push(bundled_sip::component(&gateway_secret));
+            }
             let running = proxy::start(cfg)
                 .await
                 .map_err(|e| RunError::Io(std::io::Error::other(e.to_string())))?;
-            let endpoints = SutEndpoints {
+            let mut endpoints = SutEndpoints {
                 domain: BUNDLED_DOMAIN.to_string(),
                 s2s: running.s2s_addr,
                 component: running.component_addr,
+                sip: Default::default(),
             };
+            if bundled_sip::wanted(scenario)
+                && let Some(component_addr) = running.component_addr
+            {
+                let started =
+                    bundled_sip::start(component_addr, &gateway_secret, &listeners.sip_routes())
+                        .await;
+                match started {
+                    Ok((gw, sip)) => {
+                        endpoints.sip = sip;
+                        return Ok((
+                            endpoints,
+                            listeners,
+                            RunningSut::BundledWithGateway(running, gw),
+                        ));
+                    }
+                    Err(e) => {
+                        running.shutdown().await;
+                        return Err(RunError::Io(std::io::Error::other(e.to_string())).into());
+                    }
+                }
+            }
             Ok((endpoints, listeners, RunningSut::Bundled(running)))
         }
         Target::Remote(r) => {
@@ -809,6 +851,7 @@ impl ProcessTarget {
                 .as_deref()
                 .map(|c| addr("xmpp.component", c))
                 .transpose()?,
+            sip: Default::default(),
         })
     }
 }
@@ -829,7 +872,7 @@ fn bundled_config(
                 domain: domain.clone(),
                 secret: secret.clone(),
             }),
-            ActorKind::Xmpp { .. } => None,
+            ActorKind::Xmpp { .. } | ActorKind::Sip(_) => None,
         })
         .collect();
     let mut secret = [0u8; 16];

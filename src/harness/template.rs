@@ -59,7 +59,33 @@ pub fn substitute(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, TemplateError> {
-    substitute_inner(text, lookup, false)
+    substitute_inner(text, lookup, false, true)
+}
+
+/// [`substitute`] without XML escaping, for SIP text (src/harness/sip_match.rs): values go
+/// in as they are, `{{`/`}}` become braces.
+pub fn substitute_plain(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, TemplateError> {
+    substitute_inner(text, lookup, false, false)
+}
+
+/// Substitute variables without XML escaping but keep `{{`/`}}` doubled and placeholders
+/// in place, as [`prepare_template`] does before parsing: the input of a SIP template
+/// (src/harness/sip_match.rs). `xml_escape` escapes substituted values (for XML bodies).
+pub fn substitute_for_template(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    xml_escape: bool,
+) -> Result<String, TemplateError> {
+    substitute_inner(text, lookup, true, xml_escape)
+}
+
+/// Parse one value pattern (placeholders `{any}`, `{id:NAME}`, literal `{{`/`}}`; a whole
+/// `{absent}`), for matchers of other wire formats (src/harness/sip_match.rs).
+pub fn parse_value_pattern(value: &str) -> Result<ValuePattern, TemplateError> {
+    Pattern::parse(value, true)
 }
 
 /// Substitute variables, then parse: what an `expect` step does with its `xml`.
@@ -73,7 +99,7 @@ pub fn prepare_template(
     lookup: &dyn Fn(&str) -> Option<String>,
     ctx: &NsContext,
 ) -> Result<Template, TemplateError> {
-    let substituted = substitute_inner(text, lookup, true)?;
+    let substituted = substitute_inner(text, lookup, true, true)?;
     parse_template(&substituted, ctx)
 }
 
@@ -81,6 +107,7 @@ fn substitute_inner(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
     keep_escapes: bool,
+    xml_escape: bool,
 ) -> Result<String, TemplateError> {
     let mut out = String::with_capacity(text.len());
     let mut captured_here: Vec<String> = Vec::new();
@@ -118,7 +145,11 @@ fn substitute_inner(
                 } else {
                     let value = lookup(name)
                         .ok_or_else(|| TemplateError::UndefinedVariable(name.to_string()))?;
-                    let escaped = escape_attr(&value);
+                    let escaped = if xml_escape {
+                        escape_attr(&value)
+                    } else {
+                        value
+                    };
                     if keep_escapes {
                         out.push_str(&escaped.replace('{', "{{").replace('}', "}}"));
                     } else {
@@ -1257,6 +1288,7 @@ mod tests {
         let s = substitute_inner(
             "<m id='{id:n}' to='{n}' v='{br}' w='{{any}}'/>",
             &vars,
+            true,
             true,
         );
         assert_eq!(

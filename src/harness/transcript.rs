@@ -50,6 +50,13 @@ pub enum Unit {
     },
     /// A comment the harness adds (helper step boundaries, notes).
     Note(String),
+    /// A SIP message of a SIP actor (src/harness/sip_actor.rs). `retransmission`: a copy
+    /// the transaction layer absorbed or resent (RFC 3261 §17), recorded as such and left
+    /// out of snapshots, since whether one happens depends on timing.
+    Sip {
+        message: crate::sip::Message,
+        retransmission: bool,
+    },
 }
 
 /// One transcript entry.
