@@ -202,7 +202,7 @@ fn real_main(cli: Cli) -> anyhow::Result<u8> {
             ));
             if verbose {
                 for o in &outcomes {
-                    println!("── {} ──\n{}", o.path.display(), o.normalised);
+                    println!("── {} ──\n{}", o.name(), o.normalised);
                 }
             }
             let code = report::exit_code(&outcomes, strict);

@@ -71,17 +71,23 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    /// Does any step negotiate TLS? Then the run needs a test PKI.
+    /// Does any step negotiate TLS, or does a partner policy allow it? Then the run needs a
+    /// test PKI (the SUT must hold a certificate to offer STARTTLS at all).
     pub fn uses_tls(&self) -> bool {
-        self.steps.iter().any(|s| {
-            matches!(
-                s.action,
-                Action::StartTls { .. }
-                    | Action::AcceptStartTls { .. }
-                    | Action::SaslExternal { .. }
-                    | Action::AcceptSasl { .. }
-            )
-        })
+        let partner_tls = self.actors.iter().any(|a| {
+            a.partner
+                .is_some_and(|p| p.tls != Negotiation::NotSupported)
+        });
+        partner_tls
+            || self.steps.iter().any(|s| {
+                matches!(
+                    s.action,
+                    Action::StartTls { .. }
+                        | Action::AcceptStartTls { .. }
+                        | Action::SaslExternal { .. }
+                        | Action::AcceptSasl { .. }
+                )
+            })
     }
 
     pub fn actor(&self, name: &str) -> Option<&Actor> {

@@ -11,6 +11,9 @@
 //!
 //! [[matrix.set]]
 //! outcome = "accepted"               # no `when`: matches every cell
+//!
+//! [[matrix.exclude]]                 # cells that are not run (e.g. invalid configurations)
+//! when = { tls = "optional", peer = "plain" }
 //! ```
 //!
 //! The rest of the file uses `${tls}`, `${outcome}` …; each cell is the file with those
@@ -56,7 +59,19 @@ fn line_of(text: &str, offset: usize) -> usize {
 pub fn cells(text: &str, origin: &Path) -> Result<Option<Vec<Cell>>, LoadError> {
     let doc: toml::Table = match toml::from_str(text) {
         Ok(d) => d,
-        // Syntax errors are reported, with their line, by the ordinary loader.
+        // Syntax errors are reported, with their line, by the ordinary loader; but a
+        // `${…}` outside a string makes the file unreadable before expansion: say so.
+        Err(e) if text.contains("${") => {
+            let line = e.span().map(|s| line_of(text, s.start));
+            return Err(err(
+                origin,
+                line,
+                format!(
+                    "not valid TOML before matrix expansion ({}); write `${{…}}` inside strings",
+                    e.message().trim()
+                ),
+            ));
+        }
         Err(_) => return Ok(None),
     };
     let Some(m) = doc.get("matrix") else {
@@ -67,11 +82,11 @@ pub fn cells(text: &str, origin: &Path) -> Result<Option<Vec<Cell>>, LoadError> 
         .as_table()
         .ok_or_else(|| err(origin, mline, "[matrix] must be a table"))?;
     for k in m.keys() {
-        if k != "axes" && k != "set" {
+        if k != "axes" && k != "set" && k != "exclude" {
             return Err(err(
                 origin,
                 mline,
-                format!("[matrix]: unknown key `{k}` (it takes: axes, set)"),
+                format!("[matrix]: unknown key `{k}` (it takes: axes, set, exclude)"),
             ));
         }
     }
@@ -124,6 +139,26 @@ pub fn cells(text: &str, origin: &Path) -> Result<Option<Vec<Cell>>, LoadError> 
             })
             .collect::<Result<_, _>>()?,
     };
+    let excludes: Vec<&toml::Table> = match m.get("exclude") {
+        None => Vec::new(),
+        Some(s) => s
+            .as_array()
+            .ok_or_else(|| err(origin, mline, "[[matrix.exclude]] rows"))?
+            .iter()
+            .map(|r| {
+                r.as_table()
+                    .and_then(|t| t.get("when"))
+                    .and_then(|w| w.as_table())
+                    .ok_or_else(|| {
+                        err(
+                            origin,
+                            mline,
+                            "[[matrix.exclude]]: each row is `when = { axis = value }`",
+                        )
+                    })
+            })
+            .collect::<Result<_, _>>()?,
+    };
     // Every combination, in axis order (the file's key order is not kept by toml::Table,
     // which sorts keys: the cell order is therefore alphabetical by axis name, stable).
     let mut cells = vec![BTreeMap::new()];
@@ -138,8 +173,41 @@ pub fn cells(text: &str, origin: &Path) -> Result<Option<Vec<Cell>>, LoadError> 
         }
         cells = next;
     }
+    let matches_when =
+        |w: &toml::Table, axis_vals: &BTreeMap<String, String>| -> Result<bool, LoadError> {
+            let mut all = true;
+            for (axis, want) in w {
+                if !names.contains(axis) {
+                    return Err(err(
+                        origin,
+                        mline,
+                        format!("matrix `when`: `{axis}` is not an axis"),
+                    ));
+                }
+                let have = axis_vals.get(axis).map(String::as_str);
+                all &= match want {
+                    toml::Value::String(s) => have == Some(s.as_str()),
+                    toml::Value::Array(a) => a.iter().any(|x| x.as_str() == have),
+                    _ => {
+                        return Err(err(
+                            origin,
+                            mline,
+                            "matrix `when`: values are strings or lists of strings",
+                        ));
+                    }
+                };
+            }
+            Ok(all)
+        };
     let mut out = Vec::new();
     for axis_vals in cells {
+        let mut excluded = false;
+        for w in &excludes {
+            excluded |= matches_when(w, &axis_vals)?;
+        }
+        if excluded {
+            continue;
+        }
         let name = names
             .iter()
             .map(|n| format!("{n}={}", axis_vals.get(n).map(String::as_str).unwrap_or("")))
@@ -157,30 +225,7 @@ pub fn cells(text: &str, origin: &Path) -> Result<Option<Vec<Cell>>, LoadError> 
                             "[[matrix.set]] when: a table of axis = value",
                         )
                     })?;
-                    let mut all = true;
-                    for (axis, want) in w {
-                        if !names.contains(axis) {
-                            return Err(err(
-                                origin,
-                                mline,
-                                format!("[[matrix.set]] when: `{axis}` is not an axis"),
-                            ));
-                        }
-                        let have = axis_vals.get(axis).map(String::as_str);
-                        let ok = match want {
-                            toml::Value::String(s) => have == Some(s.as_str()),
-                            toml::Value::Array(a) => a.iter().any(|x| x.as_str() == have),
-                            _ => {
-                                return Err(err(
-                                    origin,
-                                    mline,
-                                    "[[matrix.set]] when: values are strings or lists of strings",
-                                ));
-                            }
-                        };
-                        all &= ok;
-                    }
-                    all
+                    matches_when(w, &axis_vals)?
                 }
             };
             if !matches {
@@ -326,6 +371,16 @@ label = "tls-${tls}"
         assert!(bad.to_string().starts_with("m.toml:2:"), "{bad}");
         let none = expand("x = '${tls}'", None, Path::new("m.toml")).expect_err("no matrix");
         assert!(none.to_string().contains("has no [matrix]"), "{none}");
+    }
+
+    #[test]
+    fn excluded_cells_are_not_generated() {
+        let text = "[matrix]\naxes = { a = ['x', 'y'], b = ['1', '2'] }\n[[matrix.exclude]]\nwhen = { a = 'x', b = ['1'] }\n";
+        let cells = cells(text, Path::new("m.toml"))
+            .expect("ok")
+            .expect("a matrix");
+        let names: Vec<&str> = cells.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["a=x,b=2", "a=y,b=1", "a=y,b=2"]);
     }
 
     #[test]

@@ -62,10 +62,30 @@ pub struct PartnerFile {
     pub tls: Option<String>,
     #[serde(default)]
     pub sasl: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bool_or_text")]
     pub dialback: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bool_or_text")]
     pub keepalive: Option<bool>,
+}
+
+/// A boolean written as `true` or as `"true"` (matrix files put `${axis}` values in strings).
+fn bool_or_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum B {
+        Bool(bool),
+        Text(String),
+    }
+    match B::deserialize(d)? {
+        B::Bool(b) => Ok(Some(b)),
+        B::Text(t) => match t.as_str() {
+            "true" => Ok(Some(true)),
+            "false" => Ok(Some(false)),
+            other => Err(serde::de::Error::custom(format!(
+                "expected true or false, found {other:?}"
+            ))),
+        },
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
