@@ -888,6 +888,9 @@ fn bundled_config(
     cfg.timeouts.connect = Duration::from_secs(2);
     cfg.timeouts.dialback = Duration::from_secs(3);
     cfg.timeouts.establish = Duration::from_secs(5);
+    // MS-10 KeepAliveInterval, scaled down: an EnableKeepAlive partner silent for 1 s is
+    // closed, so keepalive scenarios run in about a second (Lync's default is 300 s).
+    cfg.timeouts.keepalive_expect = Duration::from_secs(1);
     // TLS only for scenarios that negotiate it: its certificate and trust anchor come from
     // the run's test PKI. The partner policies are the ones the scenario's actors name;
     // for the others the proxy's permissive default (TLS and SASL optional, dialback on).

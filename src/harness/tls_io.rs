@@ -216,6 +216,11 @@ pub const CERT_PRESETS: &[&str] = &[
     "not_yet_valid",
     "untrusted",
     "no_client_auth",
+    // RFC 6125 identifier variants (CERT-01..CERT-03).
+    "srv_id_only",
+    "xmpp_addr_only",
+    "cn_only_matches",
+    "wildcard",
     "none",
 ];
 
@@ -232,6 +237,11 @@ pub fn issue(
         "not_yet_valid" => ca.not_yet_valid(domain)?,
         "untrusted" => crate::tls::pki::untrusted(domain)?,
         "no_client_auth" => ca.no_client_auth(domain)?,
+        "srv_id_only" => ca.srv_id_only(domain)?,
+        "xmpp_addr_only" => ca.xmpp_addr_only(domain)?,
+        "cn_only_matches" => ca.cn_only_matches(domain)?,
+        // `*.parent` for `label.parent`: matches exactly one label (RFC 6125 §6.4.3).
+        "wildcard" => ca.wildcard(domain.split_once('.').map_or(domain, |(_, p)| p))?,
         _ => return Ok(None),
     }))
 }
