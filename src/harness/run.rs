@@ -118,6 +118,10 @@ struct StreamState {
     restart: Arc<AtomicBool>,
     /// The last TLS handshake on this stream, as the harness saw it.
     tls_summary: Option<tls_io::TlsSummary>,
+    /// The SUT's outbound stream was already authorized by dialback (the harness answered
+    /// its `<db:result/>` valid), e.g. by a `dialback` helper that served the SUT's own
+    /// request on its verification stream; a later `accept_dialback` has nothing to do.
+    dialback_accepted: bool,
 }
 
 /// The sending half of a stream, plain or TLS.
@@ -689,6 +693,7 @@ impl<'a> Runner<'a> {
             tls: false,
             restart,
             tls_summary: None,
+            dialback_accepted: false,
         };
         self.streams.insert(name.to_string(), st);
     }
@@ -1538,6 +1543,15 @@ impl<'a> Runner<'a> {
         self.note(&format!(
             "accept dialback on {name}: the SUT → {domain} (XEP-0220 §2.2)"
         ));
+        if self.streams.get(name).is_some_and(|s| s.dialback_accepted) {
+            // XEP-0220 §2.3: one `valid` authorizes the pair for the stream's lifetime; a
+            // receiving server that verifies over its own outbound stream (Prosody) had it
+            // answered during the earlier `dialback` step.
+            self.note(&format!(
+                "{name} is already authorized: the SUT's db:result was answered valid earlier"
+            ));
+            return Ok(());
+        }
         if !self.streams.contains_key(name) {
             self.accept(step, name, actor, timeout).await?;
         }
@@ -1649,6 +1663,9 @@ impl<'a> Runner<'a> {
         )
         .await?;
         if valid {
+            if let Some(s) = self.streams.get_mut(name) {
+                s.dialback_accepted = true;
+            }
             Ok(())
         } else {
             Err(self.failure(
