@@ -311,6 +311,18 @@ fn the_prosody_target_runs_real_prosody() {
         "{}",
         o.normalised
     );
+    // Its verification stream starts with its own db:result: `if_requested` plays along.
+    let o = run(
+        &target,
+        &root().join("scenarios/s2s/db-06-receiving-verifies.toml"),
+    )
+    .remove(0);
+    assert_eq!(o.verdict, Verdict::Pass, "{}", details(&o));
+    assert!(
+        o.normalised.contains("accept dialback on out"),
+        "{}",
+        o.normalised
+    );
     let o = run(
         &target,
         &root().join("scenarios/s2s/db-09-unknown-target-domain.toml"),

@@ -1528,6 +1528,60 @@ impl<'a> Runner<'a> {
         }
     }
 
+    /// `accept_dialback` with `if_requested`: on a stream the SUT opened to verify a key, a
+    /// receiving server may send `<db:verify/>` at once or first authenticate that stream with
+    /// its own `<db:result/>` and hold the verification until it is valid (Prosody); XEP-0220
+    /// §2.1.2 allows both. Play the receiving server only in the second case and leave any
+    /// other unit (or none within `timeout`) to the following steps.
+    async fn accept_dialback_if_requested(
+        &mut self,
+        step: &Step,
+        name: &str,
+        actor: &str,
+        timeout: Duration,
+        verify_stream: &str,
+    ) -> StepResult {
+        let ready = self
+            .streams
+            .get(name)
+            .is_some_and(|s| s.own_id.is_some() && !s.dialback_accepted);
+        if !ready {
+            // Not yet answered (or already authorized): the plain helper knows what to do.
+            return self
+                .accept_dialback(step, name, actor, timeout, verify_stream)
+                .await;
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            self.skip_queued_whitespace(name);
+            let front = self
+                .streams
+                .get(name)
+                .and_then(|s| s.inbox.front())
+                .map(|r| {
+                    matches!(&r.unit, Unit::Element(e)
+                    if e.is(ns::DIALBACK, "result") && e.attr("type").is_none())
+                });
+            match front {
+                Some(true) => {
+                    return self
+                        .accept_dialback(step, name, actor, timeout, verify_stream)
+                        .await;
+                }
+                Some(false) => break,
+                None => {
+                    if !self.pump(deadline).await {
+                        break;
+                    }
+                }
+            }
+        }
+        self.note(&format!(
+            "the SUT did not authenticate {name} first: nothing to accept"
+        ));
+        Ok(())
+    }
+
     async fn accept_dialback(
         &mut self,
         step: &Step,
@@ -2076,9 +2130,15 @@ impl<'a> Runner<'a> {
                 actor,
                 timeout,
                 verify_stream,
+                if_requested,
             } => {
-                self.accept_dialback(step, stream, actor, *timeout, verify_stream)
-                    .await
+                if *if_requested {
+                    self.accept_dialback_if_requested(step, stream, actor, *timeout, verify_stream)
+                        .await
+                } else {
+                    self.accept_dialback(step, stream, actor, *timeout, verify_stream)
+                        .await
+                }
             }
             Action::SipSend { actor, text, raw } => self.sip_send(step, actor, text, *raw).await,
             Action::SipExpectNone { actor, window } => {
