@@ -122,6 +122,9 @@ struct StreamState {
     /// its `<db:result/>` valid), e.g. by a `dialback` helper that served the SUT's own
     /// request on its verification stream; a later `accept_dialback` has nothing to do.
     dialback_accepted: bool,
+    /// On a stream the SUT opened: the key of the `<db:result/>` it sent there, as the
+    /// harness received it playing the receiving server (`{S.key}`).
+    sut_key: Option<String>,
 }
 
 /// The sending half of a stream, plain or TLS.
@@ -625,6 +628,9 @@ impl<'a> Runner<'a> {
                     let (domain, secret) = self.actor_identity(&st.actor)?;
                     Some(dialback::key(&secret, &self.sut.domain, &domain, &id))
                 }
+                // The SUT's own key (XEP-0220 §2.1.1), e.g. to replay it at its
+                // authoritative role with changes (DB-10).
+                "key" => st.sut_key.clone(),
                 _ => None,
             };
         }
@@ -694,6 +700,7 @@ impl<'a> Runner<'a> {
             restart,
             tls_summary: None,
             dialback_accepted: false,
+            sut_key: None,
         };
         self.streams.insert(name.to_string(), st);
     }
@@ -1661,6 +1668,9 @@ impl<'a> Runner<'a> {
                 }
             }
         };
+        if let Some(s) = self.streams.get_mut(name) {
+            s.sut_key = Some(key.clone());
+        }
         let Some(own_id) = self.streams.get(name).and_then(|s| s.own_id.clone()) else {
             return Err(Self::broken(
                 step,
