@@ -297,6 +297,32 @@ fn the_prosody_target_runs_real_prosody() {
     assert_eq!(o.verdict, Verdict::Pass, "{}", details(&o));
     assert!(o.normalised.contains("from='{sut}'"), "{}", o.normalised);
     assert!(!o.normalised.contains("prosody.test"), "{}", o.normalised);
+    // Prosody verifies an inbound stream over its own outbound one, whose db:result the
+    // `dialback` helper answers; the scenario's later `accept_dialback` on that stream is
+    // then a no-op and the ping's answer is the next unit on it.
+    let o = run(
+        &target,
+        &root().join("scenarios/s2s/db-18-ping-round-trip.toml"),
+    )
+    .remove(0);
+    assert_eq!(o.verdict, Verdict::Pass, "{}", details(&o));
+    assert!(
+        o.normalised.contains("out is already authorized"),
+        "{}",
+        o.normalised
+    );
+    // Its verification stream starts with its own db:result: `if_requested` plays along.
+    let o = run(
+        &target,
+        &root().join("scenarios/s2s/db-06-receiving-verifies.toml"),
+    )
+    .remove(0);
+    assert_eq!(o.verdict, Verdict::Pass, "{}", details(&o));
+    assert!(
+        o.normalised.contains("accept dialback on out"),
+        "{}",
+        o.normalised
+    );
     let o = run(
         &target,
         &root().join("scenarios/s2s/db-09-unknown-target-domain.toml"),

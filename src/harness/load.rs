@@ -271,6 +271,8 @@ pub enum Action {
         actor: String,
         timeout: Duration,
         verify_stream: String,
+        /// Only if the SUT's next unit on `stream` is its own `<db:result/>`.
+        if_requested: bool,
     },
     /// `send = "A"` with `sip`: actor `A` sends a request (completed as a SIP stack would)
     /// or answers a received request. `text` is raw: substituted when the step runs.
@@ -549,7 +551,10 @@ const ACTION_KEYS: &[(&str, &[&str])] = &[
     ("close", &[]),
     ("reset", &[]),
     ("dialback", &["actor", "from", "to", "verify_stream"]),
-    ("accept_dialback", &["actor", "timeout", "verify_stream"]),
+    (
+        "accept_dialback",
+        &["actor", "timeout", "verify_stream", "if_requested"],
+    ),
     ("starttls", &["timeout"]),
     ("accept_starttls", &["timeout"]),
     ("sasl_external", &["authzid", "timeout"]),
@@ -1039,6 +1044,7 @@ impl Validator<'_> {
                     actor,
                     timeout: self.duration(&st.timeout, timeout),
                     verify_stream,
+                    if_requested: st.if_requested.as_ref().is_some_and(|b| *b.get_ref()),
                 }
             }
             _ => return None,
@@ -1462,9 +1468,28 @@ expect_eof = "in"
                 stream: "out".into(),
                 actor: "rx".into(),
                 timeout: Duration::from_millis(1500),
-                verify_stream: "out_v".into()
+                verify_stream: "out_v".into(),
+                if_requested: false,
             }
         );
+    }
+
+    /// `if_requested` on `accept_dialback` (a receiving server may first send its own
+    /// db:result on the stream it opened, XEP-0220 §2.1.2); absent means false.
+    #[test]
+    fn accept_dialback_if_requested_is_read() {
+        let text = good_with(
+            "verify_stream = \"out_v\"",
+            "verify_stream = \"out_v\"\nif_requested = true",
+        );
+        let s = load(&text).expect("loads");
+        assert!(matches!(
+            s.steps[10].action,
+            Action::AcceptDialback {
+                if_requested: true,
+                ..
+            }
+        ));
     }
 
     /// Replace the first occurrence of `from` in GOOD.
@@ -1627,6 +1652,14 @@ expect_eof = "in"
         "must differ"
     )]
     #[case(good_with("xml = \"{m}\"", ""), Some(65), "send needs `xml`")]
+    #[case(
+        good_with(
+            "dialback = \"in\"\nactor = \"rx\"",
+            "dialback = \"in\"\nactor = \"rx\"\nif_requested = true"
+        ),
+        None,
+        "if_requested"
+    )]
     fn rejects(#[case] text: String, #[case] line: Option<usize>, #[case] msg: &str) {
         let e = match load(&text) {
             Ok(_) => panic!("accepted"),

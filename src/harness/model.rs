@@ -150,6 +150,9 @@ pub struct StepFile {
     pub from: Option<Spanned<String>>,
     pub to: Option<Spanned<String>>,
     pub verify_stream: Option<Spanned<String>>,
+    /// `accept_dialback`: act only if the SUT's next unit on the stream is its own
+    /// `<db:result/>`; anything else is left for the following steps.
+    pub if_requested: Option<Spanned<bool>>,
     /// `sasl_external`: what to send as authorization identity (D-06).
     pub authzid: Option<Spanned<String>>,
     pub covers: Option<Spanned<Vec<Spanned<String>>>>,
@@ -190,6 +193,7 @@ impl StepFile {
             from,
             to,
             verify_stream,
+            if_requested,
             authzid,
             covers,
             note,

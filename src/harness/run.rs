@@ -118,6 +118,13 @@ struct StreamState {
     restart: Arc<AtomicBool>,
     /// The last TLS handshake on this stream, as the harness saw it.
     tls_summary: Option<tls_io::TlsSummary>,
+    /// The SUT's outbound stream was already authorized by dialback (the harness answered
+    /// its `<db:result/>` valid), e.g. by a `dialback` helper that served the SUT's own
+    /// request on its verification stream; a later `accept_dialback` has nothing to do.
+    dialback_accepted: bool,
+    /// On a stream the SUT opened: the key of the `<db:result/>` it sent there, as the
+    /// harness received it playing the receiving server (`{S.key}`).
+    sut_key: Option<String>,
 }
 
 /// The sending half of a stream, plain or TLS.
@@ -621,6 +628,9 @@ impl<'a> Runner<'a> {
                     let (domain, secret) = self.actor_identity(&st.actor)?;
                     Some(dialback::key(&secret, &self.sut.domain, &domain, &id))
                 }
+                // The SUT's own key (XEP-0220 §2.1.1), e.g. to replay it at its
+                // authoritative role with changes (DB-10).
+                "key" => st.sut_key.clone(),
                 _ => None,
             };
         }
@@ -689,6 +699,8 @@ impl<'a> Runner<'a> {
             tls: false,
             restart,
             tls_summary: None,
+            dialback_accepted: false,
+            sut_key: None,
         };
         self.streams.insert(name.to_string(), st);
     }
@@ -1527,6 +1539,60 @@ impl<'a> Runner<'a> {
         }
     }
 
+    /// `accept_dialback` with `if_requested`: on a stream the SUT opened to verify a key, a
+    /// receiving server may send `<db:verify/>` at once or first authenticate that stream with
+    /// its own `<db:result/>` and hold the verification until it is valid (Prosody); XEP-0220
+    /// §2.1.2 allows both. Play the receiving server only in the second case and leave any
+    /// other unit (or none within `timeout`) to the following steps.
+    async fn accept_dialback_if_requested(
+        &mut self,
+        step: &Step,
+        name: &str,
+        actor: &str,
+        timeout: Duration,
+        verify_stream: &str,
+    ) -> StepResult {
+        let ready = self
+            .streams
+            .get(name)
+            .is_some_and(|s| s.own_id.is_some() && !s.dialback_accepted);
+        if !ready {
+            // Not yet answered (or already authorized): the plain helper knows what to do.
+            return self
+                .accept_dialback(step, name, actor, timeout, verify_stream)
+                .await;
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            self.skip_queued_whitespace(name);
+            let front = self
+                .streams
+                .get(name)
+                .and_then(|s| s.inbox.front())
+                .map(|r| {
+                    matches!(&r.unit, Unit::Element(e)
+                    if e.is(ns::DIALBACK, "result") && e.attr("type").is_none())
+                });
+            match front {
+                Some(true) => {
+                    return self
+                        .accept_dialback(step, name, actor, timeout, verify_stream)
+                        .await;
+                }
+                Some(false) => break,
+                None => {
+                    if !self.pump(deadline).await {
+                        break;
+                    }
+                }
+            }
+        }
+        self.note(&format!(
+            "the SUT did not authenticate {name} first: nothing to accept"
+        ));
+        Ok(())
+    }
+
     async fn accept_dialback(
         &mut self,
         step: &Step,
@@ -1542,6 +1608,15 @@ impl<'a> Runner<'a> {
         self.note(&format!(
             "accept dialback on {name}: the SUT → {domain} (XEP-0220 §2.2)"
         ));
+        if self.streams.get(name).is_some_and(|s| s.dialback_accepted) {
+            // XEP-0220 §2.3: one `valid` authorizes the pair for the stream's lifetime; a
+            // receiving server that verifies over its own outbound stream (Prosody) had it
+            // answered during the earlier `dialback` step.
+            self.note(&format!(
+                "{name} is already authorized: the SUT's db:result was answered valid earlier"
+            ));
+            return Ok(());
+        }
         if !self.streams.contains_key(name) {
             self.accept(step, name, actor, timeout).await?;
         }
@@ -1597,6 +1672,9 @@ impl<'a> Runner<'a> {
                 }
             }
         };
+        if let Some(s) = self.streams.get_mut(name) {
+            s.sut_key = Some(key.clone());
+        }
         let Some(own_id) = self.streams.get(name).and_then(|s| s.own_id.clone()) else {
             return Err(Self::broken(
                 step,
@@ -1653,6 +1731,9 @@ impl<'a> Runner<'a> {
         )
         .await?;
         if valid {
+            if let Some(s) = self.streams.get_mut(name) {
+                s.dialback_accepted = true;
+            }
             Ok(())
         } else {
             Err(self.failure(
@@ -2063,9 +2144,15 @@ impl<'a> Runner<'a> {
                 actor,
                 timeout,
                 verify_stream,
+                if_requested,
             } => {
-                self.accept_dialback(step, stream, actor, *timeout, verify_stream)
-                    .await
+                if *if_requested {
+                    self.accept_dialback_if_requested(step, stream, actor, *timeout, verify_stream)
+                        .await
+                } else {
+                    self.accept_dialback(step, stream, actor, *timeout, verify_stream)
+                        .await
+                }
             }
             Action::SipSend { actor, text, raw } => self.sip_send(step, actor, text, *raw).await,
             Action::SipExpectNone { actor, window } => {
