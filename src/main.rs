@@ -100,6 +100,11 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Run the reference SIP/SIMPLE ↔ XMPP gateway alone (an XEP-0114 component of a proxy).
+    Gateway {
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -394,6 +399,11 @@ fn real_main(cli: Cli) -> anyhow::Result<u8> {
         Command::Proxy { config } => {
             let cfg = fedcheck::proxy::ProxyConfig::from_file(&config)?;
             rt.block_on(fedcheck::proxy::run(cfg))?;
+            Ok(0)
+        }
+        Command::Gateway { config } => {
+            let cfg = fedcheck::gateway::GatewayConfig::from_file(&config)?;
+            rt.block_on(fedcheck::gateway::run(cfg))?;
             Ok(0)
         }
     }

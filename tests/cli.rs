@@ -70,3 +70,25 @@ fn coverage_counts_covered_requirements() {
         "DB-06 is covered: {stdout}"
     );
 }
+
+#[test]
+fn the_shipped_gateway_config_is_valid_and_a_bad_one_names_its_line() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/gateway.toml");
+    fedcheck::gateway::GatewayConfig::from_file(&path).expect("fixtures/gateway.toml loads");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("gw.toml");
+    std::fs::write(
+        &bad,
+        "component_domain = \"sip.example.test\"\nnot_a_key = 1\n",
+    )
+    .expect("write");
+    let out = fedcheck()
+        .arg("gateway")
+        .arg("--config")
+        .arg(&bad)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("gw.toml:"), "{err}");
+}
