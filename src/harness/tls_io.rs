@@ -1,30 +1,24 @@
 //! TLS for the harness's simulated servers (RFC 6120 §5, RFC 7590).
 //!
 //! The harness is a tester, not a relying party: it completes a handshake with whatever
-//! certificate the SUT presents and *records* what it saw (version, ALPN, the chain and how
+//! certificate the SUT presents (the any-certificate verifiers of [`crate::tls::config`],
+//! which still check handshake signatures) and *records* what it saw (version, ALPN, the chain and how
 //! it verifies against the run's test CA) in the transcript, so scenarios and reports can
 //! judge it. Its own side presents the actor's certificate from the run's test PKI.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 
+use crate::tls::config::{self as tls_config, TlsIdentity};
 use crate::tls::identity::{PeerRole, anchors_from};
 use crate::tls::{CertVerdict, Leaf, TestCa, verify_peer};
-
-/// ALPN for XMPP server-to-server (XEP-0368 §3; also sent on STARTTLS as Prosody does).
-pub const ALPN_XMPP_SERVER: &[u8] = b"xmpp-server";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsIoError {
     #[error("TLS configuration: {0}")]
-    Config(#[from] rustls::Error),
+    Config(#[from] tls_config::TlsConfigError),
     #[error("TLS handshake: {0}")]
     Handshake(std::io::Error),
     #[error("TLS handshake did not finish within {0:?}")]
@@ -44,87 +38,6 @@ pub struct TlsSummary {
     /// The SUT's certificate checked against the run's CA for the role it played.
     pub verdict: CertVerdict,
 }
-
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// Accepts any certificate: the verdict is computed and recorded separately.
-#[derive(Debug)]
-struct Recorder {
-    algs: WebPkiSupportedAlgorithms,
-}
-
-/// Handshake signatures are still checked (the peer must hold the key of the certificate
-/// it presents); only the certificate's standing is left to the recorded verdict.
-macro_rules! signature_checks {
-    () => {
-        fn verify_tls12_signature(
-            &self,
-            m: &[u8],
-            c: &CertificateDer<'_>,
-            d: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls12_signature(m, c, d, &self.algs)
-        }
-        fn verify_tls13_signature(
-            &self,
-            m: &[u8],
-            c: &CertificateDer<'_>,
-            d: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls13_signature(m, c, d, &self.algs)
-        }
-        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            self.algs.supported_schemes()
-        }
-    };
-}
-
-impl ServerCertVerifier for Recorder {
-    fn verify_server_cert(
-        &self,
-        _ee: &CertificateDer<'_>,
-        _im: &[CertificateDer<'_>],
-        _name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    signature_checks!();
-}
-
-impl ClientCertVerifier for Recorder {
-    fn offer_client_auth(&self) -> bool {
-        true
-    }
-    fn client_auth_mandatory(&self) -> bool {
-        false
-    }
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        &[]
-    }
-    fn verify_client_cert(
-        &self,
-        _ee: &CertificateDer<'_>,
-        _im: &[CertificateDer<'_>],
-        _now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        Ok(ClientCertVerified::assertion())
-    }
-    signature_checks!();
-}
-
-fn recorder() -> Arc<Recorder> {
-    Arc::new(Recorder {
-        algs: provider().signature_verification_algorithms,
-    })
-}
-
-/// TLS 1.2 and 1.3 only (RFC 7590 §3.1.1 forbids older).
-const VERSIONS: &[&rustls::SupportedProtocolVersion] =
-    &[&rustls::version::TLS13, &rustls::version::TLS12];
 
 fn summary(
     conn: &rustls::CommonState,
@@ -162,18 +75,10 @@ pub async fn connect(
     ca: &TestCa,
     timeout: Duration,
 ) -> Result<(tokio_rustls::TlsStream<TcpStream>, TlsSummary), TlsIoError> {
-    let builder = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(VERSIONS)?
-        .dangerous()
-        .with_custom_certificate_verifier(recorder());
-    let mut cfg = match leaf {
-        Some(l) => builder.with_client_auth_cert(l.cert_chain(), l.private_key())?,
-        None => builder.with_no_client_auth(),
-    };
-    cfg.alpn_protocols = vec![ALPN_XMPP_SERVER.to_vec()];
+    let cfg = tls_config::client_config(leaf.map(TlsIdentity::from_leaf))?;
     let name = ServerName::try_from(server_domain.to_string())
         .map_err(|_| TlsIoError::ServerName(server_domain.to_string()))?;
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let connector = tokio_rustls::TlsConnector::from(cfg);
     let tls = match tokio::time::timeout(timeout, connector.connect(name, tcp)).await {
         Ok(Ok(t)) => t,
         Ok(Err(e)) => return Err(TlsIoError::Handshake(e)),
@@ -192,12 +97,8 @@ pub async fn accept(
     ca: &TestCa,
     timeout: Duration,
 ) -> Result<(tokio_rustls::TlsStream<TcpStream>, TlsSummary), TlsIoError> {
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(VERSIONS)?
-        .with_client_cert_verifier(recorder())
-        .with_single_cert(leaf.cert_chain(), leaf.private_key())?;
-    cfg.alpn_protocols = vec![ALPN_XMPP_SERVER.to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let cfg = tls_config::server_config(TlsIdentity::from_leaf(leaf), true, Vec::new())?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
     let tls = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
         Ok(Ok(t)) => t,
         Ok(Err(e)) => return Err(TlsIoError::Handshake(e)),
