@@ -7,6 +7,7 @@
 //! prints a skip message and passes, so `cargo test` works on a bare machine.
 
 pub mod prosody;
+pub mod prosody_tls;
 
 /// True when the environment says we run in CI (`CI=true`, as GitHub
 /// Actions, GitLab and most CI systems set it).

@@ -8,6 +8,11 @@
 //! per remote domain, because Prosody resolves peers with its own DNS code and never reads
 //! `/etc/hosts`. Stanzas are triggered through `prosodyctl shell` (mod_admin_shell over a
 //! Unix socket in the scratch dir), so nothing but S2S touches the network.
+//!
+//! With [`ProsodyConfig::tls`] set, the config comes from `prosody-tls.cfg.lua.in` instead:
+//! STARTTLS required on S2S (RFC 6120 §5), certificates from a folder in Prosody's
+//! `<domain>.crt` / `<domain>.key` convention, a CA file to trust, and optionally
+//! `s2s_secure_auth` and SASL EXTERNAL (RFC 6120 §6, XEP-0178; mod_saslauth).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -25,6 +30,8 @@ use crate::harness::process::{
 /// The fixture directory: the config template and `mod_fedcheck_routes.lua`.
 const FIXTURE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/prosody");
 const TEMPLATE_NAME: &str = "prosody.cfg.lua.in";
+/// The STARTTLS variant, used when [`ProsodyConfig::tls`] is set.
+const TLS_TEMPLATE_NAME: &str = "prosody-tls.cfg.lua.in";
 
 /// How long Prosody may take to open its S2S port and admin socket.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -94,6 +101,52 @@ pub struct ProsodyConfig {
     pub s2s_addr: SocketAddr,
     /// Static S2S targets: remote domain → address (`mod_fedcheck_routes`).
     pub routes: BTreeMap<String, SocketAddr>,
+    /// S2S over STARTTLS with certificates; `None` is the dialback-only, no-TLS config.
+    pub tls: Option<ProsodyTls>,
+}
+
+/// Prosody's S2S TLS settings (the `prosody-tls.cfg.lua.in` template).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProsodyTls {
+    /// Prosody's `certificates` folder: `<domain>.crt` (chain, leaf first) and
+    /// `<domain>.key` for the virtual host. Must exist before [`Prosody::start`].
+    pub cert_dir: PathBuf,
+    /// PEM file of the CAs Prosody trusts for peer certificates (`ssl.cafile`).
+    pub ca_file: PathBuf,
+    /// `s2s_secure_auth`: a stream counts as authenticated only with a valid certificate
+    /// for the peer's name (RFC 6120 §13.7.1.2); dialback alone is refused.
+    pub secure_auth: bool,
+    /// Load mod_saslauth, which offers and uses SASL EXTERNAL on S2S (XEP-0178).
+    pub sasl_external: bool,
+}
+
+impl ProsodyTls {
+    /// Secure auth and SASL EXTERNAL on: certificates are the only way in.
+    pub fn strict(cert_dir: impl Into<PathBuf>, ca_file: impl Into<PathBuf>) -> Self {
+        Self {
+            cert_dir: cert_dir.into(),
+            ca_file: ca_file.into(),
+            secure_auth: true,
+            sasl_external: true,
+        }
+    }
+
+    /// The template variables this adds (Lua literals; switches as `"yes"` / `"no"`).
+    fn vars(&self) -> [(String, Value); 4] {
+        let yes_no = |b: bool| Value::Str(if b { "yes" } else { "no" }.into());
+        [
+            (
+                "CERT_DIR".into(),
+                Value::Str(self.cert_dir.to_string_lossy().into_owned()),
+            ),
+            (
+                "CA_FILE".into(),
+                Value::Str(self.ca_file.to_string_lossy().into_owned()),
+            ),
+            ("SECURE_AUTH".into(), yes_no(self.secure_auth)),
+            ("SASL".into(), yes_no(self.sasl_external)),
+        ]
+    }
 }
 
 impl ProsodyConfig {
@@ -106,7 +159,14 @@ impl ProsodyConfig {
                 source,
             })?,
             routes: BTreeMap::new(),
+            tls: None,
         })
+    }
+
+    /// Use STARTTLS and certificates on S2S (see [`ProsodyTls`]).
+    pub fn with_tls(mut self, tls: ProsodyTls) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// Route S2S traffic for `remote` to `addr` instead of resolving it.
@@ -118,6 +178,14 @@ impl ProsodyConfig {
     /// The launcher description: `prosody -F` with the fixture template, ready when the S2S
     /// port accepts and the admin socket exists.
     fn spec(&self, bin: &ProsodyBin) -> ProcessSpec {
+        let mut vars = BTreeMap::from([("PLUGIN_DIR".to_string(), Value::Str(FIXTURE_DIR.into()))]);
+        let template = match &self.tls {
+            Some(tls) => {
+                vars.extend(tls.vars());
+                TLS_TEMPLATE_NAME
+            }
+            None => TEMPLATE_NAME,
+        };
         ProcessSpec {
             command: vec![
                 bin.prosody.to_string_lossy().into_owned(),
@@ -128,11 +196,11 @@ impl ProsodyConfig {
             env: BTreeMap::new(),
             cwd: None,
             configs: vec![ConfigFile {
-                template: PathBuf::from(FIXTURE_DIR).join(TEMPLATE_NAME),
+                template: PathBuf::from(FIXTURE_DIR).join(template),
                 output: "prosody.cfg.lua".into(),
                 syntax: Syntax::Lua,
             }],
-            vars: BTreeMap::from([("PLUGIN_DIR".to_string(), Value::Str(FIXTURE_DIR.into()))]),
+            vars,
             ports: vec!["s2s".into()],
             ready_addrs: vec![format!("{}:{{port:s2s}}", self.s2s_addr.ip())],
             ready_files: vec!["prosody.sock".into()],
@@ -179,10 +247,35 @@ pub struct S2sSession {
     pub host: String,
     pub direction: Direction,
     pub remote: String,
+    /// Security column: `insecure` on plain TCP, else the TLS version (`TLSv1.3`).
+    pub security: String,
+    /// SASL column (XEP-0178): `Succeeded` when the stream was authenticated by SASL
+    /// EXTERNAL, `Offered` / `Failed` on the way, empty when SASL was not involved.
+    pub sasl: String,
     /// Dialback column: `Completed` on a stream authenticated by XEP-0220, `Not used` on
     /// the side that only verified.
     pub dialback: String,
+    /// Certificate column: `Valid` when the peer's chain and name checked out
+    /// (RFC 6120 §13.7.1.2), `Invalid`, `Untrusted`, `Mismatched`, or `Unknown` without TLS.
+    pub certificate: String,
 }
+
+impl S2sSession {
+    /// Encrypted with TLS (the Security column names a TLS version).
+    pub fn is_tls(&self) -> bool {
+        self.security.starts_with("TLS")
+    }
+
+    /// Authenticated by SASL EXTERNAL with a valid certificate, not by dialback.
+    pub fn is_certificate_authenticated(&self) -> bool {
+        self.is_tls() && self.certificate == "Valid" && self.dialback != "Completed"
+    }
+}
+
+/// The `s2s:show` column selection [`Prosody::s2s_sessions`] asks for: the default
+/// columns plus the certificate status.
+const S2S_SHOW_COLUMNS: &str =
+    r#"{ "id"; "host"; "dir"; "remote"; "ipv"; "secure"; "s2s_sasl"; "dialback"; "cert" }"#;
 
 /// Rows of the `s2s:show()` table; anything else in the output (banner, header, summary)
 /// is skipped.
@@ -218,7 +311,10 @@ pub fn parse_s2s_show(text: &str) -> Vec<S2sSession> {
             host: cell("Host"),
             direction,
             remote: cell("Remote"),
+            security: cell("Security"),
+            sasl: cell("SASL"),
             dialback: cell("Dialback"),
+            certificate: cell("Certificate"),
         });
     }
     rows
@@ -330,15 +426,12 @@ impl Prosody {
         }
     }
 
-    /// The S2S sessions Prosody currently holds (`s2s:show()`).
+    /// The S2S sessions Prosody currently holds (`s2s:show()` with the certificate column).
     pub async fn s2s_sessions(&self) -> Result<Vec<S2sSession>, ProsodyError> {
-        let command = "s2s:show()";
-        let output = self.shell(command).await?;
+        let command = format!("s2s:show(nil, {S2S_SHOW_COLUMNS})");
+        let output = self.shell(&command).await?;
         if !output.status.success() {
-            return Err(ProsodyError::Shell {
-                command: command.to_owned(),
-                output,
-            });
+            return Err(ProsodyError::Shell { command, output });
         }
         Ok(parse_s2s_show(&output.stdout))
     }
@@ -406,6 +499,7 @@ mod tests {
             domain: "prosody.test".into(),
             s2s_addr: SocketAddr::from(([127, 0, 0, 1], 5999)),
             routes: BTreeMap::new(),
+            tls: None,
         };
         let bin = ProsodyBin {
             prosody: "prosody".into(),
@@ -434,6 +528,14 @@ s2sin55afe4ba9800    | prosody.test           | <--  | fedcheck.test          | 
 OK: 2 s2s connections shown
 ";
 
+    /// `s2s:show(nil, S2S_SHOW_COLUMNS)` after a STARTTLS + SASL EXTERNAL federation.
+    const SAMPLE_S2S_SHOW_TLS: &str = "\
+Session ID           | Host                   | Dir  | Remote                 | IPv  | Security | SASL       | Dialback      | Certificate
+s2sout5611e0c3a2f0   | prosody.test           | -->  | fedcheck.test          | IPv4 | TLSv1.3  | Succeeded  | Not used      | Valid      
+s2sin5611e0c47d10    | prosody.test           | <--  | fedcheck.test          | IPv4 | TLSv1.3  | Succeeded  | Not used      | Valid      
+OK: 2 s2s connections shown
+";
+
     #[test]
     fn notice_is_stripped_and_the_rest_kept() {
         let text = "\n**************************\nProsody was unable to find lua-unbound\n\
@@ -454,5 +556,81 @@ OK: 2 s2s connections shown
         assert_eq!(out.dialback, "Completed");
         assert_eq!(rows.get(1).map(|r| r.direction), Some(Direction::Incoming));
         assert_eq!(parse_s2s_show("OK: 0 s2s connections shown"), vec![]);
+        assert!(rows.iter().all(|r| !r.is_tls() && r.certificate.is_empty()));
+    }
+
+    #[test]
+    fn tls_columns_are_parsed() {
+        let rows = parse_s2s_show(SAMPLE_S2S_SHOW_TLS);
+        assert_eq!(rows.len(), 2);
+        for row in &rows {
+            assert_eq!(row.security, "TLSv1.3");
+            assert_eq!(row.sasl, "Succeeded");
+            assert_eq!(row.certificate, "Valid");
+            assert!(row.is_certificate_authenticated(), "{row:?}");
+        }
+        let mut by_dialback = rows.first().cloned().unwrap_or_else(|| panic!("no rows"));
+        by_dialback.dialback = "Completed".into();
+        assert!(!by_dialback.is_certificate_authenticated());
+        by_dialback.dialback = "Not used".into();
+        by_dialback.certificate = "Mismatched".into();
+        assert!(!by_dialback.is_certificate_authenticated());
+    }
+
+    #[test]
+    fn the_tls_template_renders_certificates_and_switches() {
+        let text = std::fs::read_to_string(PathBuf::from(FIXTURE_DIR).join(TLS_TEMPLATE_NAME))
+            .unwrap_or_default();
+        let tls = ProsodyTls::strict("/c/certs", "/c/ca.crt");
+        let mut vars = BTreeMap::from([
+            ("DIR".to_string(), Value::Str("/tmp/x".into())),
+            ("PLUGIN_DIR".to_string(), Value::Str("/p".into())),
+            ("LISTEN_IP".to_string(), Value::Str("127.0.0.1".into())),
+            ("PORT_S2S".to_string(), Value::Int(5999)),
+            ("ROUTES".to_string(), Value::Routes(BTreeMap::new())),
+            ("DOMAIN".to_string(), Value::Str("prosody.test".into())),
+        ]);
+        vars.extend(tls.vars());
+        let text = render_template(&text, &vars, Syntax::Lua).unwrap_or_else(|e| panic!("{e}"));
+        assert!(text.contains(r#"certificates = "/c/certs""#));
+        assert!(text.contains(r#"ssl = { cafile = "/c/ca.crt" }"#));
+        assert!(text.contains(r#"s2s_secure_auth = "yes" == "yes""#));
+        assert!(text.contains(r#""yes" == "yes" and "saslauth" or nil;"#));
+        assert!(text.contains("s2s_require_encryption = true"));
+        assert_eq!(leftover_placeholder(&text), None);
+    }
+
+    #[test]
+    fn the_template_follows_the_tls_option() {
+        let bin = ProsodyBin {
+            prosody: "prosody".into(),
+            prosodyctl: "prosodyctl".into(),
+        };
+        let plain = ProsodyConfig {
+            domain: "prosody.test".into(),
+            s2s_addr: SocketAddr::from(([127, 0, 0, 1], 5999)),
+            routes: BTreeMap::new(),
+            tls: None,
+        };
+        let tls = plain.clone().with_tls(ProsodyTls {
+            sasl_external: false,
+            ..ProsodyTls::strict("/c", "/c/ca.crt")
+        });
+        let template = |c: &ProsodyConfig| {
+            c.spec(&bin)
+                .configs
+                .first()
+                .map(|f| f.template.clone())
+                .unwrap_or_default()
+        };
+        assert!(template(&plain).ends_with(TEMPLATE_NAME));
+        assert!(template(&tls).ends_with(TLS_TEMPLATE_NAME));
+        let spec = tls.spec(&bin);
+        assert_eq!(spec.vars.get("SASL"), Some(&Value::Str("no".into())));
+        assert_eq!(
+            spec.vars.get("SECURE_AUTH"),
+            Some(&Value::Str("yes".into()))
+        );
+        assert!(!plain.spec(&bin).vars.contains_key("CERT_DIR"));
     }
 }
