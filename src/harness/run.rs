@@ -1845,27 +1845,8 @@ impl<'a> Runner<'a> {
             .map(|st| st.actor.clone())
             .unwrap_or_default();
         let leaf = pki.actors.get(&actor).cloned().flatten();
-        match tls_io::connect(tcp, &self.sut.domain, leaf.as_ref(), &pki.ca, timeout).await {
-            Ok((tls, summary)) => {
-                self.record_tls(name, Dir::ToSut, &summary);
-                self.attach_tls(name, tls);
-                if let Some(st) = self.streams.get_mut(name) {
-                    st.tls_summary = Some(summary);
-                }
-                Ok(())
-            }
-            Err(e) => {
-                if let Some(st) = self.streams.get_mut(name) {
-                    st.eof = true;
-                }
-                Err(self.failure(
-                    step,
-                    name,
-                    "a TLS handshake with the SUT (RFC 6120 §5.4.3.3)",
-                    e.to_string(),
-                ))
-            }
-        }
+        let r = tls_io::connect(tcp, &self.sut.domain, leaf.as_ref(), &pki.ca, timeout).await;
+        self.finish_tls(step, name, Dir::ToSut, r)
     }
 
     async fn accept_starttls(&mut self, step: &Step, name: &str, timeout: Duration) -> StepResult {
@@ -1892,9 +1873,21 @@ impl<'a> Runner<'a> {
                 format!("actor `{actor}` has no certificate to accept TLS with (cert = \"none\")"),
             ));
         };
-        match tls_io::accept(tcp, &leaf, &pki.ca, timeout).await {
+        let r = tls_io::accept(tcp, &leaf, &pki.ca, timeout).await;
+        self.finish_tls(step, name, Dir::FromSut, r)
+    }
+
+    /// Record a handshake's outcome and continue the stream over TLS, or fail the step.
+    fn finish_tls(
+        &mut self,
+        step: &Step,
+        name: &str,
+        dir: Dir,
+        r: Result<(tokio_rustls::TlsStream<TcpStream>, tls_io::TlsSummary), tls_io::TlsIoError>,
+    ) -> StepResult {
+        match r {
             Ok((tls, summary)) => {
-                self.record_tls(name, Dir::FromSut, &summary);
+                self.record_tls(name, dir, &summary);
                 self.attach_tls(name, tls);
                 if let Some(st) = self.streams.get_mut(name) {
                     st.tls_summary = Some(summary);
