@@ -248,10 +248,14 @@ pub fn cells(text: &str, origin: &Path) -> Result<Option<Vec<Cell>>, LoadError> 
                 vars.entry(k.clone()).or_insert_with(|| v.to_string());
             }
         }
-        // Derived values may use the axis values (`offered_attr = "version='${offered}'"`).
-        for v in vars.values_mut() {
-            for (axis, val) in &axis_vals {
-                *v = v.replace(&format!("${{{axis}}}"), val);
+        // Derived values may use the axis values and other derived values
+        // (`offered_attr = "version='${offered}'"`); a few passes resolve chains.
+        for _ in 0..4 {
+            let snapshot = vars.clone();
+            for v in vars.values_mut() {
+                for (k, val) in &snapshot {
+                    *v = v.replace(&format!("${{{k}}}"), val);
+                }
             }
         }
         out.push(Cell { name, vars });
