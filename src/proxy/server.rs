@@ -338,14 +338,31 @@ impl StreamTimer {
     }
 }
 
-/// Read what is there with a buffer that lives only for this call, so an idle plain stream
-/// task holds no read buffer (DESIGN §6).
+thread_local! {
+    /// One read buffer per runtime thread, zeroed once: an idle plain stream task holds no
+    /// read buffer, and a readable event does not clear 16 KiB again (DESIGN §6).
+    static READ_SCRATCH: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0u8; READ_BUF].into_boxed_slice());
+}
+
+/// Read what is there into the thread's [`READ_SCRATCH`] and feed it to a session.
 fn read_now(
     sock: &TcpStream,
     feed: &mut dyn FnMut(Input<'_>) -> Result<(), S2sError>,
 ) -> Result<(), S2sError> {
-    let mut buf = [0u8; READ_BUF];
-    match sock.try_read(&mut buf) {
+    READ_SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => read_into(sock, &mut buf, feed),
+        // Only if a session fed from here read again on the same thread (none does).
+        Err(_) => read_into(sock, &mut vec![0u8; READ_BUF], feed),
+    })
+}
+
+fn read_into(
+    sock: &TcpStream,
+    buf: &mut [u8],
+    feed: &mut dyn FnMut(Input<'_>) -> Result<(), S2sError>,
+) -> Result<(), S2sError> {
+    match sock.try_read(buf) {
         Ok(0) => feed(Input::Eof),
         Ok(n) => feed(Input::Data(buf.get(..n).unwrap_or(&[]))),
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
@@ -567,7 +584,9 @@ async fn linger(mut conn: Conn) {
         return;
     }
     let _ = tokio::time::timeout(LINGER, conn.shutdown()).await;
-    let mut scratch = [0u8; 4096];
+    // On the heap, and only now: an array here would sit in every stream task's future
+    // for the stream's whole life (DESIGN §6).
+    let mut scratch = vec![0u8; 4096];
     let mut budget: usize = 1 << 20;
     let drain = async {
         while let Ok(n) = conn.read(&mut scratch).await {
