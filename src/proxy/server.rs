@@ -57,6 +57,10 @@ pub enum ProxyError {
 
 type OutKey = (String, Option<String>);
 
+// Channel messages travel boxed: a bounded tokio channel allocates a block of 32 slots
+// when it is created, so every stream would otherwise hold 32 whole commands even when
+// idle (DESIGN §6); a box keeps a slot at one pointer.
+
 enum OutCmd {
     Stanza {
         from_domain: String,
@@ -64,7 +68,7 @@ enum OutCmd {
     },
     Verify {
         req: VerifyRequest,
-        reply: mpsc::Sender<InCmd>,
+        reply: mpsc::Sender<Box<InCmd>>,
     },
 }
 
@@ -90,7 +94,7 @@ struct Shared {
     /// multiplexes all our domains by dialback (XEP-0220 §2.6.1), `Some` for a partner whose
     /// policy rules dialback out: SASL authenticates only the stream's `from` (RFC 6120
     /// §6.3.8), so each of our domains needs its own stream to such a partner.
-    outbound: Mutex<HashMap<OutKey, mpsc::Sender<OutCmd>>>,
+    outbound: Mutex<HashMap<OutKey, mpsc::Sender<Box<OutCmd>>>>,
     linked: Mutex<HashMap<String, mpsc::Sender<CompCmd>>>,
     /// Each task holds a clone; shutdown waits for all to drop. `None` once shutting down.
     tracker: Mutex<Option<mpsc::Sender<()>>>,
@@ -334,14 +338,31 @@ impl StreamTimer {
     }
 }
 
-/// Read what is there with a buffer that lives only for this call, so an idle plain stream
-/// task holds no read buffer (DESIGN §6).
+thread_local! {
+    /// One read buffer per runtime thread, zeroed once: an idle plain stream task holds no
+    /// read buffer, and a readable event does not clear 16 KiB again (DESIGN §6).
+    static READ_SCRATCH: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0u8; READ_BUF].into_boxed_slice());
+}
+
+/// Read what is there into the thread's [`READ_SCRATCH`] and feed it to a session.
 fn read_now(
     sock: &TcpStream,
     feed: &mut dyn FnMut(Input<'_>) -> Result<(), S2sError>,
 ) -> Result<(), S2sError> {
-    let mut buf = [0u8; READ_BUF];
-    match sock.try_read(&mut buf) {
+    READ_SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => read_into(sock, &mut buf, feed),
+        // Only if a session fed from here read again on the same thread (none does).
+        Err(_) => read_into(sock, &mut vec![0u8; READ_BUF], feed),
+    })
+}
+
+fn read_into(
+    sock: &TcpStream,
+    buf: &mut [u8],
+    feed: &mut dyn FnMut(Input<'_>) -> Result<(), S2sError>,
+) -> Result<(), S2sError> {
+    match sock.try_read(buf) {
         Ok(0) => feed(Input::Eof),
         Ok(n) => feed(Input::Data(buf.get(..n).unwrap_or(&[]))),
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
@@ -563,7 +584,9 @@ async fn linger(mut conn: Conn) {
         return;
     }
     let _ = tokio::time::timeout(LINGER, conn.shutdown()).await;
-    let mut scratch = [0u8; 4096];
+    // On the heap, and only now: an array here would sit in every stream task's future
+    // for the stream's whole life (DESIGN §6).
+    let mut scratch = vec![0u8; 4096];
     let mut budget: usize = 1 << 20;
     let drain = async {
         while let Ok(n) = conn.read(&mut scratch).await {
@@ -635,7 +658,7 @@ async fn inbound_task(
         partner: None,
     };
     let mut s = InboundSession::new(Instant::now(), shared.local.clone(), id);
-    let (tx, mut rx) = mpsc::channel::<InCmd>(STREAM_QUEUE);
+    let (tx, mut rx) = mpsc::channel::<Box<InCmd>>(STREAM_QUEUE);
     let mut stop = shared.shutdown.clone();
     let mut timer = StreamTimer::new();
     debug!(%peer, stream_id = s.stream_id(), "inbound stream");
@@ -693,7 +716,8 @@ async fn inbound_task(
             ev = wait_read(&mut conn, &mut tls_buf) => {
                 feed_read(&conn, ev, &tls_buf, &mut |i| s.handle_input(Instant::now(), i))
             }
-            Some(InCmd::VerifyResult { originating, receiving, result }) = rx.recv() => {
+            Some(cmd) = rx.recv() => {
+                let InCmd::VerifyResult { originating, receiving, result } = *cmd;
                 s.handle_input(Instant::now(), Input::VerifyResult { originating, receiving, result })
             }
             _ = &mut timer.sleep, if timer.at.is_some() => {
@@ -720,8 +744,8 @@ async fn outbound_task(
     shared: Arc<Shared>,
     key: OutKey,
     addr: String,
-    me: mpsc::Sender<OutCmd>,
-    mut rx: mpsc::Receiver<OutCmd>,
+    me: mpsc::Sender<Box<OutCmd>>,
+    mut rx: mpsc::Receiver<Box<OutCmd>>,
     _t: mpsc::Sender<()>,
 ) {
     let remote = key.0.clone();
@@ -753,7 +777,7 @@ async fn outbound_task(
         .clone()
         .unwrap_or_else(|| shared.local.primary().to_string());
     let mut s = OutboundSession::new(Instant::now(), shared.local.clone(), &local, &remote);
-    let mut replies: HashMap<(String, String, String), mpsc::Sender<InCmd>> = HashMap::new();
+    let mut replies: HashMap<(String, String, String), mpsc::Sender<Box<InCmd>>> = HashMap::new();
     let mut stop = shared.shutdown.clone();
     let mut timer = StreamTimer::new();
     debug!(%remote, %addr, "outbound stream");
@@ -771,11 +795,11 @@ async fn outbound_task(
                     if let Some(tx) =
                         replies.remove(&(originating.clone(), receiving.clone(), stream_id))
                     {
-                        let _ = tx.try_send(InCmd::VerifyResult {
+                        let _ = tx.try_send(Box::new(InCmd::VerifyResult {
                             originating,
                             receiving,
                             result,
-                        });
+                        }));
                     }
                 }
                 Output::Bounce(el) => shared.route(el),
@@ -821,7 +845,7 @@ async fn outbound_task(
                 let mut next = Some(cmd);
                 let mut taken = 0;
                 while let Some(cmd) = next.take() {
-                    match cmd {
+                    match *cmd {
                         OutCmd::Stanza { from_domain, el } => s.send_stanza(now, &from_domain, el),
                         OutCmd::Verify { req, reply } => {
                             let key = (req.originating.clone(), req.receiving.clone(), req.stream_id.clone());
@@ -1044,9 +1068,9 @@ impl Shared {
             // ERR-11 / RFC 6120 §10.4.3: no route is "not found".
             None => self.bounce_back(&el, StanzaCondition::RemoteServerNotFound),
             Some(tx) => {
-                if let Err(e) = tx.try_send(OutCmd::Stanza { from_domain, el }) {
+                if let Err(e) = tx.try_send(Box::new(OutCmd::Stanza { from_domain, el })) {
                     let full = matches!(e, mpsc::error::TrySendError::Full(_));
-                    if let OutCmd::Stanza { el, .. } = e.into_inner() {
+                    if let OutCmd::Stanza { el, .. } = *e.into_inner() {
                         let c = if full {
                             StanzaCondition::ResourceConstraint
                         } else {
@@ -1061,13 +1085,13 @@ impl Shared {
 
     /// XEP-0220 §2.1.2 step 2 over our outbound stream to the originating domain (created
     /// if needed; it need not be authenticated to carry `<db:verify/>`).
-    fn request_verify(self: &Arc<Self>, req: VerifyRequest, reply: mpsc::Sender<InCmd>) {
-        let fail = |req: VerifyRequest, reply: &mpsc::Sender<InCmd>| {
-            let _ = reply.try_send(InCmd::VerifyResult {
+    fn request_verify(self: &Arc<Self>, req: VerifyRequest, reply: mpsc::Sender<Box<InCmd>>) {
+        let fail = |req: VerifyRequest, reply: &mpsc::Sender<Box<InCmd>>| {
+            let _ = reply.try_send(Box::new(InCmd::VerifyResult {
                 originating: req.originating,
                 receiving: req.receiving,
                 result: Verdict::Error(StanzaCondition::RemoteServerNotFound),
-            });
+            }));
         };
         match self.outbound_for(&req.originating, &req.receiving) {
             None => {
@@ -1075,8 +1099,8 @@ impl Shared {
                 fail(req, &reply);
             }
             Some(tx) => {
-                if let Err(e) = tx.try_send(OutCmd::Verify { req, reply })
-                    && let OutCmd::Verify { req, reply } = e.into_inner()
+                if let Err(e) = tx.try_send(Box::new(OutCmd::Verify { req, reply }))
+                    && let OutCmd::Verify { req, reply } = *e.into_inner()
                 {
                     fail(req, &reply);
                 }
@@ -1086,7 +1110,11 @@ impl Shared {
 
     /// The command channel of the outbound stream to `remote` for stanzas from `local`,
     /// opening it on demand. `None` when there is no route (or we are shutting down).
-    fn outbound_for(self: &Arc<Self>, remote: &str, local: &str) -> Option<mpsc::Sender<OutCmd>> {
+    fn outbound_for(
+        self: &Arc<Self>,
+        remote: &str,
+        local: &str,
+    ) -> Option<mpsc::Sender<Box<OutCmd>>> {
         let remote = remote.to_ascii_lowercase();
         let p = self.local.policy(&remote);
         let per_domain = !(p.may_tls_dialback() || p.may_tcp_dialback());
@@ -1115,8 +1143,8 @@ impl Shared {
     async fn outbound_gone(
         self: &Arc<Self>,
         key: &OutKey,
-        me: &mpsc::Sender<OutCmd>,
-        mut rx: mpsc::Receiver<OutCmd>,
+        me: &mpsc::Sender<Box<OutCmd>>,
+        mut rx: mpsc::Receiver<Box<OutCmd>>,
         c: StanzaCondition,
     ) {
         {
@@ -1127,14 +1155,14 @@ impl Shared {
         }
         rx.close();
         while let Some(cmd) = rx.recv().await {
-            match cmd {
+            match *cmd {
                 OutCmd::Stanza { el, .. } => self.bounce_back(&el, c),
                 OutCmd::Verify { req, reply } => {
-                    let _ = reply.try_send(InCmd::VerifyResult {
+                    let _ = reply.try_send(Box::new(InCmd::VerifyResult {
                         originating: req.originating,
                         receiving: req.receiving,
                         result: Verdict::Error(StanzaCondition::RemoteServerNotFound),
-                    });
+                    }));
                 }
             }
         }
