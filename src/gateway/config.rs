@@ -36,6 +36,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -274,6 +275,48 @@ pub fn parse_route(v: &str) -> Option<SipTarget> {
     Some(SipTarget { transport, addr })
 }
 
+/// The static SIP next hops, shared between a running gateway (which may add routes at
+/// run time: harness actors listen on ephemeral ports) and its core. Keys are
+/// `user@domain` or `domain`; lookups try the user first (RFC 3261 §19.1.4: the user
+/// part compares as written, the domain case-insensitively).
+#[derive(Debug, Clone, Default)]
+pub struct SipRoutes(Arc<RwLock<BTreeMap<String, SipTarget>>>);
+
+impl SipRoutes {
+    /// The routes of a configuration (invalid values were refused by `validate`).
+    pub fn from_config(cfg: &GatewayConfig) -> Self {
+        let r = SipRoutes::default();
+        for (k, v) in &cfg.sip_routes {
+            if let Some(t) = parse_route(v) {
+                r.insert(k, t);
+            }
+        }
+        r
+    }
+
+    fn normalise(key: &str) -> String {
+        match key.rsplit_once('@') {
+            Some((u, d)) => format!("{u}@{}", d.to_ascii_lowercase()),
+            None => key.to_ascii_lowercase(),
+        }
+    }
+
+    /// Add or replace a route.
+    pub fn insert(&self, key: &str, target: SipTarget) {
+        let mut m = self.0.write().unwrap_or_else(|e| e.into_inner());
+        m.insert(Self::normalise(key), target);
+    }
+
+    /// The next hop for `user@domain`, else for `domain`.
+    pub fn lookup(&self, user: Option<&str>, domain: &str) -> Option<SipTarget> {
+        let m = self.0.read().unwrap_or_else(|e| e.into_inner());
+        let domain = domain.to_ascii_lowercase();
+        user.and_then(|u| m.get(&format!("{u}@{domain}")))
+            .or_else(|| m.get(&domain))
+            .copied()
+    }
+}
+
 /// A validation rule a configuration broke.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rule {
@@ -425,6 +468,14 @@ impl GatewayConfig {
             timers: TimersConfig::default(),
             subscriptions: SubscriptionsConfig::default(),
             limits: GatewayLimits::default(),
+        }
+    }
+
+    /// The `[[component]]` entry the proxy needs for this gateway.
+    pub fn proxy_component(&self) -> crate::proxy::ComponentConfig {
+        crate::proxy::ComponentConfig {
+            domain: self.component_domain.clone(),
+            secret: self.component_secret.clone(),
         }
     }
 

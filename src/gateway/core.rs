@@ -45,7 +45,7 @@ use std::time::Instant;
 
 use tracing::{debug, info, warn};
 
-use super::config::{GatewayConfig, SipTarget, Transport};
+use super::config::{GatewayConfig, SipRoutes, SipTarget, Transport};
 use crate::sip::builder::{
     Local, RandomSource, RequestBuilder, ResponseBuilder, default_reason, new_call_id, new_tag,
 };
@@ -168,6 +168,7 @@ struct SxEntry {
 /// The gateway's protocol state. See the module documentation.
 pub struct GatewayCore {
     cfg: GatewayConfig,
+    routes: SipRoutes,
     domain: String,
     sip_domain: String,
     local_udp: SocketAddr,
@@ -288,6 +289,18 @@ impl GatewayCore {
         local_tcp: SocketAddr,
         rng: Box<dyn RandomSource + Send>,
     ) -> Self {
+        let routes = SipRoutes::from_config(&cfg);
+        Self::with_routes(cfg, routes, local_udp, local_tcp, rng)
+    }
+
+    /// [`Self::new`] with a route table shared with the caller (see [`SipRoutes`]).
+    pub fn with_routes(
+        cfg: GatewayConfig,
+        routes: SipRoutes,
+        local_udp: SocketAddr,
+        local_tcp: SocketAddr,
+        rng: Box<dyn RandomSource + Send>,
+    ) -> Self {
         let limits = Limits {
             max_message_bytes: cfg.limits.max_sip_message_bytes,
             ..Limits::default()
@@ -301,6 +314,7 @@ impl GatewayCore {
             sub_cfg: cfg.subscriptions.machine(),
             limits,
             cfg,
+            routes,
             rng,
             link_up: false,
             next_token: 0,
@@ -472,7 +486,7 @@ impl GatewayCore {
     /// The static next hop for a SIP user (a JID of ours).
     fn route_for_user(&self, j: &JidParts) -> Option<SipTarget> {
         let uri = Uri::parse(&self.sip_uri_of(&j.bare())?)?;
-        self.cfg.route_for(uri.user(), &self.sip_domain)
+        self.routes.lookup(uri.user(), &self.sip_domain)
     }
 
     /// Where a URI (a Contact, a remote target) leads: an IP literal with a port goes
@@ -493,7 +507,7 @@ impl GatewayCore {
                 transport,
                 addr: SocketAddr::new(ip, uri.port().unwrap_or(5060)),
             }),
-            None => self.cfg.route_for(uri.user(), host),
+            None => self.routes.lookup(uri.user(), host),
         }
     }
 
@@ -1618,6 +1632,20 @@ impl GatewayCore {
         self.drain_sx(now, &key, Some((skey.clone(), local_tag)));
     }
 
+    /// An S→X pair with nothing left (no SIP subscription, no XMPP approval, no timer)
+    /// is forgotten, so polls and refused requests leave no state behind.
+    fn sweep_sx(&mut self, key: &PairKey) {
+        let idle = self.sx.get(key).is_some_and(|e| {
+            !e.machine.is_active() && !e.machine.is_approved() && e.machine.poll_timeout().is_none()
+        });
+        if idle
+            && let Some(e) = self.sx.remove(key)
+            && let Some(d) = e.dialog
+        {
+            self.dialogs.remove(&d.id);
+        }
+    }
+
     /// `respond_to`: the SUBSCRIBE being handled, and the To tag for its 2xx.
     fn drain_sx(
         &mut self,
@@ -1652,6 +1680,7 @@ impl GatewayCore {
                 }
             }
         }
+        self.sweep_sx(key);
     }
 
     fn send_notify(

@@ -29,6 +29,6 @@ mod driver;
 #[cfg(test)]
 mod tests;
 
-pub use config::{ConfigError, GatewayConfig, Rule, SipTarget, Transport};
+pub use config::{ConfigError, GatewayConfig, Rule, SipRoutes, SipTarget, Transport};
 pub use core::{GatewayCore, Output};
 pub use driver::{GatewayError, RunningGateway, run, start};

@@ -68,13 +68,20 @@ impl Lab {
             "comp",
             a.component_addr.expect("component port"),
         );
-        cfg.sip_routes
-            .insert("sip.a.test".into(), format!("{};transport=udp", ua.addr));
         cfg.timers.t1 = Duration::from_millis(100);
         cfg.timers.message_error_window = window;
         cfg.timers.reconnect_min = Duration::from_millis(50);
         cfg.timers.reconnect_max = Duration::from_millis(400);
         let gw = start(cfg).await.expect("gateway");
+        // The UA's port is known only now: a run-time route, as the harness adds them.
+        gw.add_sip_route(
+            "sip.a.test",
+            SipTarget {
+                transport: Transport::Udp,
+                addr: ua.addr,
+            },
+        );
+        assert!(gw.wait_linked(WAIT).await, "component link up");
         let remote = Remote::connect(
             b.component_addr.expect("component port"),
             "xmpp.remote.test",
