@@ -317,6 +317,10 @@ impl SipRoutes {
     }
 }
 
+/// Largest value any timer may take: bounds `Instant` arithmetic (a day is far beyond
+/// any SIP or XMPP timer).
+pub const MAX_TIMER: Duration = Duration::from_secs(86_400);
+
 /// A validation rule a configuration broke.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rule {
@@ -332,6 +336,8 @@ pub enum Rule {
     BadRouteKey(String),
     #[error("timer `{0}` must be above zero")]
     ZeroTimer(&'static str),
+    #[error("timer `{0}` is larger than {MAX_TIMER:?}")]
+    TimerTooLarge(&'static str),
     #[error("`link_down_hold` must be below Timer F (64*T1) so the answer still counts")]
     HoldBeyondTimerF,
     #[error("`reconnect_min` must not exceed `reconnect_max`")]
@@ -349,7 +355,7 @@ impl Rule {
             Rule::BadRoute { key, .. } | Rule::BadRouteKey(key) => {
                 Some((key, Some("[sip_routes]")))
             }
-            Rule::ZeroTimer(k) => Some((k, Some("[timers]"))),
+            Rule::ZeroTimer(k) | Rule::TimerTooLarge(k) => Some((k, None)),
             Rule::HoldBeyondTimerF => Some(("link_down_hold", None)),
             Rule::ReconnectOrder => Some(("reconnect_min", None)),
             Rule::ZeroLimit(k) => Some((k, Some("[limits]"))),
@@ -530,6 +536,17 @@ impl GatewayConfig {
             if v.is_zero() {
                 return Err(Rule::ZeroTimer(name));
             }
+            if v > MAX_TIMER {
+                return Err(Rule::TimerTooLarge(name));
+            }
+        }
+        for (name, v) in [
+            ("message_error_window", t.message_error_window),
+            ("poll_timeout", self.subscriptions.poll_timeout),
+        ] {
+            if v > MAX_TIMER {
+                return Err(Rule::TimerTooLarge(name));
+            }
         }
         if t.link_down_hold >= t.sip().transaction_timeout() {
             return Err(Rule::HoldBeyondTimerF);
@@ -606,9 +623,16 @@ link_down_hold = "1s"
     }
 
     #[test]
-    fn shipped_example_is_valid() {
+    fn shipped_example_is_valid_and_pairs_with_the_proxy_example() {
         let src = include_str!("../../fixtures/gateway.toml");
-        GatewayConfig::from_toml(src).expect("fixtures/gateway.toml");
+        let g = GatewayConfig::from_toml(src).expect("fixtures/gateway.toml");
+        let p = crate::proxy::ProxyConfig::from_toml(include_str!("../../fixtures/proxy.toml"))
+            .expect("fixtures/proxy.toml");
+        assert!(p.components.contains(&g.proxy_component()));
+        assert_eq!(
+            p.component_listen.map(|a| a.to_string()),
+            Some(g.proxy_component_addr)
+        );
     }
 
     #[rstest]
@@ -651,6 +675,7 @@ link_down_hold = "1s"
     #[case("t1 = 0", Rule::ZeroTimer("t1"))]
     #[case("t1 = \"50ms\"\nlink_down_hold = \"10s\"", Rule::HoldBeyondTimerF)]
     #[case("reconnect_min = \"1m\"", Rule::ReconnectOrder)]
+    #[case("reconnect_max = \"100000h\"", Rule::TimerTooLarge("reconnect_max"))]
     fn timer_rules(#[case] timers: &str, #[case] rule: Rule) {
         let head = GOOD.split("[timers]").next().unwrap_or_default();
         let src = format!("{head}[timers]\n{timers}\n");

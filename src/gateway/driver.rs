@@ -507,7 +507,7 @@ async fn component_task(
                 _ = stop.changed() => return,
             }
         }
-        backoff = (backoff * 2).min(max);
+        backoff = backoff.saturating_mul(2).min(max);
     }
 }
 
