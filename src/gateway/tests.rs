@@ -517,3 +517,45 @@ async fn messages_sent_while_the_proxy_is_away_are_held_then_delivered() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_gateway_reconnects_after_the_proxy_restarts() {
+    let lab = Lab::start(Duration::from_millis(20)).await;
+    let comp = lab.a.component_addr.expect("port");
+    let Lab {
+        a,
+        b,
+        gw,
+        mut ua,
+        mut remote,
+    } = lab;
+    a.shutdown().await;
+    // The link goes down; a MESSAGE sent now is held, not refused.
+    let deadline = Instant::now() + WAIT;
+    while gw.is_linked() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!gw.is_linked(), "link noticed down");
+    let local = ua.local("UDP", ua.addr);
+    let r = ua.request(
+        Method::Message,
+        "sip:juliet@xmpp.remote.test",
+        &[],
+        Some("after restart"),
+        &local,
+    );
+    ua.send(gw.sip_udp_addr, &r).await;
+    let mut pc = proxy_cfg("a.test", "sip.a.test", "secret-a");
+    pc.component_listen = Some(comp);
+    let a = proxy::start(pc).await.expect("proxy a again");
+    a.add_route("xmpp.remote.test", b.s2s_addr);
+    b.add_route("sip.a.test", a.s2s_addr);
+    assert!(gw.wait_linked(WAIT).await, "relinked");
+    let m = remote.recv().await;
+    assert_eq!(body(&m).as_deref(), Some("after restart"));
+    assert_eq!(ua.recv_response().await.status, 200);
+    drop((ua, remote));
+    gw.shutdown().await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
