@@ -193,8 +193,9 @@ pub struct GatewayCore {
     /// Last presence of each SIP user seen in a NOTIFY (resource, presence), to answer
     /// probes from approved watchers (PRB-05).
     sip_presence: HashMap<JidParts, (Option<String>, XmppPresence)>,
-    /// XMPP watchers seen available, to spot the start of a presence session (PSUB-05).
-    online: HashSet<JidParts>,
+    /// (SIP user, XMPP watcher) pairs whose watcher is seen available, to spot the start
+    /// of a presence session (PSUB-05).
+    online: HashSet<PairKey>,
 }
 
 fn concrete(addr: SocketAddr) -> SocketAddr {
@@ -1206,17 +1207,19 @@ impl GatewayCore {
                     );
                     self.drain_sx(now, &key, None);
                 }
-                // PSUB-05: a watcher starting a presence session refreshes at once.
-                let watcher = from.bare();
-                if kind == PresenceKind::Available {
-                    if self.online.insert(watcher)
+                // PSUB-05: a watcher starting a presence session (toward this SIP
+                // user) refreshes that subscription at once.
+                if !self.xs.contains_key(&key) {
+                    self.online.remove(&key);
+                } else if kind == PresenceKind::Available {
+                    if self.online.insert(key.clone())
                         && let Some(e) = self.xs.get_mut(&key)
                     {
                         e.machine.handle(now, XsInput::XmppSessionStarted);
                         self.drain_xs(now, &key);
                     }
                 } else {
-                    self.online.remove(&watcher);
+                    self.online.remove(&key);
                 }
             }
         }
@@ -1300,6 +1303,7 @@ impl GatewayCore {
     }
 
     fn drop_xs(&mut self, key: &PairKey) {
+        self.online.remove(key);
         if let Some(e) = self.xs.remove(key) {
             if let Some(d) = e.dialog {
                 self.dialogs.remove(&d.id);

@@ -559,3 +559,35 @@ async fn the_gateway_reconnects_after_the_proxy_restarts() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn tcp_garbage_closes_that_connection_only() {
+    let mut lab = Lab::start(Duration::from_millis(20)).await;
+    let mut bad = TcpStream::connect(lab.gw.sip_tcp_addr).await.expect("tcp");
+    bad.write_all(b"MESSAGE sip:x@y SIP/2.0\r\nContent-Length: ten\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(WAIT, bad.read(&mut buf))
+        .await
+        .expect("closed in time")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "framing error closes the stream (RFC 3261 §18.3)");
+    // The gateway still serves everyone else.
+    let gw = lab.gw.sip_udp_addr;
+    let local = lab.ua.local("UDP", lab.ua.addr);
+    let r = lab.ua.request(
+        Method::Message,
+        "sip:juliet@xmpp.remote.test",
+        &[],
+        Some("still here"),
+        &local,
+    );
+    lab.ua.send(gw, &r).await;
+    assert_eq!(
+        body(&lab.remote.recv().await).as_deref(),
+        Some("still here")
+    );
+    assert_eq!(lab.ua.recv_response().await.status, 200);
+    lab.stop().await;
+}
