@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use super::config::{GatewayConfig, SipRoutes, SipTarget, Transport};
-use super::core::{GatewayCore, Output};
+use super::engine::{GatewayCore, Output};
 use crate::sip::builder::OsRandom;
 use crate::sip::{Item, Keepalive, Limits, Message, StreamDecoder};
 use crate::xmpp::component::ComponentClient;

@@ -4,7 +4,7 @@
 //! datagram or stream message with its source, the link going up or down, a stanza
 //! handed (or not) to the link, a timer — and [`Output`]s come out: stanzas for the
 //! component link, SIP bytes for an address. Nothing here touches a socket or a clock
-//! (STYLE.md §1); the tokio driver in [`super::driver`] is a thin loop around it.
+//! (STYLE.md §1); the tokio driver (`super::driver`, behind [`super::start`]) is a thin loop around it.
 //!
 //! ```text
 //!  SIP side                          GatewayCore                        XMPP side

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use rstest::rstest;
 
 use super::config::{GatewayConfig, SipTarget, Transport};
-use super::core::{GatewayCore, Output};
+use super::engine::{GatewayCore, Output};
 use crate::sip::builder::{Local, RequestBuilder, ResponseBuilder, SeededRandom};
 use crate::sip::headers::NameAddr;
 use crate::sip::{Item, Limits, Message, Method, Request, Response, Uri, parse_datagram};
