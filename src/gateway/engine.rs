@@ -38,6 +38,15 @@
 //!   framing error kills the TCP connection (the driver closes it).
 //! - Unknown methods: 501; known methods the gateway does not serve: 405 with `Allow`
 //!   (RFC 3261 §8.2.1, §21.5.2). INVITE is answered 405 statelessly (pager mode only).
+//! - Responses go back where the request came from: the UDP source address (what
+//!   RFC 3581 `rport` asks for, and what works behind NAT) or the same TCP connection
+//!   (RFC 3261 §18.2.2).
+//! - An XMPP error that arrives after `message_error_window` finds the MESSAGE already
+//!   answered 200 and is logged and dropped (RFC 6120 §8.3.1: never answered). ERR-11's
+//!   408 for an unreachable domain therefore needs a window longer than the proxy's
+//!   connect timeout; XMPP has no delivery acknowledgement to wait for instead.
+//! - Requests the gateway sends start with Max-Forwards 70: XMPP carries no hop count,
+//!   so a SIP→XMPP→SIP reflection loop across two gateways is not stopped here.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
