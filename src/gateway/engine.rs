@@ -48,7 +48,8 @@
 //! - Requests the gateway sends start with Max-Forwards 70: XMPP carries no hop count,
 //!   so a SIP→XMPP→SIP reflection loop across two gateways is not stopped here.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
@@ -110,6 +111,18 @@ enum PairRef {
     Xs(PairKey),
     /// A SIP user subscribes to an XMPP contact (RFC 8048 §5.3).
     Sx(PairKey),
+}
+
+/// What a timer-heap entry wakes up (quinn-style: one heap, lazy invalidation — an
+/// entry whose owner moved its deadline or went away is skipped when popped).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Due {
+    Server(ServerKey),
+    Client(ClientKey),
+    Xs(PairKey),
+    Sx(PairKey),
+    Im(String),
+    Queue,
 }
 
 struct ServerEntry {
@@ -202,6 +215,12 @@ pub struct GatewayCore {
     /// Last presence of each SIP user seen in a NOTIFY (resource, presence), to answer
     /// probes from approved watchers (PRB-05).
     sip_presence: HashMap<JidParts, (Option<String>, XmppPresence)>,
+    /// Deadlines: (when, sequence) → `due_refs`; `due_last` avoids pushing the same
+    /// deadline twice for one owner.
+    wheel: BinaryHeap<Reverse<(Instant, u64)>>,
+    due_refs: HashMap<u64, Due>,
+    due_last: HashMap<Due, Instant>,
+    next_seq: u64,
     /// (SIP user, XMPP watcher) pairs whose watcher is seen available, to spot the start
     /// of a presence session (PSUB-05).
     online: HashSet<PairKey>,
@@ -340,6 +359,10 @@ impl GatewayCore {
             dialogs: HashMap::new(),
             pending_calls: HashMap::new(),
             sip_presence: HashMap::new(),
+            wheel: BinaryHeap::new(),
+            due_refs: HashMap::new(),
+            due_last: HashMap::new(),
+            next_seq: 0,
             online: HashSet::new(),
         }
     }
@@ -358,16 +381,19 @@ impl GatewayCore {
     /// When to call [`Self::handle_timeout`] next.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let s = self.servers.values().filter_map(|e| e.txn.poll_timeout());
-        let c = self.clients.values().filter_map(|e| e.txn.poll_timeout());
-        let x = self.xs.values().filter_map(|e| e.machine.poll_timeout());
-        let y = self.sx.values().filter_map(|e| e.machine.poll_timeout());
-        let im = self.pending_im.values().filter_map(|p| match p.state {
-            ImState::Handed { respond_at } => Some(respond_at),
-            ImState::Unsent => None,
-        });
-        let q = self.queue.iter().filter_map(|q| q.deadline);
-        s.chain(c).chain(x).chain(y).chain(im).chain(q).min()
+        // May be early (a stale entry): the wake-up then finds nothing due.
+        self.wheel.peek().map(|Reverse((at, _))| *at)
+    }
+
+    fn schedule(&mut self, at: Option<Instant>, due: Due) {
+        let Some(at) = at else { return };
+        if self.due_last.get(&due) == Some(&at) {
+            return;
+        }
+        self.next_seq += 1;
+        self.wheel.push(Reverse((at, self.next_seq)));
+        self.due_refs.insert(self.next_seq, due.clone());
+        self.due_last.insert(due, at);
     }
 
     /// Number of presence subscriptions held (both directions), for tests and metrics.
@@ -407,11 +433,12 @@ impl GatewayCore {
         let Some(p) = self.pending_im.get_mut(&id) else {
             return;
         };
-        p.state = ImState::Handed {
-            respond_at: now + window,
-        };
+        let respond_at = now + window;
+        p.state = ImState::Handed { respond_at };
         if window.is_zero() {
             self.finish_im(now, &id, 200, None);
+        } else {
+            self.schedule(Some(respond_at), Due::Im(id));
         }
     }
 
@@ -428,6 +455,7 @@ impl GatewayCore {
             token,
             deadline,
         });
+        self.schedule(deadline, Due::Queue);
     }
 
     /// Emit (or queue) a stanza; `im` ties it to a pending MESSAGE. `Err` when the link
@@ -445,11 +473,13 @@ impl GatewayCore {
                 );
                 return Err(());
             }
+            let deadline = im.map(|_| now + self.cfg.timers.link_down_hold);
             self.queue.push_back(Queued {
                 stanza,
                 token,
-                deadline: im.map(|_| now + self.cfg.timers.link_down_hold),
+                deadline,
             });
+            self.schedule(deadline, Due::Queue);
         }
         if let Some(id) = im {
             self.token_im.insert(token, id.to_owned());
@@ -777,6 +807,9 @@ impl GatewayCore {
         }
         if done {
             self.servers.remove(key);
+        } else {
+            let at = self.servers.get(key).and_then(|e| e.txn.poll_timeout());
+            self.schedule(at, Due::Server(key.clone()));
         }
     }
 
@@ -835,6 +868,9 @@ impl GatewayCore {
         }
         if done {
             self.clients.remove(key);
+        } else {
+            let at = self.clients.get(key).and_then(|e| e.txn.poll_timeout());
+            self.schedule(at, Due::Client(key.clone()));
         }
         for (p, code, resp) in finals {
             self.on_client_final(now, p, code, resp.as_ref());
@@ -1308,6 +1344,9 @@ impl GatewayCore {
         }
         if self.xs.get(key).is_some_and(|e| e.machine.is_closed()) {
             self.drop_xs(key);
+        } else {
+            let at = self.xs.get(key).and_then(|e| e.machine.poll_timeout());
+            self.schedule(at, Due::Xs(key.clone()));
         }
     }
 
@@ -1694,6 +1733,8 @@ impl GatewayCore {
             }
         }
         self.sweep_sx(key);
+        let at = self.sx.get(key).and_then(|e| e.machine.poll_timeout());
+        self.schedule(at, Due::Sx(key.clone()));
     }
 
     fn send_notify(
@@ -1744,66 +1785,71 @@ impl GatewayCore {
 
     /// Fire everything due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
-        let skeys: Vec<ServerKey> = self
-            .servers
-            .iter()
-            .filter(|(_, e)| due(e.txn.poll_timeout()))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in skeys {
-            if let Some(e) = self.servers.get_mut(&k) {
-                e.txn.handle_timeout(now);
+        let mut due: Vec<Due> = Vec::new();
+        while let Some(Reverse((at, seq))) = self.wheel.peek().copied() {
+            if at > now {
+                break;
             }
-            self.drain_server(&k);
-        }
-        let ckeys: Vec<ClientKey> = self
-            .clients
-            .iter()
-            .filter(|(_, e)| due(e.txn.poll_timeout()))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in ckeys {
-            if let Some(e) = self.clients.get_mut(&k) {
-                e.txn.handle_timeout(now);
+            self.wheel.pop();
+            if let Some(d) = self.due_refs.remove(&seq) {
+                if self.due_last.get(&d) == Some(&at) {
+                    self.due_last.remove(&d);
+                }
+                if !due.contains(&d) {
+                    due.push(d);
+                }
             }
-            self.drain_client(now, &k);
         }
-        let xkeys: Vec<PairKey> = self
-            .xs
-            .iter()
-            .filter(|(_, e)| due(e.machine.poll_timeout()))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in xkeys {
-            if let Some(e) = self.xs.get_mut(&k) {
-                e.machine.handle(now, XsInput::Tick);
+        let ready = |t: Option<Instant>| t.is_some_and(|t| t <= now);
+        for d in due {
+            match d {
+                Due::Server(k) => {
+                    if let Some(e) = self.servers.get_mut(&k)
+                        && ready(e.txn.poll_timeout())
+                    {
+                        e.txn.handle_timeout(now);
+                    }
+                    self.drain_server(&k);
+                }
+                Due::Client(k) => {
+                    if let Some(e) = self.clients.get_mut(&k)
+                        && ready(e.txn.poll_timeout())
+                    {
+                        e.txn.handle_timeout(now);
+                    }
+                    self.drain_client(now, &k);
+                }
+                Due::Xs(k) => {
+                    if let Some(e) = self.xs.get_mut(&k)
+                        && ready(e.machine.poll_timeout())
+                    {
+                        e.machine.handle(now, XsInput::Tick);
+                    }
+                    self.drain_xs(now, &k);
+                }
+                Due::Sx(k) => {
+                    if let Some(e) = self.sx.get_mut(&k)
+                        && ready(e.machine.poll_timeout())
+                    {
+                        e.machine.handle(now, SxInput::Tick);
+                    }
+                    self.drain_sx(now, &k, None);
+                }
+                Due::Im(id) => {
+                    if self.pending_im.get(&id).is_some_and(
+                        |p| matches!(p.state, ImState::Handed { respond_at } if respond_at <= now),
+                    ) {
+                        self.finish_im(now, &id, 200, None);
+                    }
+                }
+                Due::Queue => self.expire_queue(now),
             }
-            self.drain_xs(now, &k);
         }
-        let ykeys: Vec<PairKey> = self
-            .sx
-            .iter()
-            .filter(|(_, e)| due(e.machine.poll_timeout()))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in ykeys {
-            if let Some(e) = self.sx.get_mut(&k) {
-                e.machine.handle(now, SxInput::Tick);
-            }
-            self.drain_sx(now, &k, None);
-        }
-        let ims: Vec<String> = self
-            .pending_im
-            .iter()
-            .filter(|(_, p)| matches!(p.state, ImState::Handed { respond_at } if respond_at <= now))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for id in ims {
-            self.finish_im(now, &id, 200, None);
-        }
-        // Held MESSAGEs whose hold ran out: 480 (module docs); the stanza leaves the
-        // queue with its answer, so nothing answered is delivered later.
+    }
+
+    /// Held MESSAGEs whose hold ran out: 480 (module docs); the stanza leaves the queue
+    /// with its answer, so nothing answered is delivered later.
+    fn expire_queue(&mut self, now: Instant) {
         let mut expired = Vec::new();
         self.queue.retain(|q| {
             if q.deadline.is_some_and(|d| d <= now) {
