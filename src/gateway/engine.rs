@@ -450,11 +450,21 @@ impl GatewayCore {
             .token_im
             .contains_key(&token)
             .then(|| now + self.cfg.timers.link_down_hold);
-        self.queue.push_back(Queued {
-            stanza,
-            token,
-            deadline,
-        });
+        // Tokens grow with emission order: re-queue in that order, so a stanza bounced
+        // by the link does not overtake one queued after it (RFC 6120 §10.1, IM-15).
+        let at = self
+            .queue
+            .iter()
+            .position(|q| q.token > token)
+            .unwrap_or(self.queue.len());
+        self.queue.insert(
+            at,
+            Queued {
+                stanza,
+                token,
+                deadline,
+            },
+        );
         self.schedule(deadline, Due::Queue);
     }
 

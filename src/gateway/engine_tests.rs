@@ -1306,3 +1306,31 @@ fn run_time_routes_are_used() {
     t.xmpp(JULIET_MSG);
     assert_eq!(t.requests().len(), 1);
 }
+
+#[test]
+fn stanzas_bounced_by_the_link_keep_their_order() {
+    // IM-15: a, b handed out; the link fails; c is queued; a and b come back.
+    let mut t = T::new();
+    t.auto_hand = false;
+    for body in ["a", "b"] {
+        let r = t.ua(Method::Message, "sip:juliet@remote.test", &[], Some(body));
+        t.send_request(&r);
+    }
+    let held = std::mem::take(&mut t.held);
+    let mut held = held.into_iter();
+    let (a, ta) = held.next().expect("a");
+    t.core.stanza_not_handed(t.now, a, ta);
+    let r = t.ua(Method::Message, "sip:juliet@remote.test", &[], Some("c"));
+    t.send_request(&r);
+    let (b, tb) = held.next().expect("b");
+    t.core.stanza_not_handed(t.now, b, tb);
+    t.auto_hand = true;
+    t.core.link_up(t.now);
+    t.pump();
+    let bodies: Vec<_> = t
+        .take_stanzas()
+        .iter()
+        .filter_map(|s| child_text(s, "body"))
+        .collect();
+    assert_eq!(bodies, ["a", "b", "c"]);
+}
