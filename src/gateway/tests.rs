@@ -591,3 +591,69 @@ async fn tcp_garbage_closes_that_connection_only() {
     assert_eq!(lab.ua.recv_response().await.status, 200);
     lab.stop().await;
 }
+
+#[tokio::test]
+async fn xmpp_subscribe_becomes_sip_subscribe_and_notify_active_becomes_subscribed() {
+    // PSUB-01, PSUB-03, PNOT-02, PNOT-03 over real sockets.
+    let mut lab = Lab::start(Duration::from_millis(20)).await;
+    lab.remote
+        .send(
+            "<presence xmlns='jabber:component:accept' type='subscribe' \
+               from='juliet@xmpp.remote.test' to='alice@sip.a.test'/>",
+        )
+        .await;
+    let (sub, from) = lab.ua.recv_request().await;
+    assert_eq!(sub.method, Method::Subscribe);
+    assert_eq!(sub.headers.get("Event"), Some("presence"));
+    let contact = sub
+        .headers
+        .contacts()
+        .ok()
+        .and_then(|c| c.into_iter().next())
+        .expect("gateway Contact");
+    let resp = ResponseBuilder::new(&sub, 200)
+        .to_tag("ua1")
+        .header("Expires", "600")
+        .header("Contact", format!("<sip:alice@{}>", lab.ua.addr))
+        .build(&mut lab.ua.rng);
+    lab.ua.send_response(from, &resp).await;
+    let pidf = "<?xml version='1.0'?><presence xmlns='urn:ietf:params:xml:ns:pidf' \
+                entity='pres:alice@sip.a.test'><tuple id='ID-desk'><status><basic>open</basic>\
+                <show xmlns='jabber:client'>away</show></status></tuple></presence>";
+    let local = lab.ua.local("UDP", lab.ua.addr);
+    let from_hdr = "<sip:alice@sip.a.test>;tag=ua1".to_owned();
+    let to_hdr = sub.headers.get("From").expect("from").to_owned();
+    let cid = sub.headers.call_id().expect("cid").to_owned();
+    let mut n = lab.ua.request(
+        Method::Notify,
+        contact.uri.as_str(),
+        &[
+            ("From", from_hdr.as_str()),
+            ("To", to_hdr.as_str()),
+            ("Call-ID", cid.as_str()),
+            ("Event", "presence"),
+            ("Subscription-State", "active;expires=600"),
+        ],
+        None,
+        &local,
+    );
+    n.headers.set("Content-Type", "application/pidf+xml");
+    n.body = pidf.as_bytes().to_vec();
+    n.headers.set("Content-Length", n.body.len().to_string());
+    lab.ua.send(lab.gw.sip_udp_addr, &n).await;
+    assert_eq!(lab.ua.recv_response().await.status, 200);
+    let s = lab.remote.recv().await;
+    assert_eq!(s.attr("type"), Some("subscribed"));
+    assert_eq!(s.attr("from"), Some("alice@sip.a.test"));
+    let p = lab.remote.recv().await;
+    assert_eq!(p.attr("type"), None);
+    assert_eq!(p.attr("from"), Some("alice@sip.a.test/desk"));
+    assert_eq!(
+        p.elements()
+            .find(|c| c.name == "show")
+            .map(Element::text)
+            .as_deref(),
+        Some("away")
+    );
+    lab.stop().await;
+}
