@@ -45,6 +45,11 @@
 //!   answered 200 and is logged and dropped (RFC 6120 §8.3.1: never answered). ERR-11's
 //!   408 for an unreachable domain therefore needs a window longer than the proxy's
 //!   connect timeout; XMPP has no delivery acknowledgement to wait for instead.
+//! - An XMPP probe (RFC 6121 §4.3.2, PRB-05) is answered from the last NOTIFY the
+//!   gateway saw for that SIP user, and only to a watcher whose subscription is active;
+//!   anyone else gets `unsubscribed`. No SIP poll (RFC 8048 §7.1, PRB-01) is sent.
+//! - Pager mode throughout (RFC 7572): S→X messages carry no `type`, so the RFC 6121
+//!   §5.1 chat-session habits (IM-14) are not imitated.
 //! - Requests the gateway sends start with Max-Forwards 70: XMPP carries no hop count,
 //!   so a SIP→XMPP→SIP reflection loop across two gateways is not stopped here.
 
