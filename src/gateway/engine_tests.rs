@@ -1334,3 +1334,80 @@ fn stanzas_bounced_by_the_link_keep_their_order() {
         .collect();
     assert_eq!(bodies, ["a", "b", "c"]);
 }
+
+#[test]
+fn any_order_of_stanzas_and_sip_answers_never_panics() {
+    // Robustness (COMMON rules): random XMPP stanzas, random SIP answers to whatever
+    // the gateway sends, random time steps.
+    let kinds = [
+        "subscribe",
+        "subscribed",
+        "unsubscribe",
+        "unsubscribed",
+        "probe",
+        "unavailable",
+        "",
+        "error",
+        "bogus",
+    ];
+    let froms = [
+        "juliet@remote.test",
+        "juliet@remote.test/r",
+        "romeo@remote.test",
+        "remote.test",
+    ];
+    let tos = [
+        "alice@sip.sut.test",
+        "alice@sip.sut.test/x",
+        "bob@sip.sut.test",
+        "sip.sut.test",
+    ];
+    let codes = [100, 200, 202, 403, 404, 408, 423, 481, 489, 500, 603];
+    let mut x: u64 = 0xfeed_beef;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut t = T::new();
+    for _ in 0..3000 {
+        let n = next();
+        let from = froms[(n % 4) as usize];
+        let to = tos[((n >> 8) % 4) as usize];
+        match (n >> 16) % 4 {
+            0 => {
+                let k = kinds[((n >> 24) % kinds.len() as u64) as usize];
+                let ty = if k.is_empty() { String::new() } else { format!(" type='{k}'") };
+                t.xmpp(&format!(
+                    "<presence xmlns='jabber:server'{ty} from='{from}' to='{to}' id='i{n}'/>"
+                ));
+            }
+            1 => t.xmpp(&format!(
+                "<message xmlns='jabber:server' from='{from}' to='{to}' id='m{n}'><body>b</body></message>"
+            )),
+            2 => {
+                let r = t.ua(
+                    Method::Subscribe,
+                    "sip:juliet@remote.test",
+                    &[("Event", "presence"), ("Expires", ["0", "60", "600"][((n >> 24) % 3) as usize])],
+                    None,
+                );
+                t.send_request(&r);
+            }
+            _ => t.advance(Duration::from_millis((n >> 24) % 5000)),
+        }
+        for m in t.take_sip() {
+            if let Message::Request(r) = m {
+                let code = codes[((next() >> 8) % codes.len() as u64) as usize];
+                t.answer(
+                    &r,
+                    code,
+                    &[("Expires", "60"), ("Contact", "<sip:alice@127.0.0.1:5070>")],
+                );
+            }
+        }
+        t.take_stanzas();
+    }
+    t.advance(Duration::from_secs(7200));
+}
