@@ -36,6 +36,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -274,6 +275,52 @@ pub fn parse_route(v: &str) -> Option<SipTarget> {
     Some(SipTarget { transport, addr })
 }
 
+/// The static SIP next hops, shared between a running gateway (which may add routes at
+/// run time: harness actors listen on ephemeral ports) and its core. Keys are
+/// `user@domain` or `domain`; lookups try the user first (RFC 3261 §19.1.4: the user
+/// part compares as written, the domain case-insensitively).
+#[derive(Debug, Clone, Default)]
+pub struct SipRoutes(Arc<RwLock<BTreeMap<String, SipTarget>>>);
+
+impl SipRoutes {
+    /// The routes of a configuration (invalid values were refused by `validate`).
+    pub fn from_config(cfg: &GatewayConfig) -> Self {
+        let r = SipRoutes::default();
+        for (k, v) in &cfg.sip_routes {
+            if let Some(t) = parse_route(v) {
+                r.insert(k, t);
+            }
+        }
+        r
+    }
+
+    fn normalise(key: &str) -> String {
+        match key.rsplit_once('@') {
+            Some((u, d)) => format!("{u}@{}", d.to_ascii_lowercase()),
+            None => key.to_ascii_lowercase(),
+        }
+    }
+
+    /// Add or replace a route.
+    pub fn insert(&self, key: &str, target: SipTarget) {
+        let mut m = self.0.write().unwrap_or_else(|e| e.into_inner());
+        m.insert(Self::normalise(key), target);
+    }
+
+    /// The next hop for `user@domain`, else for `domain`.
+    pub fn lookup(&self, user: Option<&str>, domain: &str) -> Option<SipTarget> {
+        let m = self.0.read().unwrap_or_else(|e| e.into_inner());
+        let domain = domain.to_ascii_lowercase();
+        user.and_then(|u| m.get(&format!("{u}@{domain}")))
+            .or_else(|| m.get(&domain))
+            .copied()
+    }
+}
+
+/// Largest value any timer may take: bounds `Instant` arithmetic (a day is far beyond
+/// any SIP or XMPP timer).
+pub const MAX_TIMER: Duration = Duration::from_secs(86_400);
+
 /// A validation rule a configuration broke.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rule {
@@ -289,6 +336,8 @@ pub enum Rule {
     BadRouteKey(String),
     #[error("timer `{0}` must be above zero")]
     ZeroTimer(&'static str),
+    #[error("timer `{0}` is larger than {MAX_TIMER:?}")]
+    TimerTooLarge(&'static str),
     #[error("`link_down_hold` must be below Timer F (64*T1) so the answer still counts")]
     HoldBeyondTimerF,
     #[error("`reconnect_min` must not exceed `reconnect_max`")]
@@ -306,7 +355,7 @@ impl Rule {
             Rule::BadRoute { key, .. } | Rule::BadRouteKey(key) => {
                 Some((key, Some("[sip_routes]")))
             }
-            Rule::ZeroTimer(k) => Some((k, Some("[timers]"))),
+            Rule::ZeroTimer(k) | Rule::TimerTooLarge(k) => Some((k, None)),
             Rule::HoldBeyondTimerF => Some(("link_down_hold", None)),
             Rule::ReconnectOrder => Some(("reconnect_min", None)),
             Rule::ZeroLimit(k) => Some((k, Some("[limits]"))),
@@ -428,6 +477,14 @@ impl GatewayConfig {
         }
     }
 
+    /// The `[[component]]` entry the proxy needs for this gateway.
+    pub fn proxy_component(&self) -> crate::proxy::ComponentConfig {
+        crate::proxy::ComponentConfig {
+            domain: self.component_domain.clone(),
+            secret: self.component_secret.clone(),
+        }
+    }
+
     /// The SIP users' domain (lower-cased).
     pub fn sip_domain(&self) -> String {
         self.sip_domain
@@ -478,6 +535,17 @@ impl GatewayConfig {
         ] {
             if v.is_zero() {
                 return Err(Rule::ZeroTimer(name));
+            }
+            if v > MAX_TIMER {
+                return Err(Rule::TimerTooLarge(name));
+            }
+        }
+        for (name, v) in [
+            ("message_error_window", t.message_error_window),
+            ("poll_timeout", self.subscriptions.poll_timeout),
+        ] {
+            if v > MAX_TIMER {
+                return Err(Rule::TimerTooLarge(name));
             }
         }
         if t.link_down_hold >= t.sip().transaction_timeout() {
@@ -555,9 +623,16 @@ link_down_hold = "1s"
     }
 
     #[test]
-    fn shipped_example_is_valid() {
+    fn shipped_example_is_valid_and_pairs_with_the_proxy_example() {
         let src = include_str!("../../fixtures/gateway.toml");
-        GatewayConfig::from_toml(src).expect("fixtures/gateway.toml");
+        let g = GatewayConfig::from_toml(src).expect("fixtures/gateway.toml");
+        let p = crate::proxy::ProxyConfig::from_toml(include_str!("../../fixtures/proxy.toml"))
+            .expect("fixtures/proxy.toml");
+        assert!(p.components.contains(&g.proxy_component()));
+        assert_eq!(
+            p.component_listen.map(|a| a.to_string()),
+            Some(g.proxy_component_addr)
+        );
     }
 
     #[rstest]
@@ -600,6 +675,7 @@ link_down_hold = "1s"
     #[case("t1 = 0", Rule::ZeroTimer("t1"))]
     #[case("t1 = \"50ms\"\nlink_down_hold = \"10s\"", Rule::HoldBeyondTimerF)]
     #[case("reconnect_min = \"1m\"", Rule::ReconnectOrder)]
+    #[case("reconnect_max = \"100000h\"", Rule::TimerTooLarge("reconnect_max"))]
     fn timer_rules(#[case] timers: &str, #[case] rule: Rule) {
         let head = GOOD.split("[timers]").next().unwrap_or_default();
         let src = format!("{head}[timers]\n{timers}\n");

@@ -23,8 +23,8 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use super::config::{GatewayConfig, SipTarget, Transport};
-use super::core::{GatewayCore, Output};
+use super::config::{GatewayConfig, SipRoutes, SipTarget, Transport};
+use super::engine::{GatewayCore, Output};
 use crate::sip::builder::OsRandom;
 use crate::sip::{Item, Keepalive, Limits, Message, StreamDecoder};
 use crate::xmpp::component::ComponentClient;
@@ -86,11 +86,34 @@ enum LinkCmd {
 pub struct RunningGateway {
     pub sip_udp_addr: SocketAddr,
     pub sip_tcp_addr: SocketAddr,
+    routes: SipRoutes,
+    linked: watch::Receiver<bool>,
     stop: watch::Sender<bool>,
     done: mpsc::Receiver<()>,
 }
 
 impl RunningGateway {
+    /// Add or replace a SIP next hop (`user@domain` or `domain`) at run time, as
+    /// [`crate::proxy::RunningProxy::add_route`] does for XMPP.
+    pub fn add_sip_route(&self, key: &str, target: SipTarget) {
+        self.routes.insert(key, target);
+    }
+
+    /// True while the XEP-0114 link to the proxy is authenticated.
+    pub fn is_linked(&self) -> bool {
+        *self.linked.borrow()
+    }
+
+    /// Wait until the component link is up (the proxy accepted the handshake), at most
+    /// `timeout`. Traffic sent earlier is not lost (it is held), but a harness that
+    /// wants deterministic timing waits here first.
+    pub async fn wait_linked(&self, timeout: Duration) -> bool {
+        let mut rx = self.linked.clone();
+        tokio::time::timeout(timeout, rx.wait_for(|up| *up))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
     /// Stop every task (the component stream is closed) and wait for them.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
@@ -118,8 +141,11 @@ pub async fn start(cfg: GatewayConfig) -> Result<RunningGateway, GatewayError> {
     let sip_tcp_addr = tcp.local_addr().map_err(bind_err(cfg.sip_listen_tcp))?;
     let (stop, shutdown) = watch::channel(false);
     let (tracker, done) = mpsc::channel::<()>(1);
-    let core = GatewayCore::new(
+    let routes = SipRoutes::from_config(&cfg);
+    let (link_state, linked) = watch::channel(false);
+    let core = GatewayCore::with_routes(
         cfg.clone(),
+        routes.clone(),
         sip_udp_addr,
         sip_tcp_addr,
         Box::new(OsRandom::default()),
@@ -132,6 +158,7 @@ pub async fn start(cfg: GatewayConfig) -> Result<RunningGateway, GatewayError> {
     tokio::spawn(component_task(
         cfg.clone(),
         ev_tx,
+        link_state,
         link_rx,
         shutdown.clone(),
         tracker.clone(),
@@ -157,6 +184,8 @@ pub async fn start(cfg: GatewayConfig) -> Result<RunningGateway, GatewayError> {
     Ok(RunningGateway {
         sip_udp_addr,
         sip_tcp_addr,
+        routes,
+        linked,
         stop,
         done,
     })
@@ -429,6 +458,7 @@ fn jittered(d: Duration) -> Duration {
 async fn component_task(
     cfg: GatewayConfig,
     ev: mpsc::UnboundedSender<Event>,
+    link_state: watch::Sender<bool>,
     mut cmds: mpsc::Receiver<LinkCmd>,
     mut stop: watch::Receiver<bool>,
     _t: mpsc::Sender<()>,
@@ -445,7 +475,7 @@ async fn component_task(
             r = connect => match r {
                 Ok(Ok(sock)) => {
                     let _ = sock.set_nodelay(true);
-                    link(&cfg, sock, &ev, &mut cmds, &mut stop).await
+                    link(&cfg, sock, &ev, &link_state, &mut cmds, &mut stop).await
                 }
                 Ok(Err(e)) => {
                     info!(addr = %cfg.proxy_component_addr, error = %e, "proxy component port unreachable");
@@ -459,6 +489,7 @@ async fn component_task(
             _ = stop.changed() => break,
         };
         let _ = ev.send(Event::LinkDown);
+        link_state.send_replace(false);
         if *stop.borrow() {
             break;
         }
@@ -476,7 +507,7 @@ async fn component_task(
                 _ = stop.changed() => return,
             }
         }
-        backoff = (backoff * 2).min(max);
+        backoff = backoff.saturating_mul(2).min(max);
     }
 }
 
@@ -485,6 +516,7 @@ async fn link(
     cfg: &GatewayConfig,
     mut sock: TcpStream,
     ev: &mpsc::UnboundedSender<Event>,
+    link_state: &watch::Sender<bool>,
     cmds: &mut mpsc::Receiver<LinkCmd>,
     stop: &mut watch::Receiver<bool>,
 ) -> bool {
@@ -512,6 +544,7 @@ async fn link(
                     info!(%domain, "component link ready");
                     ready = true;
                     let _ = ev.send(Event::LinkUp);
+                    link_state.send_replace(true);
                 }
                 XOutput::Close(_) => close = true,
                 _ => {}

@@ -16,19 +16,19 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Requirements covered (see [`core`] for the choices made where the RFCs leave room):
+//! Requirements covered (see [`engine`] for the choices made where the RFCs leave room):
 //! ARCH-04/05/06/07, IM-01/02/05..09/11, ERR-01..09 (through `translate`), PSUB-01..03,
 //! -05..10, -14..17 (through `translate::subscription`), PNOT-01..03, -08, -10, PRB-02,
 //! -03, -05.
 
 pub mod config;
-pub mod core;
-#[cfg(test)]
-mod core_tests;
 mod driver;
+pub mod engine;
+#[cfg(test)]
+mod engine_tests;
 #[cfg(test)]
 mod tests;
 
-pub use config::{ConfigError, GatewayConfig, Rule, SipTarget, Transport};
-pub use core::{GatewayCore, Output};
+pub use config::{ConfigError, GatewayConfig, Rule, SipRoutes, SipTarget, Transport};
 pub use driver::{GatewayError, RunningGateway, run, start};
+pub use engine::{GatewayCore, Output};

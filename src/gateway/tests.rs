@@ -68,13 +68,20 @@ impl Lab {
             "comp",
             a.component_addr.expect("component port"),
         );
-        cfg.sip_routes
-            .insert("sip.a.test".into(), format!("{};transport=udp", ua.addr));
         cfg.timers.t1 = Duration::from_millis(100);
         cfg.timers.message_error_window = window;
         cfg.timers.reconnect_min = Duration::from_millis(50);
         cfg.timers.reconnect_max = Duration::from_millis(400);
         let gw = start(cfg).await.expect("gateway");
+        // The UA's port is known only now: a run-time route, as the harness adds them.
+        gw.add_sip_route(
+            "sip.a.test",
+            SipTarget {
+                transport: Transport::Udp,
+                addr: ua.addr,
+            },
+        );
+        assert!(gw.wait_linked(WAIT).await, "component link up");
         let remote = Remote::connect(
             b.component_addr.expect("component port"),
             "xmpp.remote.test",
@@ -509,4 +516,144 @@ async fn messages_sent_while_the_proxy_is_away_are_held_then_delivered() {
     gw.shutdown().await;
     a.shutdown().await;
     b.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_gateway_reconnects_after_the_proxy_restarts() {
+    let lab = Lab::start(Duration::from_millis(20)).await;
+    let comp = lab.a.component_addr.expect("port");
+    let Lab {
+        a,
+        b,
+        gw,
+        mut ua,
+        mut remote,
+    } = lab;
+    a.shutdown().await;
+    // The link goes down; a MESSAGE sent now is held, not refused.
+    let deadline = Instant::now() + WAIT;
+    while gw.is_linked() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!gw.is_linked(), "link noticed down");
+    let local = ua.local("UDP", ua.addr);
+    let r = ua.request(
+        Method::Message,
+        "sip:juliet@xmpp.remote.test",
+        &[],
+        Some("after restart"),
+        &local,
+    );
+    ua.send(gw.sip_udp_addr, &r).await;
+    let mut pc = proxy_cfg("a.test", "sip.a.test", "secret-a");
+    pc.component_listen = Some(comp);
+    let a = proxy::start(pc).await.expect("proxy a again");
+    a.add_route("xmpp.remote.test", b.s2s_addr);
+    b.add_route("sip.a.test", a.s2s_addr);
+    assert!(gw.wait_linked(WAIT).await, "relinked");
+    let m = remote.recv().await;
+    assert_eq!(body(&m).as_deref(), Some("after restart"));
+    assert_eq!(ua.recv_response().await.status, 200);
+    drop((ua, remote));
+    gw.shutdown().await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn tcp_garbage_closes_that_connection_only() {
+    let mut lab = Lab::start(Duration::from_millis(20)).await;
+    let mut bad = TcpStream::connect(lab.gw.sip_tcp_addr).await.expect("tcp");
+    bad.write_all(b"MESSAGE sip:x@y SIP/2.0\r\nContent-Length: ten\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(WAIT, bad.read(&mut buf))
+        .await
+        .expect("closed in time")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "framing error closes the stream (RFC 3261 §18.3)");
+    // The gateway still serves everyone else.
+    let gw = lab.gw.sip_udp_addr;
+    let local = lab.ua.local("UDP", lab.ua.addr);
+    let r = lab.ua.request(
+        Method::Message,
+        "sip:juliet@xmpp.remote.test",
+        &[],
+        Some("still here"),
+        &local,
+    );
+    lab.ua.send(gw, &r).await;
+    assert_eq!(
+        body(&lab.remote.recv().await).as_deref(),
+        Some("still here")
+    );
+    assert_eq!(lab.ua.recv_response().await.status, 200);
+    lab.stop().await;
+}
+
+#[tokio::test]
+async fn xmpp_subscribe_becomes_sip_subscribe_and_notify_active_becomes_subscribed() {
+    // PSUB-01, PSUB-03, PNOT-02, PNOT-03 over real sockets.
+    let mut lab = Lab::start(Duration::from_millis(20)).await;
+    lab.remote
+        .send(
+            "<presence xmlns='jabber:component:accept' type='subscribe' \
+               from='juliet@xmpp.remote.test' to='alice@sip.a.test'/>",
+        )
+        .await;
+    let (sub, from) = lab.ua.recv_request().await;
+    assert_eq!(sub.method, Method::Subscribe);
+    assert_eq!(sub.headers.get("Event"), Some("presence"));
+    let contact = sub
+        .headers
+        .contacts()
+        .ok()
+        .and_then(|c| c.into_iter().next())
+        .expect("gateway Contact");
+    let resp = ResponseBuilder::new(&sub, 200)
+        .to_tag("ua1")
+        .header("Expires", "600")
+        .header("Contact", format!("<sip:alice@{}>", lab.ua.addr))
+        .build(&mut lab.ua.rng);
+    lab.ua.send_response(from, &resp).await;
+    let pidf = "<?xml version='1.0'?><presence xmlns='urn:ietf:params:xml:ns:pidf' \
+                entity='pres:alice@sip.a.test'><tuple id='ID-desk'><status><basic>open</basic>\
+                <show xmlns='jabber:client'>away</show></status></tuple></presence>";
+    let local = lab.ua.local("UDP", lab.ua.addr);
+    let from_hdr = "<sip:alice@sip.a.test>;tag=ua1".to_owned();
+    let to_hdr = sub.headers.get("From").expect("from").to_owned();
+    let cid = sub.headers.call_id().expect("cid").to_owned();
+    let mut n = lab.ua.request(
+        Method::Notify,
+        contact.uri.as_str(),
+        &[
+            ("From", from_hdr.as_str()),
+            ("To", to_hdr.as_str()),
+            ("Call-ID", cid.as_str()),
+            ("Event", "presence"),
+            ("Subscription-State", "active;expires=600"),
+        ],
+        None,
+        &local,
+    );
+    n.headers.set("Content-Type", "application/pidf+xml");
+    n.body = pidf.as_bytes().to_vec();
+    n.headers.set("Content-Length", n.body.len().to_string());
+    lab.ua.send(lab.gw.sip_udp_addr, &n).await;
+    assert_eq!(lab.ua.recv_response().await.status, 200);
+    let s = lab.remote.recv().await;
+    assert_eq!(s.attr("type"), Some("subscribed"));
+    assert_eq!(s.attr("from"), Some("alice@sip.a.test"));
+    let p = lab.remote.recv().await;
+    assert_eq!(p.attr("type"), None);
+    assert_eq!(p.attr("from"), Some("alice@sip.a.test/desk"));
+    assert_eq!(
+        p.elements()
+            .find(|c| c.name == "show")
+            .map(Element::text)
+            .as_deref(),
+        Some("away")
+    );
+    lab.stop().await;
 }

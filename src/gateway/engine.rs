@@ -4,7 +4,7 @@
 //! datagram or stream message with its source, the link going up or down, a stanza
 //! handed (or not) to the link, a timer — and [`Output`]s come out: stanzas for the
 //! component link, SIP bytes for an address. Nothing here touches a socket or a clock
-//! (STYLE.md §1); the tokio driver in [`super::driver`] is a thin loop around it.
+//! (STYLE.md §1); the tokio driver (`super::driver`, behind [`super::start`]) is a thin loop around it.
 //!
 //! ```text
 //!  SIP side                          GatewayCore                        XMPP side
@@ -38,14 +38,29 @@
 //!   framing error kills the TCP connection (the driver closes it).
 //! - Unknown methods: 501; known methods the gateway does not serve: 405 with `Allow`
 //!   (RFC 3261 §8.2.1, §21.5.2). INVITE is answered 405 statelessly (pager mode only).
+//! - Responses go back where the request came from: the UDP source address (what
+//!   RFC 3581 `rport` asks for, and what works behind NAT) or the same TCP connection
+//!   (RFC 3261 §18.2.2).
+//! - An XMPP error that arrives after `message_error_window` finds the MESSAGE already
+//!   answered 200 and is logged and dropped (RFC 6120 §8.3.1: never answered). ERR-11's
+//!   408 for an unreachable domain therefore needs a window longer than the proxy's
+//!   connect timeout; XMPP has no delivery acknowledgement to wait for instead.
+//! - An XMPP probe (RFC 6121 §4.3.2, PRB-05) is answered from the last NOTIFY the
+//!   gateway saw for that SIP user, and only to a watcher whose subscription is active;
+//!   anyone else gets `unsubscribed`. No SIP poll (RFC 8048 §7.1, PRB-01) is sent.
+//! - Pager mode throughout (RFC 7572): S→X messages carry no `type`, so the RFC 6121
+//!   §5.1 chat-session habits (IM-14) are not imitated.
+//! - Requests the gateway sends start with Max-Forwards 70: XMPP carries no hop count,
+//!   so a SIP→XMPP→SIP reflection loop across two gateways is not stopped here.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
 use tracing::{debug, info, warn};
 
-use super::config::{GatewayConfig, SipTarget, Transport};
+use super::config::{GatewayConfig, SipRoutes, SipTarget, Transport};
 use crate::sip::builder::{
     Local, RandomSource, RequestBuilder, ResponseBuilder, default_reason, new_call_id, new_tag,
 };
@@ -101,6 +116,18 @@ enum PairRef {
     Xs(PairKey),
     /// A SIP user subscribes to an XMPP contact (RFC 8048 §5.3).
     Sx(PairKey),
+}
+
+/// What a timer-heap entry wakes up (quinn-style: one heap, lazy invalidation — an
+/// entry whose owner moved its deadline or went away is skipped when popped).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Due {
+    Server(ServerKey),
+    Client(ClientKey),
+    Xs(PairKey),
+    Sx(PairKey),
+    Im(String),
+    Queue,
 }
 
 struct ServerEntry {
@@ -168,6 +195,7 @@ struct SxEntry {
 /// The gateway's protocol state. See the module documentation.
 pub struct GatewayCore {
     cfg: GatewayConfig,
+    routes: SipRoutes,
     domain: String,
     sip_domain: String,
     local_udp: SocketAddr,
@@ -192,8 +220,15 @@ pub struct GatewayCore {
     /// Last presence of each SIP user seen in a NOTIFY (resource, presence), to answer
     /// probes from approved watchers (PRB-05).
     sip_presence: HashMap<JidParts, (Option<String>, XmppPresence)>,
-    /// XMPP watchers seen available, to spot the start of a presence session (PSUB-05).
-    online: HashSet<JidParts>,
+    /// Deadlines: (when, sequence) → `due_refs`; `due_last` avoids pushing the same
+    /// deadline twice for one owner.
+    wheel: BinaryHeap<Reverse<(Instant, u64)>>,
+    due_refs: HashMap<u64, Due>,
+    due_last: HashMap<Due, Instant>,
+    next_seq: u64,
+    /// (SIP user, XMPP watcher) pairs whose watcher is seen available, to spot the start
+    /// of a presence session (PSUB-05).
+    online: HashSet<PairKey>,
 }
 
 fn concrete(addr: SocketAddr) -> SocketAddr {
@@ -288,6 +323,18 @@ impl GatewayCore {
         local_tcp: SocketAddr,
         rng: Box<dyn RandomSource + Send>,
     ) -> Self {
+        let routes = SipRoutes::from_config(&cfg);
+        Self::with_routes(cfg, routes, local_udp, local_tcp, rng)
+    }
+
+    /// [`Self::new`] with a route table shared with the caller (see [`SipRoutes`]).
+    pub fn with_routes(
+        cfg: GatewayConfig,
+        routes: SipRoutes,
+        local_udp: SocketAddr,
+        local_tcp: SocketAddr,
+        rng: Box<dyn RandomSource + Send>,
+    ) -> Self {
         let limits = Limits {
             max_message_bytes: cfg.limits.max_sip_message_bytes,
             ..Limits::default()
@@ -301,6 +348,7 @@ impl GatewayCore {
             sub_cfg: cfg.subscriptions.machine(),
             limits,
             cfg,
+            routes,
             rng,
             link_up: false,
             next_token: 0,
@@ -316,6 +364,10 @@ impl GatewayCore {
             dialogs: HashMap::new(),
             pending_calls: HashMap::new(),
             sip_presence: HashMap::new(),
+            wheel: BinaryHeap::new(),
+            due_refs: HashMap::new(),
+            due_last: HashMap::new(),
+            next_seq: 0,
             online: HashSet::new(),
         }
     }
@@ -334,16 +386,19 @@ impl GatewayCore {
     /// When to call [`Self::handle_timeout`] next.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let s = self.servers.values().filter_map(|e| e.txn.poll_timeout());
-        let c = self.clients.values().filter_map(|e| e.txn.poll_timeout());
-        let x = self.xs.values().filter_map(|e| e.machine.poll_timeout());
-        let y = self.sx.values().filter_map(|e| e.machine.poll_timeout());
-        let im = self.pending_im.values().filter_map(|p| match p.state {
-            ImState::Handed { respond_at } => Some(respond_at),
-            ImState::Unsent => None,
-        });
-        let q = self.queue.iter().filter_map(|q| q.deadline);
-        s.chain(c).chain(x).chain(y).chain(im).chain(q).min()
+        // May be early (a stale entry): the wake-up then finds nothing due.
+        self.wheel.peek().map(|Reverse((at, _))| *at)
+    }
+
+    fn schedule(&mut self, at: Option<Instant>, due: Due) {
+        let Some(at) = at else { return };
+        if self.due_last.get(&due) == Some(&at) {
+            return;
+        }
+        self.next_seq += 1;
+        self.wheel.push(Reverse((at, self.next_seq)));
+        self.due_refs.insert(self.next_seq, due.clone());
+        self.due_last.insert(due, at);
     }
 
     /// Number of presence subscriptions held (both directions), for tests and metrics.
@@ -383,11 +438,12 @@ impl GatewayCore {
         let Some(p) = self.pending_im.get_mut(&id) else {
             return;
         };
-        p.state = ImState::Handed {
-            respond_at: now + window,
-        };
+        let respond_at = now + window;
+        p.state = ImState::Handed { respond_at };
         if window.is_zero() {
             self.finish_im(now, &id, 200, None);
+        } else {
+            self.schedule(Some(respond_at), Due::Im(id));
         }
     }
 
@@ -399,11 +455,22 @@ impl GatewayCore {
             .token_im
             .contains_key(&token)
             .then(|| now + self.cfg.timers.link_down_hold);
-        self.queue.push_back(Queued {
-            stanza,
-            token,
-            deadline,
-        });
+        // Tokens grow with emission order: re-queue in that order, so a stanza bounced
+        // by the link does not overtake one queued after it (RFC 6120 §10.1, IM-15).
+        let at = self
+            .queue
+            .iter()
+            .position(|q| q.token > token)
+            .unwrap_or(self.queue.len());
+        self.queue.insert(
+            at,
+            Queued {
+                stanza,
+                token,
+                deadline,
+            },
+        );
+        self.schedule(deadline, Due::Queue);
     }
 
     /// Emit (or queue) a stanza; `im` ties it to a pending MESSAGE. `Err` when the link
@@ -421,11 +488,13 @@ impl GatewayCore {
                 );
                 return Err(());
             }
+            let deadline = im.map(|_| now + self.cfg.timers.link_down_hold);
             self.queue.push_back(Queued {
                 stanza,
                 token,
-                deadline: im.map(|_| now + self.cfg.timers.link_down_hold),
+                deadline,
             });
+            self.schedule(deadline, Due::Queue);
         }
         if let Some(id) = im {
             self.token_im.insert(token, id.to_owned());
@@ -472,7 +541,7 @@ impl GatewayCore {
     /// The static next hop for a SIP user (a JID of ours).
     fn route_for_user(&self, j: &JidParts) -> Option<SipTarget> {
         let uri = Uri::parse(&self.sip_uri_of(&j.bare())?)?;
-        self.cfg.route_for(uri.user(), &self.sip_domain)
+        self.routes.lookup(uri.user(), &self.sip_domain)
     }
 
     /// Where a URI (a Contact, a remote target) leads: an IP literal with a port goes
@@ -493,7 +562,7 @@ impl GatewayCore {
                 transport,
                 addr: SocketAddr::new(ip, uri.port().unwrap_or(5060)),
             }),
-            None => self.cfg.route_for(uri.user(), host),
+            None => self.routes.lookup(uri.user(), host),
         }
     }
 
@@ -753,6 +822,9 @@ impl GatewayCore {
         }
         if done {
             self.servers.remove(key);
+        } else {
+            let at = self.servers.get(key).and_then(|e| e.txn.poll_timeout());
+            self.schedule(at, Due::Server(key.clone()));
         }
     }
 
@@ -811,6 +883,9 @@ impl GatewayCore {
         }
         if done {
             self.clients.remove(key);
+        } else {
+            let at = self.clients.get(key).and_then(|e| e.txn.poll_timeout());
+            self.schedule(at, Due::Client(key.clone()));
         }
         for (p, code, resp) in finals {
             self.on_client_final(now, p, code, resp.as_ref());
@@ -1192,17 +1267,19 @@ impl GatewayCore {
                     );
                     self.drain_sx(now, &key, None);
                 }
-                // PSUB-05: a watcher starting a presence session refreshes at once.
-                let watcher = from.bare();
-                if kind == PresenceKind::Available {
-                    if self.online.insert(watcher)
+                // PSUB-05: a watcher starting a presence session (toward this SIP
+                // user) refreshes that subscription at once.
+                if !self.xs.contains_key(&key) {
+                    self.online.remove(&key);
+                } else if kind == PresenceKind::Available {
+                    if self.online.insert(key.clone())
                         && let Some(e) = self.xs.get_mut(&key)
                     {
                         e.machine.handle(now, XsInput::XmppSessionStarted);
                         self.drain_xs(now, &key);
                     }
                 } else {
-                    self.online.remove(&watcher);
+                    self.online.remove(&key);
                 }
             }
         }
@@ -1282,10 +1359,14 @@ impl GatewayCore {
         }
         if self.xs.get(key).is_some_and(|e| e.machine.is_closed()) {
             self.drop_xs(key);
+        } else {
+            let at = self.xs.get(key).and_then(|e| e.machine.poll_timeout());
+            self.schedule(at, Due::Xs(key.clone()));
         }
     }
 
     fn drop_xs(&mut self, key: &PairKey) {
+        self.online.remove(key);
         if let Some(e) = self.xs.remove(key) {
             if let Some(d) = e.dialog {
                 self.dialogs.remove(&d.id);
@@ -1618,6 +1699,20 @@ impl GatewayCore {
         self.drain_sx(now, &key, Some((skey.clone(), local_tag)));
     }
 
+    /// An S→X pair with nothing left (no SIP subscription, no XMPP approval, no timer)
+    /// is forgotten, so polls and refused requests leave no state behind.
+    fn sweep_sx(&mut self, key: &PairKey) {
+        let idle = self.sx.get(key).is_some_and(|e| {
+            !e.machine.is_active() && !e.machine.is_approved() && e.machine.poll_timeout().is_none()
+        });
+        if idle
+            && let Some(e) = self.sx.remove(key)
+            && let Some(d) = e.dialog
+        {
+            self.dialogs.remove(&d.id);
+        }
+    }
+
     /// `respond_to`: the SUBSCRIBE being handled, and the To tag for its 2xx.
     fn drain_sx(
         &mut self,
@@ -1652,6 +1747,9 @@ impl GatewayCore {
                 }
             }
         }
+        self.sweep_sx(key);
+        let at = self.sx.get(key).and_then(|e| e.machine.poll_timeout());
+        self.schedule(at, Due::Sx(key.clone()));
     }
 
     fn send_notify(
@@ -1702,66 +1800,71 @@ impl GatewayCore {
 
     /// Fire everything due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
-        let skeys: Vec<ServerKey> = self
-            .servers
-            .iter()
-            .filter(|(_, e)| due(e.txn.poll_timeout()))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in skeys {
-            if let Some(e) = self.servers.get_mut(&k) {
-                e.txn.handle_timeout(now);
+        let mut due: Vec<Due> = Vec::new();
+        while let Some(Reverse((at, seq))) = self.wheel.peek().copied() {
+            if at > now {
+                break;
             }
-            self.drain_server(&k);
-        }
-        let ckeys: Vec<ClientKey> = self
-            .clients
-            .iter()
-            .filter(|(_, e)| due(e.txn.poll_timeout()))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in ckeys {
-            if let Some(e) = self.clients.get_mut(&k) {
-                e.txn.handle_timeout(now);
+            self.wheel.pop();
+            if let Some(d) = self.due_refs.remove(&seq) {
+                if self.due_last.get(&d) == Some(&at) {
+                    self.due_last.remove(&d);
+                }
+                if !due.contains(&d) {
+                    due.push(d);
+                }
             }
-            self.drain_client(now, &k);
         }
-        let xkeys: Vec<PairKey> = self
-            .xs
-            .iter()
-            .filter(|(_, e)| due(e.machine.poll_timeout()))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in xkeys {
-            if let Some(e) = self.xs.get_mut(&k) {
-                e.machine.handle(now, XsInput::Tick);
+        let ready = |t: Option<Instant>| t.is_some_and(|t| t <= now);
+        for d in due {
+            match d {
+                Due::Server(k) => {
+                    if let Some(e) = self.servers.get_mut(&k)
+                        && ready(e.txn.poll_timeout())
+                    {
+                        e.txn.handle_timeout(now);
+                    }
+                    self.drain_server(&k);
+                }
+                Due::Client(k) => {
+                    if let Some(e) = self.clients.get_mut(&k)
+                        && ready(e.txn.poll_timeout())
+                    {
+                        e.txn.handle_timeout(now);
+                    }
+                    self.drain_client(now, &k);
+                }
+                Due::Xs(k) => {
+                    if let Some(e) = self.xs.get_mut(&k)
+                        && ready(e.machine.poll_timeout())
+                    {
+                        e.machine.handle(now, XsInput::Tick);
+                    }
+                    self.drain_xs(now, &k);
+                }
+                Due::Sx(k) => {
+                    if let Some(e) = self.sx.get_mut(&k)
+                        && ready(e.machine.poll_timeout())
+                    {
+                        e.machine.handle(now, SxInput::Tick);
+                    }
+                    self.drain_sx(now, &k, None);
+                }
+                Due::Im(id) => {
+                    if self.pending_im.get(&id).is_some_and(
+                        |p| matches!(p.state, ImState::Handed { respond_at } if respond_at <= now),
+                    ) {
+                        self.finish_im(now, &id, 200, None);
+                    }
+                }
+                Due::Queue => self.expire_queue(now),
             }
-            self.drain_xs(now, &k);
         }
-        let ykeys: Vec<PairKey> = self
-            .sx
-            .iter()
-            .filter(|(_, e)| due(e.machine.poll_timeout()))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in ykeys {
-            if let Some(e) = self.sx.get_mut(&k) {
-                e.machine.handle(now, SxInput::Tick);
-            }
-            self.drain_sx(now, &k, None);
-        }
-        let ims: Vec<String> = self
-            .pending_im
-            .iter()
-            .filter(|(_, p)| matches!(p.state, ImState::Handed { respond_at } if respond_at <= now))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for id in ims {
-            self.finish_im(now, &id, 200, None);
-        }
-        // Held MESSAGEs whose hold ran out: 480 (module docs); the stanza leaves the
-        // queue with its answer, so nothing answered is delivered later.
+    }
+
+    /// Held MESSAGEs whose hold ran out: 480 (module docs); the stanza leaves the queue
+    /// with its answer, so nothing answered is delivered later.
+    fn expire_queue(&mut self, now: Instant) {
         let mut expired = Vec::new();
         self.queue.retain(|q| {
             if q.deadline.is_some_and(|d| d <= now) {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use rstest::rstest;
 
 use super::config::{GatewayConfig, SipTarget, Transport};
-use super::core::{GatewayCore, Output};
+use super::engine::{GatewayCore, Output};
 use crate::sip::builder::{Local, RequestBuilder, ResponseBuilder, SeededRandom};
 use crate::sip::headers::NameAddr;
 use crate::sip::{Item, Limits, Message, Method, Request, Response, Uri, parse_datagram};
@@ -1154,4 +1154,260 @@ fn tcp_routes_send_over_tcp() {
         cond(&t.take_stanzas().pop().expect("error")).as_deref(),
         Some("remote-server-timeout")
     );
+}
+
+#[test]
+fn presence_reaches_only_the_addressed_watcher() {
+    // ARCH-07 (RFC 8048 §8.2): alice and bob both watch juliet; presence addressed to
+    // alice yields a NOTIFY in alice's dialog only.
+    let mut t = T::new();
+    alice_subscribes(&mut t);
+    let bob = t.ua(
+        Method::Subscribe,
+        "sip:juliet@remote.test",
+        &[
+            ("From", "<sip:bob@sip.sut.test>"),
+            ("Contact", "<sip:bob@127.0.0.1:5070>"),
+            ("Event", "presence"),
+            ("Expires", "600"),
+        ],
+        None,
+    );
+    t.send_request(&bob);
+    t.take_sip();
+    t.take_stanzas();
+    for who in ["alice", "bob"] {
+        t.xmpp(&format!(
+            "<presence xmlns='jabber:server' type='subscribed' from='juliet@remote.test' \
+             to='{who}@sip.sut.test'/>"
+        ));
+    }
+    assert_eq!(t.requests().len(), 2, "one NOTIFY active each");
+    t.xmpp("<presence xmlns='jabber:server' from='juliet@remote.test/balcony' to='alice@sip.sut.test'/>");
+    let ns: Vec<Request> = t.requests();
+    assert_eq!(ns.len(), 1);
+    assert_eq!(
+        ns[0].headers.to().expect("to").uri.as_str(),
+        "sip:alice@sip.sut.test"
+    );
+}
+
+#[test]
+fn sip_poll_probes_and_answers_with_one_notify() {
+    // PRB-02 (RFC 8048 §7.2), PRB-03: the probe goes bare → bare.
+    let mut t = T::new();
+    let r = t.ua(
+        Method::Subscribe,
+        "sip:juliet@remote.test",
+        &[("Event", "presence"), ("Expires", "0")],
+        None,
+    );
+    t.send_request(&r);
+    let rs = t.responses();
+    assert_eq!(rs.iter().map(|r| r.status).collect::<Vec<_>>(), [200]);
+    let s = t.take_stanzas();
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].attr("type"), Some("probe"));
+    assert_eq!(s[0].attr("from"), Some("alice@sip.sut.test"));
+    assert_eq!(s[0].attr("to"), Some("juliet@remote.test"));
+    t.xmpp("<presence xmlns='jabber:server' from='juliet@remote.test/balcony' to='alice@sip.sut.test'><show>chat</show></presence>");
+    let n = t.requests().pop().expect("NOTIFY");
+    assert!(sub_state(&n).starts_with("terminated"));
+    let pidf = Pidf::parse(std::str::from_utf8(&n.body).expect("utf8")).expect("pidf");
+    assert_eq!(pidf.tuples[0].show.map(|s| s.as_str()), Some("chat"));
+    t.answer(&n, 200, &[]);
+    assert_eq!(
+        t.core.subscription_count(),
+        0,
+        "a poll leaves nothing behind"
+    );
+}
+
+#[test]
+fn a_lapsed_sip_subscription_ends_with_timeout_and_unavailable() {
+    // PSUB-12 (RFC 8048 §5.3.3 variant), D-02.
+    let mut t = T::new();
+    alice_subscribes(&mut t);
+    for m in t.take_sip() {
+        if let Message::Request(n) = m {
+            t.answer(&n, 200, &[]);
+        }
+    }
+    t.take_stanzas();
+    t.xmpp("<presence xmlns='jabber:server' type='subscribed' from='juliet@remote.test' to='alice@sip.sut.test'/>");
+    let n = t.requests().pop().expect("NOTIFY active");
+    t.answer(&n, 200, &[]);
+    t.advance(Duration::from_secs(601));
+    let n = t
+        .requests()
+        .into_iter()
+        .find(|r| r.method == Method::Notify)
+        .expect("final NOTIFY");
+    assert!(
+        sub_state(&n).contains("reason=timeout"),
+        "{}",
+        sub_state(&n)
+    );
+    let s = t.take_stanzas();
+    assert_eq!(s.last().and_then(|p| p.attr("type")), Some("unavailable"));
+}
+
+#[test]
+fn watcher_session_start_refreshes_the_sip_subscription() {
+    // PSUB-05: fresh initial presence from juliet → a new SUBSCRIBE.
+    let mut t = T::new();
+    let sub = juliet_subscribes(&mut t);
+    ua_notify(&mut t, &sub, "ua1", "active;expires=600", None);
+    t.take_sip();
+    t.take_stanzas();
+    t.xmpp("<presence xmlns='jabber:server' from='juliet@remote.test/balcony' to='alice@sip.sut.test'/>");
+    let rs = t.requests();
+    assert_eq!(
+        rs.iter().filter(|r| r.method == Method::Subscribe).count(),
+        1
+    );
+    // More presence from the same session does not re-subscribe again.
+    t.xmpp("<presence xmlns='jabber:server' from='juliet@remote.test/balcony' to='alice@sip.sut.test'><show>away</show></presence>");
+    assert!(t.requests().is_empty());
+}
+
+#[test]
+fn unsolicited_unsubscribed_and_presence_are_ignored() {
+    // PSUB-17, PNOT-11.
+    let mut t = T::new();
+    t.xmpp("<presence xmlns='jabber:server' type='unsubscribed' from='juliet@remote.test' to='alice@sip.sut.test'/>");
+    t.xmpp("<presence xmlns='jabber:server' from='juliet@remote.test' to='alice@sip.sut.test'/>");
+    t.xmpp("<presence xmlns='jabber:server' type='unsubscribe' from='juliet@remote.test' to='alice@sip.sut.test'/>");
+    assert!(t.take_sip().is_empty());
+    assert!(t.take_stanzas().is_empty());
+}
+
+#[test]
+fn run_time_routes_are_used() {
+    let mut c = cfg();
+    c.sip_routes.clear();
+    let routes = super::config::SipRoutes::from_config(&c);
+    let mut t = T::with(c.clone());
+    t.core = GatewayCore::with_routes(
+        c,
+        routes.clone(),
+        "127.0.0.1:5060".parse().expect("addr"),
+        "127.0.0.1:5060".parse().expect("addr"),
+        Box::new(SeededRandom(1)),
+    );
+    t.core.link_up(t.now);
+    routes.insert(
+        "alice@SIP.sut.test",
+        SipTarget {
+            transport: Transport::Udp,
+            addr: ua_addr(),
+        },
+    );
+    t.xmpp(JULIET_MSG);
+    assert_eq!(t.requests().len(), 1);
+}
+
+#[test]
+fn stanzas_bounced_by_the_link_keep_their_order() {
+    // IM-15: a, b handed out; the link fails; c is queued; a and b come back.
+    let mut t = T::new();
+    t.auto_hand = false;
+    for body in ["a", "b"] {
+        let r = t.ua(Method::Message, "sip:juliet@remote.test", &[], Some(body));
+        t.send_request(&r);
+    }
+    let held = std::mem::take(&mut t.held);
+    let mut held = held.into_iter();
+    let (a, ta) = held.next().expect("a");
+    t.core.stanza_not_handed(t.now, a, ta);
+    let r = t.ua(Method::Message, "sip:juliet@remote.test", &[], Some("c"));
+    t.send_request(&r);
+    let (b, tb) = held.next().expect("b");
+    t.core.stanza_not_handed(t.now, b, tb);
+    t.auto_hand = true;
+    t.core.link_up(t.now);
+    t.pump();
+    let bodies: Vec<_> = t
+        .take_stanzas()
+        .iter()
+        .filter_map(|s| child_text(s, "body"))
+        .collect();
+    assert_eq!(bodies, ["a", "b", "c"]);
+}
+
+#[test]
+fn any_order_of_stanzas_and_sip_answers_never_panics() {
+    // Robustness (COMMON rules): random XMPP stanzas, random SIP answers to whatever
+    // the gateway sends, random time steps.
+    let kinds = [
+        "subscribe",
+        "subscribed",
+        "unsubscribe",
+        "unsubscribed",
+        "probe",
+        "unavailable",
+        "",
+        "error",
+        "bogus",
+    ];
+    let froms = [
+        "juliet@remote.test",
+        "juliet@remote.test/r",
+        "romeo@remote.test",
+        "remote.test",
+    ];
+    let tos = [
+        "alice@sip.sut.test",
+        "alice@sip.sut.test/x",
+        "bob@sip.sut.test",
+        "sip.sut.test",
+    ];
+    let codes = [100, 200, 202, 403, 404, 408, 423, 481, 489, 500, 603];
+    let mut x: u64 = 0xfeed_beef;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut t = T::new();
+    for _ in 0..3000 {
+        let n = next();
+        let from = froms[(n % 4) as usize];
+        let to = tos[((n >> 8) % 4) as usize];
+        match (n >> 16) % 4 {
+            0 => {
+                let k = kinds[((n >> 24) % kinds.len() as u64) as usize];
+                let ty = if k.is_empty() { String::new() } else { format!(" type='{k}'") };
+                t.xmpp(&format!(
+                    "<presence xmlns='jabber:server'{ty} from='{from}' to='{to}' id='i{n}'/>"
+                ));
+            }
+            1 => t.xmpp(&format!(
+                "<message xmlns='jabber:server' from='{from}' to='{to}' id='m{n}'><body>b</body></message>"
+            )),
+            2 => {
+                let r = t.ua(
+                    Method::Subscribe,
+                    "sip:juliet@remote.test",
+                    &[("Event", "presence"), ("Expires", ["0", "60", "600"][((n >> 24) % 3) as usize])],
+                    None,
+                );
+                t.send_request(&r);
+            }
+            _ => t.advance(Duration::from_millis((n >> 24) % 5000)),
+        }
+        for m in t.take_sip() {
+            if let Message::Request(r) = m {
+                let code = codes[((next() >> 8) % codes.len() as u64) as usize];
+                t.answer(
+                    &r,
+                    code,
+                    &[("Expires", "60"), ("Contact", "<sip:alice@127.0.0.1:5070>")],
+                );
+            }
+        }
+        t.take_stanzas();
+    }
+    t.advance(Duration::from_secs(7200));
 }
