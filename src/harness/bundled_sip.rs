@@ -31,12 +31,23 @@ pub fn component(secret: &str) -> ComponentConfig {
     }
 }
 
+/// Why the bundled gateway could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Gateway(#[from] gateway::GatewayError),
+    #[error(
+        "the bundled gateway did not complete its component handshake with the proxy within 5 s"
+    )]
+    NotLinked,
+}
+
 /// Start the gateway against the proxy's component port; `routes` are the actors' sockets.
 pub async fn start(
     component_addr: SocketAddr,
     secret: &str,
     routes: &BTreeMap<String, SipRoute>,
-) -> Result<(RunningGateway, SipSut), gateway::GatewayError> {
+) -> Result<(RunningGateway, SipSut), StartError> {
     let mut cfg = GatewayConfig::new(BUNDLED_SIP_DOMAIN, secret, component_addr);
     for (domain, r) in routes {
         let t = match r.transport {
@@ -51,6 +62,12 @@ pub async fn start(
     cfg.timers.reconnect_min = Duration::from_millis(50);
     cfg.timers.reconnect_max = Duration::from_millis(400);
     let gw = gateway::start(cfg).await?;
+    // The scenario may start with a stanza for the gateway's domain: it must not race the
+    // component handshake (the proxy would bounce it as service-unavailable).
+    if !gw.wait_linked(Duration::from_secs(5)).await {
+        gw.shutdown().await;
+        return Err(StartError::NotLinked);
+    }
     let sut = SipSut {
         udp: Some(gw.sip_udp_addr),
         tcp: Some(gw.sip_tcp_addr),
