@@ -1,5 +1,5 @@
-//! Interop tests against real third-party peers (Prosody today; Kamailio and
-//! SIPp later). Each peer runs as a child process on loopback with a
+//! Interop tests against real third-party peers (Prosody and SIPp today;
+//! Kamailio later). Each peer runs as a child process on loopback with a
 //! generated config, so these tests need the Debian packages installed.
 //!
 //! Policy for a missing peer binary: under `CI=true` the test fails (CI
@@ -8,6 +8,7 @@
 
 pub mod prosody;
 pub mod prosody_tls;
+pub mod sipp;
 
 /// True when the environment says we run in CI (`CI=true`, as GitHub
 /// Actions, GitLab and most CI systems set it).
