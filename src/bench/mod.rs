@@ -373,7 +373,7 @@ pub fn report(opts: &Options, raw: Raw) -> Report {
             None,
             "KiB",
             Some((Bound::AtMost, 1.0)),
-            "not measured yet: the gateway is still being written".into(),
+            "not measured yet: the bench does not drive the gateway yet".into(),
         ),
         Figure::new(
             "scenario suite against the bundled pair",
