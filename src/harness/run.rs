@@ -111,7 +111,7 @@ struct StreamState {
     eof: bool,
     reader: tokio::task::JoinHandle<()>,
     /// Asks a plain-TCP reader to stop and hand its half back (for a TLS upgrade).
-    stop: Option<oneshot::Sender<oneshot::Sender<(OwnedReadHalf, Vec<u8>)>>>,
+    stop: Option<oneshot::Sender<HandBack<OwnedReadHalf>>>,
     tls: bool,
     /// Set before the harness sends `<success/>` as SASL receiver: the reader restarts its
     /// decoder for the header that follows (RFC 6120 §6.4.6).
@@ -126,6 +126,9 @@ struct StreamState {
     /// harness received it playing the receiving server (`{S.key}`).
     sut_key: Option<String>,
 }
+
+/// Where a stopped reader hands back its half and the bytes it had not decoded yet.
+type HandBack<R> = oneshot::Sender<(R, Vec<u8>)>;
 
 /// The sending half of a stream, plain or TLS.
 enum Writer {
@@ -166,7 +169,7 @@ async fn read_loop<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
     tx: mpsc::UnboundedSender<NetEvent>,
     start: Instant,
     name: String,
-    mut stop: Option<oneshot::Receiver<oneshot::Sender<(R, Vec<u8>)>>>,
+    mut stop: Option<oneshot::Receiver<HandBack<R>>>,
     restart: Arc<AtomicBool>,
 ) {
     let send = |unit: Unit, raw: Vec<u8>| {
@@ -260,10 +263,10 @@ async fn read_loop<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
         }
         if parked {
             // Wait for the upgrade (or the end of the run) instead of reading TLS records as XML.
-            if let Some(s) = stop.take() {
-                if let Ok(back) = s.await {
-                    let _ = back.send((read, pending));
-                }
+            if let Some(s) = stop.take()
+                && let Ok(back) = s.await
+            {
+                let _ = back.send((read, pending));
             }
             return;
         }
@@ -1521,10 +1524,10 @@ impl<'a> Runner<'a> {
                     )
             });
             if let Some(other) = other {
-                if let Some(r) = self.next_unit(&other, deadline).await {
-                    if let Unit::Element(e) = &r.unit {
-                        self.answer_verify(step, &other, e).await?;
-                    }
+                if let Some(r) = self.next_unit(&other, deadline).await
+                    && let Unit::Element(e) = &r.unit
+                {
+                    self.answer_verify(step, &other, e).await?;
                 }
                 continue;
             }
@@ -2265,7 +2268,7 @@ pub fn describe_unit(u: &Unit) -> String {
 }
 
 pub fn fmt_dur(d: Duration) -> String {
-    if d.as_millis() % 1000 == 0 {
+    if d.as_millis().is_multiple_of(1000) {
         format!("{}s", d.as_secs())
     } else {
         format!("{}ms", d.as_millis())

@@ -119,10 +119,10 @@ pub async fn run_scenario(s: &Scenario, target: &Target, catalogue: &Catalogue) 
         );
     }
     for a in &s.actors {
-        if let Some(p) = &a.partner {
-            if let Some(why) = target.partner_mismatch(a.domain(), p) {
-                return base(Verdict::Inconclusive, Some(why));
-            }
+        if let Some(p) = &a.partner
+            && let Some(why) = target.partner_mismatch(a.domain(), p)
+        {
+            return base(Verdict::Inconclusive, Some(why));
         }
     }
     let target::Prepared {

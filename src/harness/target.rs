@@ -159,7 +159,7 @@ struct XmppSection {
 #[derive(Debug, Clone)]
 pub enum Target {
     Bundled,
-    Remote(RemoteTarget),
+    Remote(Box<RemoteTarget>),
     Process(Box<ProcessTarget>),
 }
 
@@ -431,7 +431,7 @@ impl Target {
                         },
                     );
                 }
-                Ok(Target::Remote(RemoteTarget {
+                Ok(Target::Remote(Box::new(RemoteTarget {
                     name: f.name,
                     description: f.description,
                     endpoints,
@@ -439,7 +439,7 @@ impl Target {
                     routes,
                     partners,
                     waivers: f.expected_failure,
-                }))
+                })))
             }
             "process" => {
                 let x = f
