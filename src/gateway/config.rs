@@ -33,16 +33,14 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde::de::{self, Deserializer, Visitor};
 
-use crate::proxy::config::parse_duration;
+use crate::proxy::config::{duration, find_line, line_of};
 use crate::sip::transaction::Timers;
 use crate::translate::subscription::SubscriptionConfig;
 use crate::xmpp::s2s::jid_domain;
@@ -187,30 +185,6 @@ impl Default for GatewayLimits {
             max_sip_message_bytes: 65_535,
         }
     }
-}
-
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    struct V;
-    impl Visitor<'_> for V {
-        type Value = Duration;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str(
-                r#"a duration such as "500ms", "2s", "1m", "1h", or an integer of milliseconds"#,
-            )
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
-            Ok(Duration::from_millis(v))
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
-            u64::try_from(v)
-                .map(Duration::from_millis)
-                .map_err(|_| E::custom("a duration cannot be negative"))
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
-            parse_duration(v).ok_or_else(|| E::invalid_value(de::Unexpected::Str(v), &self))
-        }
-    }
-    d.deserialize_any(V)
 }
 
 /// SIP transport of a route.
@@ -397,28 +371,11 @@ pub enum FromTomlError {
     Invalid(Rule),
 }
 
-fn line_of(src: &str, offset: usize) -> usize {
-    src.get(..offset).map_or(1, |s| s.matches('\n').count() + 1)
-}
-
 fn line_for(src: &str, rule: &Rule) -> usize {
-    let Some((needle, section)) = rule.needle() else {
-        return 1;
-    };
-    let start = section.and_then(|s| src.find(s)).unwrap_or(0);
-    let quoted = [format!("\"{needle}\""), format!("'{needle}'")];
-    let hit = quoted
-        .iter()
-        .filter_map(|q| src.get(start..).and_then(|s| s.find(q.as_str())))
-        .min()
-        .map(|i| start + i)
-        .or_else(|| {
-            src.get(start..)
-                .and_then(|s| s.find(needle))
-                .map(|i| start + i)
-        })
-        .or_else(|| src.find(needle));
-    hit.map_or(1, |i| line_of(src, i))
+    match rule.needle() {
+        Some((needle, section)) => find_line(src, &needle, section),
+        None => 1,
+    }
 }
 
 fn valid_host_port(v: &str) -> bool {

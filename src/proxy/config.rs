@@ -232,7 +232,9 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     })
 }
 
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+/// Serde adapter for durations (`"500ms"`, `"2s"`, … or an integer of milliseconds), shared
+/// by the proxy's and the gateway's configuration files.
+pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     struct V;
     impl Visitor<'_> for V {
         type Value = Duration;
@@ -352,15 +354,13 @@ pub enum ConfigError {
 /// How errors name `[default_partner]`.
 pub const DEFAULT_PARTNER: &str = "default_partner";
 
-fn line_of(src: &str, offset: usize) -> usize {
+pub(crate) fn line_of(src: &str, offset: usize) -> usize {
     src.get(..offset).map_or(1, |s| s.matches('\n').count() + 1)
 }
 
-/// The 1-based line where `rule`'s subject appears (best effort: 1 when not found).
-fn line_for(src: &str, rule: &Rule) -> usize {
-    let Some((needle, section)) = rule.needle() else {
-        return 1;
-    };
+/// The 1-based line where `needle` appears, preferring a quoted occurrence and one after
+/// `section` (best effort: 1 when not found). Shared with the gateway's configuration.
+pub(crate) fn find_line(src: &str, needle: &str, section: Option<&str>) -> usize {
     let start = section.and_then(|s| src.find(s)).unwrap_or(0);
     let quoted = [format!("\"{needle}\""), format!("'{needle}'")];
     let hit = quoted
@@ -368,8 +368,21 @@ fn line_for(src: &str, rule: &Rule) -> usize {
         .filter_map(|q| src.get(start..).and_then(|s| s.find(q.as_str())))
         .min()
         .map(|i| start + i)
+        .or_else(|| {
+            src.get(start..)
+                .and_then(|s| s.find(needle))
+                .map(|i| start + i)
+        })
         .or_else(|| src.find(needle));
     hit.map_or(1, |i| line_of(src, i))
+}
+
+/// The 1-based line where `rule`'s subject appears.
+fn line_for(src: &str, rule: &Rule) -> usize {
+    match rule.needle() {
+        Some((needle, section)) => find_line(src, &needle, section),
+        None => 1,
+    }
 }
 
 fn valid_route(v: &str) -> bool {
