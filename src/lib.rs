@@ -9,9 +9,11 @@
 //! - [`proxy`]: the reference edge proxy, a thin tokio driver around [`xmpp`].
 //! - [`harness`]: scenario model, loader, runner (actors), matcher, normaliser, reports.
 //!   The harness talks to any system under test over the wire only.
+//! - [`capture`]: pcap/pcapng captures read into transport flows (sans-IO), for `import`.
 //! - [`bench`]: benchmarks printing figures against the performance budget (DESIGN §6).
 
 pub mod bench;
+pub mod capture;
 pub mod gateway;
 pub mod harness;
 pub mod proxy;
