@@ -6,8 +6,10 @@
 //! installs the packages, so absence is a broken pipeline); anywhere else it
 //! prints a skip message and passes, so `cargo test` works on a bare machine.
 
+pub mod pair;
 pub mod prosody;
 pub mod prosody_tls;
+pub mod sim_xmpp;
 pub mod sipp;
 
 /// True when the environment says we run in CI (`CI=true`, as GitHub
