@@ -391,8 +391,9 @@ mod tests {
         // SIPp: received alice's message, answered 200, got 200 for its reply.
         assert!(run.success(), "sipp failed:\n{}", report());
         let msgs = run.received_requests("MESSAGE");
-        assert_eq!(msgs.len(), 1, "{}", report());
-        let m = &msgs[0];
+        let [m] = msgs.as_slice() else {
+            panic!("one MESSAGE expected\n{}", report());
+        };
         assert_eq!(
             m.start_line(),
             format!("MESSAGE sip:{romeo} SIP/2.0"),

@@ -87,11 +87,13 @@ async fn free_udp_port() -> Result<u16, String> {
     Ok(s.local_addr().map_err(|e| e.to_string())?.port())
 }
 
-/// Whether a UDP socket is bound to 127.0.0.1:`port` (Linux `/proc/net/udp`), without
-/// touching the port: a probing bind could steal it from SIPp for a moment.
-fn udp_bound(port: u16) -> bool {
+/// Whether a UDP socket is bound to 127.0.0.1:`port`, read from Linux's `/proc/net/udp`
+/// without touching the port (a probing bind could steal it from SIPp for a moment).
+/// `None` where that table does not exist.
+fn udp_bound(port: u16) -> Option<bool> {
     let needle = format!("0100007F:{port:04X} ");
-    std::fs::read_to_string("/proc/net/udp").is_ok_and(|t| t.lines().any(|l| l.contains(&needle)))
+    let table = std::fs::read_to_string("/proc/net/udp").ok()?;
+    Some(table.lines().any(|l| l.contains(&needle)))
 }
 
 /// One SIPp process: its scratch dir holds the logs; killed on drop.
@@ -306,7 +308,17 @@ impl Sipp {
             sip_addr: SocketAddr::from(([127, 0, 0, 1], sip_port)),
         };
         let started = tokio::time::Instant::now();
-        while !udp_bound(sip_port) {
+        loop {
+            match udp_bound(sip_port) {
+                Some(true) => break,
+                Some(false) => {}
+                // No socket table to read: give SIPp a moment (the gateway retransmits
+                // requests over UDP anyway, RFC 3261 §17.1.2.2).
+                None => {
+                    sleep(Duration::from_millis(300)).await;
+                    break;
+                }
+            }
             if let Ok(Some(status)) = sipp.child.try_wait() {
                 let run = sipp.collect(Some(status));
                 return Err(format!("sipp exited at start\n{}", run.report()));
@@ -409,8 +421,9 @@ mod tests {
             \r\n\
             \n";
         let msgs = parse_message_log(log);
-        assert_eq!(msgs.len(), 2, "{msgs:?}");
-        let (m, ok) = (&msgs[0], &msgs[1]);
+        let [m, ok] = msgs.as_slice() else {
+            panic!("two messages expected: {msgs:?}");
+        };
         assert!(!m.sent && ok.sent);
         assert_eq!(m.request_method(), Some("MESSAGE"));
         assert_eq!(m.header("content-type"), Some("text/plain"));
@@ -564,20 +577,29 @@ mod tests {
             .iter()
             .map(|n| n.header("Subscription-State").unwrap_or_default())
             .collect();
-        assert_eq!(notifies.len(), 3, "{states:?}\n{}", report(&run, &remote));
-        assert!(states[0].starts_with("pending"), "{states:?}");
-        assert!(states[1].starts_with("active"), "{states:?}");
-        assert!(states[2].starts_with("active"), "{states:?}");
-        let last = &notifies[2];
+        let [pending, active, open] = states.as_slice() else {
+            panic!(
+                "three NOTIFYs expected: {states:?}\n{}",
+                report(&run, &remote)
+            );
+        };
+        assert!(pending.starts_with("pending"), "{states:?}");
+        assert!(active.starts_with("active"), "{states:?}");
+        assert!(open.starts_with("active"), "{states:?}");
+        let last = notifies
+            .last()
+            .unwrap_or_else(|| panic!("no NOTIFY\n{}", report(&run, &remote)));
         assert_eq!(last.header("Content-Type"), Some("application/pidf+xml"));
-        assert!(last.body().contains("<basic>open</basic>"), "{}", last.text);
+        // RFC 3863 §4.1.1 and RFC 8048 §5.3.2: the document is about the XMPP user's
+        // bare address, and the tuple of the resource that came online is open.
+        let body = last.body();
         assert!(
-            last.body().contains(&format!("entity='pres:{juliet}'"))
-                || last.body().contains(&format!("entity=\"pres:{juliet}\""))
-                || last.body().contains(&juliet),
+            body.contains(&format!("entity='pres:{juliet}'"))
+                || body.contains(&format!("entity=\"pres:{juliet}\"")),
             "{}",
             last.text
         );
+        assert!(body.contains("<basic>open</basic>"), "{}", last.text);
         let oks = run
             .sent()
             .iter()
@@ -629,8 +651,9 @@ mod tests {
         assert!(run.success(), "sipp failed:\n{}", report(&run, &remote));
 
         let msgs = run.received_requests("MESSAGE");
-        assert_eq!(msgs.len(), 1, "{}", report(&run, &remote));
-        let m = &msgs[0];
+        let [m] = msgs.as_slice() else {
+            panic!("one MESSAGE expected\n{}", report(&run, &remote));
+        };
         assert_eq!(
             m.start_line(),
             format!("MESSAGE sip:{sip_user} SIP/2.0"),
