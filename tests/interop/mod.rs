@@ -1,4 +1,4 @@
-//! Interop tests against real third-party peers (Prosody and SIPp today;
+//! Interop tests against real third-party peers (Prosody, SIPp and slixmpp today;
 //! Kamailio later). Each peer runs as a child process on loopback with a
 //! generated config, so these tests need the Debian packages installed.
 //!
