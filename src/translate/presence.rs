@@ -528,6 +528,23 @@ pub fn resource_from_tuple_id(id: &str) -> Option<String> {
     String::from_utf8(out).ok().filter(|s| !s.is_empty())
 }
 
+/// The XMPP resource a PIDF tuple stands for (RFC 8048 §6.3: tuple `id` → XMPP
+/// resource identifier). An id made by [`tuple_id_for_resource`] is decoded; any other
+/// id (`t1`, `a8f3`: SIP UAs choose freely, RFC 3863 §4.1.2) is taken as it is, so two
+/// tuples of one presentity stay two resources. `None` only for the bare-JID id `ID`
+/// or an id that is no usable resourcepart (RFC 7622 §3.4: not empty, at most 1023
+/// bytes, no control characters).
+pub fn tuple_resource(id: &str) -> Option<String> {
+    if id == "ID" {
+        return None;
+    }
+    if let Some(r) = resource_from_tuple_id(id) {
+        return Some(r);
+    }
+    let usable = !id.is_empty() && id.len() <= 1023 && !id.chars().any(char::is_control);
+    usable.then(|| id.to_owned())
+}
+
 /// PNOT-06 (RFC 7248 §5.2 note 6, RFC 8048 §6.2): XMPP priority 0..=127 onto PIDF
 /// 0..=1, keeping distinct values distinct (127 → 1, three decimals suffice since the
 /// step 1/127 exceeds 0.001). A negative priority is never mapped.
