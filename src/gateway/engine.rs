@@ -1625,7 +1625,13 @@ impl GatewayCore {
         }
         let text = std::str::from_utf8(&req.body).ok()?;
         match Pidf::parse(text) {
-            Ok(p) => Some(p),
+            Ok(mut p) => {
+                // RFC 7248 Table 2 (PNOT-04): Content-Language → xml:lang.
+                if let Some(lang) = req.headers.get("Content-Language") {
+                    p.apply_content_language(lang);
+                }
+                Some(p)
+            }
             Err(e) => {
                 info!(error = %e, "NOTIFY PIDF not understood; ignored");
                 None
@@ -1810,6 +1816,10 @@ impl GatewayCore {
             subscription_state_header(state, expires),
         );
         if let Some(b) = body {
+            // RFC 7248 Table 1 (PNOT-04): xml:lang → Content-Language.
+            if let Some(lang) = b.content_language() {
+                r.headers.push("Content-Language", lang);
+            }
             r.headers.push("Content-Type", PIDF_CONTENT_TYPE);
             r.body = b.to_xml().into_bytes();
             r.headers.set("Content-Length", r.body.len().to_string());

@@ -809,6 +809,50 @@ fn sip_subscribe_becomes_subscribe_and_subscribed_becomes_notify_active() {
 }
 
 #[test]
+fn status_language_and_content_language_map_both_ways() {
+    // PNOT-04 (RFC 7248 Tables 1 and 2): xml:lang ↔ Content-Language.
+    let mut t = T::new();
+    alice_subscribes(&mut t);
+    for m in t.take_sip() {
+        if let Message::Request(r) = m {
+            t.answer(&r, 200, &[]);
+        }
+    }
+    t.take_stanzas();
+    t.xmpp("<presence xmlns='jabber:server' type='subscribed' from='juliet@remote.test' to='alice@sip.sut.test'/>");
+    let n = t.requests().pop().expect("NOTIFY active");
+    t.answer(&n, 200, &[]);
+    t.xmpp("<presence xmlns='jabber:server' xml:lang='en' from='juliet@remote.test/balcony' to='alice@sip.sut.test'><status>In a meeting</status></presence>");
+    let n = t.requests().pop().expect("NOTIFY with PIDF");
+    assert_eq!(n.headers.get("Content-Language"), Some("en"));
+    t.answer(&n, 200, &[]);
+
+    let sub = juliet_subscribes(&mut t);
+    let body = "<?xml version='1.0'?><presence xmlns='urn:ietf:params:xml:ns:pidf' \
+        entity='pres:alice@sip.sut.test'><tuple id='ID-desk'><status><basic>open</basic>\
+        </status><note>Bin beim Essen</note></tuple></presence>";
+    let mut r = ua_notify(&mut t, &sub, "ua1", "pending", None);
+    t.take_sip();
+    r.headers.set("Subscription-State", "active;expires=600");
+    r.headers.set("Content-Type", "application/pidf+xml");
+    r.headers.set("Content-Language", "de");
+    r.headers.set("CSeq", "2 NOTIFY");
+    r.headers
+        .set("Via", "SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-lang2");
+    r.body = body.as_bytes().to_vec();
+    r.headers.set("Content-Length", r.body.len().to_string());
+    t.send_request(&r);
+    let s = t.take_stanzas();
+    let p = s
+        .iter()
+        .find(|p| p.attr("type").is_none())
+        .expect("presence");
+    let status = p.elements().find(|c| c.name == "status").expect("status");
+    assert_eq!(status.lang(), Some("de"));
+    assert_eq!(status.text(), "Bin beim Essen");
+}
+
+#[test]
 fn unsubscribed_gives_notify_terminated_rejected() {
     // PSUB-10.
     let mut t = T::new();
