@@ -45,9 +45,14 @@
 //!   answered 200 and is logged and dropped (RFC 6120 §8.3.1: never answered). ERR-11's
 //!   408 for an unreachable domain therefore needs a window longer than the proxy's
 //!   connect timeout; XMPP has no delivery acknowledgement to wait for instead.
-//! - An XMPP probe (RFC 6121 §4.3.2, PRB-05) is answered from the last NOTIFY the
-//!   gateway saw for that SIP user, and only to a watcher whose subscription is active;
-//!   anyone else gets `unsubscribed`. No SIP poll (RFC 8048 §7.1, PRB-01) is sent.
+//! - An XMPP probe (RFC 6121 §4.3.2, PRB-05) is answered from the presence the SIP user
+//!   last notified in that watcher's own subscription, and only to a watcher whose
+//!   subscription is active; anyone else gets `unsubscribed`. No SIP poll (RFC 8048
+//!   §7.1, PRB-01) is sent.
+//! - Each XMPP watcher has its own SIP subscription (RFC 8048 §5.2.1), so the SIP user
+//!   decides on every request (RFC 6121 §3.1.3, PSUB-13) and the SIP notifier fans
+//!   presence out to the watchers (PNOT-10); a PIDF tuple is one XMPP resource (RFC
+//!   8048 §6.3), each open tuple announced, each one that closes or leaves withdrawn.
 //! - Pager mode throughout (RFC 7572): S→X messages carry no `type`, so the RFC 6121
 //!   §5.1 chat-session habits (IM-14) are not imitated.
 //! - Requests the gateway sends start with Max-Forwards 70: XMPP carries no hop count,
