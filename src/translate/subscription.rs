@@ -12,11 +12,17 @@
 //!   Idle --subscribe--> Subscribing --NOTIFY pending--> Pending      (no XMPP output)
 //!                          |                              |
 //!                          +----NOTIFY active-------------+--> Active
-//!                               => `subscribed` (bare), then mapped presence
+//!                               => `subscribed` (bare), then presence of each
+//!                                  open tuple from its resource (PNOT-09)
+//!   Active --NOTIFY active + PIDF--> presence per open tuple, `unavailable` for each
+//!                                  resource announced before and now gone (PNOT-10)
 //!   Active --refresh timer--> probe watcher, re-SUBSCRIBE (RFC 8048 §8.1)
-//!   any --unsubscribe--> Unsubscribing (SUBSCRIBE Expires: 0)
+//!   Active --watcher's new presence session--> re-SUBSCRIBE (PSUB-05)
+//!   any --unsubscribe--> Unsubscribing (SUBSCRIBE Expires: 0), `unavailable` from
+//!                        each announced resource (PSUB-19)
 //!                          --final response--> `unsubscribed`, Idle
-//!   403/489/603, NOTIFY terminated;reason=rejected  => `unsubscribed`, Terminated
+//!   403/489/603, NOTIFY terminated;reason=rejected  => `unavailable` from each
+//!                        announced resource, `unsubscribed`, Terminated (PSUB-18)
 //!   423, 481, terminated;reason=deactivated/timeout => re-SUBSCRIBE (transient)
 //!
 //! SIP user watches XMPP user (gateway = SIP notifier), RFC 8048 §5.3:
