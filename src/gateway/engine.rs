@@ -45,9 +45,14 @@
 //!   answered 200 and is logged and dropped (RFC 6120 §8.3.1: never answered). ERR-11's
 //!   408 for an unreachable domain therefore needs a window longer than the proxy's
 //!   connect timeout; XMPP has no delivery acknowledgement to wait for instead.
-//! - An XMPP probe (RFC 6121 §4.3.2, PRB-05) is answered from the last NOTIFY the
-//!   gateway saw for that SIP user, and only to a watcher whose subscription is active;
-//!   anyone else gets `unsubscribed`. No SIP poll (RFC 8048 §7.1, PRB-01) is sent.
+//! - An XMPP probe (RFC 6121 §4.3.2, PRB-05) is answered from the presence the SIP user
+//!   last notified in that watcher's own subscription, and only to a watcher whose
+//!   subscription is active; anyone else gets `unsubscribed`. No SIP poll (RFC 8048
+//!   §7.1, PRB-01) is sent.
+//! - Each XMPP watcher has its own SIP subscription (RFC 8048 §5.2.1), so the SIP user
+//!   decides on every request (RFC 6121 §3.1.3, PSUB-13) and the SIP notifier fans
+//!   presence out to the watchers (PNOT-10); a PIDF tuple is one XMPP resource (RFC
+//!   8048 §6.3), each open tuple announced, each one that closes or leaves withdrawn.
 //! - Pager mode throughout (RFC 7572): S→X messages carry no `type`, so the RFC 6121
 //!   §5.1 chat-session habits (IM-14) are not imitated.
 //! - Requests the gateway sends start with Max-Forwards 70: XMPP carries no hop count,
@@ -77,10 +82,7 @@ use crate::translate::error::{XmppErrorContext, sip_to_xmpp_error, xmpp_to_sip_w
 use crate::translate::message::{
     SipMessage, XmppMessage, header_uri, sip_to_xmpp_message, xmpp_to_sip_message,
 };
-use crate::translate::presence::{
-    PIDF_CONTENT_TYPE, Pidf, PresenceKind, XmppPresence, pidf_to_xmpp_presence,
-    resource_from_tuple_id, select_tuple,
-};
+use crate::translate::presence::{PIDF_CONTENT_TYPE, Pidf, PresenceKind, XmppPresence};
 use crate::translate::subscription::{
     SipToXmpp, SubState, SubscriptionConfig, SxAction, SxInput, TerminationReason, XmppToSip,
     XsAction, XsInput,
@@ -217,18 +219,20 @@ pub struct GatewayCore {
     sx: HashMap<PairKey, SxEntry>,
     dialogs: HashMap<DialogId, PairRef>,
     pending_calls: HashMap<String, PairKey>,
-    /// Last presence of each SIP user seen in a NOTIFY (resource, presence), to answer
-    /// probes from approved watchers (PRB-05).
-    sip_presence: HashMap<JidParts, (Option<String>, XmppPresence)>,
+    /// Dialogs of X→S subscriptions that ended (`unsubscribe`, PSUB-08) and the time
+    /// until which a late NOTIFY in them is still answered 200 rather than 481: the
+    /// notifier's final `terminated` NOTIFY may follow the 200 to `Expires: 0`
+    /// (RFC 6665 §4.1.2.3, §4.2.2).
+    closing: HashMap<DialogId, Instant>,
     /// Deadlines: (when, sequence) → `due_refs`; `due_last` avoids pushing the same
     /// deadline twice for one owner.
     wheel: BinaryHeap<Reverse<(Instant, u64)>>,
     due_refs: HashMap<u64, Due>,
     due_last: HashMap<Due, Instant>,
     next_seq: u64,
-    /// (SIP user, XMPP watcher) pairs whose watcher is seen available, to spot the start
-    /// of a presence session (PSUB-05).
-    online: HashSet<PairKey>,
+    /// (SIP user, XMPP watcher) pairs and the watcher's resources seen available, to
+    /// spot the start of a presence session (PSUB-05).
+    online: HashMap<PairKey, HashSet<Option<String>>>,
 }
 
 fn concrete(addr: SocketAddr) -> SocketAddr {
@@ -363,12 +367,12 @@ impl GatewayCore {
             sx: HashMap::new(),
             dialogs: HashMap::new(),
             pending_calls: HashMap::new(),
-            sip_presence: HashMap::new(),
+            closing: HashMap::new(),
             wheel: BinaryHeap::new(),
             due_refs: HashMap::new(),
             due_last: HashMap::new(),
             next_seq: 0,
-            online: HashSet::new(),
+            online: HashMap::new(),
         }
     }
 
@@ -1267,50 +1271,69 @@ impl GatewayCore {
                     );
                     self.drain_sx(now, &key, None);
                 }
-                // PSUB-05: a watcher starting a presence session (toward this SIP
-                // user) refreshes that subscription at once.
+                // PSUB-05 (RFC 8048 §5.2.2): a watcher's resource starting a presence
+                // session (its initial presence toward this SIP user) refreshes that
+                // subscription at once; later presence of the same resource does not.
                 if !self.xs.contains_key(&key) {
                     self.online.remove(&key);
                 } else if kind == PresenceKind::Available {
-                    if self.online.insert(key.clone())
-                        && let Some(e) = self.xs.get_mut(&key)
-                    {
+                    let fresh = self
+                        .online
+                        .entry(key.clone())
+                        .or_default()
+                        .insert(from.resource.clone());
+                    if fresh && let Some(e) = self.xs.get_mut(&key) {
                         e.machine.handle(now, XsInput::XmppSessionStarted);
                         self.drain_xs(now, &key);
                     }
-                } else {
-                    self.online.remove(&key);
+                } else if let Some(r) = self.online.get_mut(&key) {
+                    r.remove(&from.resource);
                 }
             }
         }
     }
 
-    /// PRB-05 (RFC 6121 §4.3.2): answer for the SIP user from what the gateway holds.
+    /// PRB-05 (RFC 6121 §4.3.2): answer for the SIP user from what the gateway holds
+    /// for this watcher — the presence the SIP user last notified in the watcher's own
+    /// subscription, never another watcher's (ARCH-07). A probe from a full JID (RFC
+    /// 3921 servers, PRB-03) counts as from its bare JID; the answer goes to the
+    /// prober as addressed.
+    /// - not a `from`/`both` watcher, or no such SIP user (§4.3.2, §8.5.1; "ignore or
+    ///   `unsubscribed`"): `unsubscribed` from the bare JID, the probe's id mirrored;
+    /// - watcher, SIP user offline: `unavailable` from the bare JID, id mirrored
+    ///   (§4.3.2 SHOULD; no `<delay/>`: the core has no wall clock, STYLE.md §1);
+    /// - watcher, SIP user online: the last presence of each available resource from
+    ///   its full JID (§4.3.2 MUST), as it was broadcast — which was without an id.
     fn on_probe(&mut self, now: Instant, el: &Element, from: &JidParts, to: &JidParts) {
         let key: PairKey = (to.bare(), from.bare());
         let user = to.bare();
-        let approved = self.xs.get(&key).is_some_and(|e| e.machine.is_active());
         let id = el.attr("id").map(str::to_owned);
-        let stanza = if !approved {
-            // Not a watcher (or unknown user): `unsubscribed` from the bare JID.
-            XmppPresence::new(PresenceKind::Unsubscribed).to_element(ns::SERVER, &user, from)
-        } else {
-            match self.sip_presence.get(&user) {
-                Some((res, p)) if p.kind == PresenceKind::Available => {
-                    let mut f = user.clone();
-                    f.resource = res.clone();
-                    p.to_element(ns::SERVER, &f, from)
-                }
-                _ => {
-                    XmppPresence::new(PresenceKind::Unavailable).to_element(ns::SERVER, &user, from)
-                }
+        let mirrored = |mut stanza: Element| {
+            if let Some(id) = &id {
+                stanza.set_attr("id", id.clone());
+            }
+            stanza
+        };
+        let available = match self.xs.get(&key) {
+            Some(e) if e.machine.is_active() => e.machine.available().to_vec(),
+            _ => {
+                let p = XmppPresence::new(PresenceKind::Unsubscribed);
+                let stanza = mirrored(p.to_element(ns::SERVER, &user, from));
+                self.emit(now, stanza);
+                return;
             }
         };
-        let mut stanza = stanza;
-        if let Some(id) = id {
-            stanza.set_attr("id", id);
+        if available.is_empty() {
+            let p = XmppPresence::new(PresenceKind::Unavailable);
+            let stanza = mirrored(p.to_element(ns::SERVER, &user, from));
+            self.emit(now, stanza);
+            return;
         }
-        self.emit(now, stanza);
+        for (res, p) in available {
+            let mut f = user.clone();
+            f.resource = res;
+            self.emit(now, p.to_element(ns::SERVER, &f, from));
+        }
     }
 
     // -----------------------------------------------------------------------------
@@ -1358,18 +1381,23 @@ impl GatewayCore {
             }
         }
         if self.xs.get(key).is_some_and(|e| e.machine.is_closed()) {
-            self.drop_xs(key);
+            self.drop_xs(now, key);
         } else {
             let at = self.xs.get(key).and_then(|e| e.machine.poll_timeout());
             self.schedule(at, Due::Xs(key.clone()));
         }
     }
 
-    fn drop_xs(&mut self, key: &PairKey) {
+    fn drop_xs(&mut self, now: Instant, key: &PairKey) {
         self.online.remove(key);
         if let Some(e) = self.xs.remove(key) {
             if let Some(d) = e.dialog {
                 self.dialogs.remove(&d.id);
+                // A final NOTIFY may still come; see `closing`. Bounded by Timer F
+                // (64·T1), the longest the notifier's NOTIFY transaction can live.
+                self.closing.retain(|_, until| *until > now);
+                let until = now + self.timers.transaction_timeout();
+                self.closing.insert(d.id, until);
             }
             if let Some(r) = e.initial
                 && let Ok(c) = r.headers.call_id()
@@ -1515,6 +1543,18 @@ impl GatewayCore {
                 self.respond(now, skey, 481, &[], None);
                 return;
             }
+            None if self.closing.get(&did).is_some_and(|until| *until > now) => {
+                // The notifier's last word on a subscription we ended (PSUB-08):
+                // acknowledged, nothing reaches XMPP any more.
+                if matches!(
+                    req.headers.subscription_state(),
+                    Ok(Some(s)) if s.state == SipSubState::Terminated
+                ) {
+                    self.closing.remove(&did);
+                }
+                self.respond(now, skey, 200, &[], None);
+                return;
+            }
             None => {
                 // RFC 6665 §4.1.2.4: the NOTIFY may come before the SUBSCRIBE's 2xx.
                 let Some(k) = self.pending_calls.get(&did.call_id).cloned() else {
@@ -1559,13 +1599,6 @@ impl GatewayCore {
         };
         let body = self.notify_body(req);
         self.respond(now, skey, 200, &[], None);
-        if let Some(b) = &body
-            && let Some(t) = select_tuple(b)
-        {
-            let p = pidf_to_xmpp_presence(b);
-            self.sip_presence
-                .insert(key.0.clone(), (resource_from_tuple_id(&t.id), p));
-        }
         let mstate = machine_state(&state);
         if matches!(mstate, SubState::Terminated(_))
             && let Some(e) = self.xs.get_mut(&key)
@@ -1597,7 +1630,13 @@ impl GatewayCore {
         }
         let text = std::str::from_utf8(&req.body).ok()?;
         match Pidf::parse(text) {
-            Ok(p) => Some(p),
+            Ok(mut p) => {
+                // RFC 7248 Table 2 (PNOT-04): Content-Language → xml:lang.
+                if let Some(lang) = req.headers.get("Content-Language") {
+                    p.apply_content_language(lang);
+                }
+                Some(p)
+            }
             Err(e) => {
                 info!(error = %e, "NOTIFY PIDF not understood; ignored");
                 None
@@ -1782,6 +1821,10 @@ impl GatewayCore {
             subscription_state_header(state, expires),
         );
         if let Some(b) = body {
+            // RFC 7248 Table 1 (PNOT-04): xml:lang → Content-Language.
+            if let Some(lang) = b.content_language() {
+                r.headers.push("Content-Language", lang);
+            }
             r.headers.push("Content-Type", PIDF_CONTENT_TYPE);
             r.body = b.to_xml().into_bytes();
             r.headers.set("Content-Length", r.body.len().to_string());

@@ -809,6 +809,50 @@ fn sip_subscribe_becomes_subscribe_and_subscribed_becomes_notify_active() {
 }
 
 #[test]
+fn status_language_and_content_language_map_both_ways() {
+    // PNOT-04 (RFC 7248 Tables 1 and 2): xml:lang ↔ Content-Language.
+    let mut t = T::new();
+    alice_subscribes(&mut t);
+    for m in t.take_sip() {
+        if let Message::Request(r) = m {
+            t.answer(&r, 200, &[]);
+        }
+    }
+    t.take_stanzas();
+    t.xmpp("<presence xmlns='jabber:server' type='subscribed' from='juliet@remote.test' to='alice@sip.sut.test'/>");
+    let n = t.requests().pop().expect("NOTIFY active");
+    t.answer(&n, 200, &[]);
+    t.xmpp("<presence xmlns='jabber:server' xml:lang='en' from='juliet@remote.test/balcony' to='alice@sip.sut.test'><status>In a meeting</status></presence>");
+    let n = t.requests().pop().expect("NOTIFY with PIDF");
+    assert_eq!(n.headers.get("Content-Language"), Some("en"));
+    t.answer(&n, 200, &[]);
+
+    let sub = juliet_subscribes(&mut t);
+    let body = "<?xml version='1.0'?><presence xmlns='urn:ietf:params:xml:ns:pidf' \
+        entity='pres:alice@sip.sut.test'><tuple id='ID-desk'><status><basic>open</basic>\
+        </status><note>Bin beim Essen</note></tuple></presence>";
+    let mut r = ua_notify(&mut t, &sub, "ua1", "pending", None);
+    t.take_sip();
+    r.headers.set("Subscription-State", "active;expires=600");
+    r.headers.set("Content-Type", "application/pidf+xml");
+    r.headers.set("Content-Language", "de");
+    r.headers.set("CSeq", "2 NOTIFY");
+    r.headers
+        .set("Via", "SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-lang2");
+    r.body = body.as_bytes().to_vec();
+    r.headers.set("Content-Length", r.body.len().to_string());
+    t.send_request(&r);
+    let s = t.take_stanzas();
+    let p = s
+        .iter()
+        .find(|p| p.attr("type").is_none())
+        .expect("presence");
+    let status = p.elements().find(|c| c.name == "status").expect("status");
+    assert_eq!(status.lang(), Some("de"));
+    assert_eq!(status.text(), "Bin beim Essen");
+}
+
+#[test]
 fn unsubscribed_gives_notify_terminated_rejected() {
     // PSUB-10.
     let mut t = T::new();
@@ -1040,7 +1084,8 @@ fn probes_are_answered_per_watcher() {
     assert_eq!(s.len(), 1);
     assert_eq!(s[0].attr("type"), None, "available");
     assert_eq!(s[0].attr("from"), Some("alice@sip.sut.test/desk"));
-    assert_eq!(s[0].attr("id"), Some("p1"));
+    // RFC 6121 §4.3.2: the last presence as it was broadcast (it had no id).
+    assert_eq!(s[0].attr("id"), None);
     assert_eq!(child_text(&s[0], "show").as_deref(), Some("away"));
     // ARCH-07: romeo is no watcher of alice; he learns nothing.
     t.xmpp("<presence xmlns='jabber:server' type='probe' id='p2' from='romeo@remote.test' to='alice@sip.sut.test'/>");
@@ -1104,6 +1149,138 @@ fn unsubscribe_sends_expires_0_then_unsubscribed() {
     let s = t.take_stanzas();
     assert_eq!(s.last().and_then(|p| p.attr("type")), Some("unsubscribed"));
     assert_eq!(t.core.subscription_count(), 0);
+}
+
+#[test]
+fn unsubscribe_withdraws_presence_and_answers_the_final_notify() {
+    // PSUB-08, PSUB-19 (RFC 6121 §3.3.3); RFC 6665 §4.1.2.3: the notifier's
+    // terminated NOTIFY after the 200 is acknowledged, not refused with 481.
+    let mut t = T::new();
+    let sub = juliet_subscribes(&mut t);
+    ua_notify(
+        &mut t,
+        &sub,
+        "ua1",
+        "active;expires=600",
+        Some(pidf_open(None)),
+    );
+    t.take_sip();
+    t.take_stanzas();
+    t.xmpp("<presence xmlns='jabber:server' type='unsubscribe' from='juliet@remote.test' to='alice@sip.sut.test'/>");
+    let r = t.requests().pop().expect("SUBSCRIBE Expires: 0");
+    assert_eq!(
+        r.headers.call_id().ok(),
+        sub.headers.call_id().ok(),
+        "same dialog"
+    );
+    let s = t.take_stanzas();
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert_eq!(s[0].attr("type"), Some("unavailable"));
+    assert_eq!(s[0].attr("from"), Some("alice@sip.sut.test/desk"));
+    t.answer(&r, 200, &[("Expires", "0")]);
+    let s = t.take_stanzas();
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert_eq!(s[0].attr("type"), Some("unsubscribed"));
+    assert_eq!(s[0].attr("from"), Some("alice@sip.sut.test"));
+    ua_notify(&mut t, &sub, "ua1", "terminated;reason=timeout", None);
+    assert_eq!(
+        t.responses().iter().map(|r| r.status).collect::<Vec<_>>(),
+        [200]
+    );
+    assert!(t.take_stanzas().is_empty());
+    // Once terminated, the dialog is gone for good.
+    ua_notify(&mut t, &sub, "ua1", "active", None);
+    assert_eq!(
+        t.responses().iter().map(|r| r.status).collect::<Vec<_>>(),
+        [481]
+    );
+}
+
+#[test]
+fn each_new_watcher_resource_refreshes_the_subscription() {
+    // PSUB-05: initial presence of a resource (a new presence session) → re-SUBSCRIBE
+    // in the dialog; further presence of that resource does not.
+    let mut t = T::new();
+    let sub = juliet_subscribes(&mut t);
+    ua_notify(
+        &mut t,
+        &sub,
+        "ua1",
+        "active;expires=600",
+        Some(pidf_open(None)),
+    );
+    t.take_sip();
+    t.take_stanzas();
+    let refreshes = |t: &mut T, xml: &str| {
+        t.xmpp(xml);
+        let n = t
+            .requests()
+            .iter()
+            .filter(|r| r.method == Method::Subscribe)
+            .inspect(|r| assert_eq!(r.headers.call_id().ok(), sub.headers.call_id().ok()))
+            .count();
+        t.take_stanzas();
+        n
+    };
+    let avail = |res: &str| {
+        format!(
+            "<presence xmlns='jabber:server' from='juliet@remote.test/{res}' to='alice@sip.sut.test'/>"
+        )
+    };
+    let gone = |res: &str| {
+        format!(
+            "<presence xmlns='jabber:server' type='unavailable' from='juliet@remote.test/{res}' to='alice@sip.sut.test'/>"
+        )
+    };
+    assert_eq!(refreshes(&mut t, &avail("a")), 1);
+    assert_eq!(refreshes(&mut t, &avail("a")), 0);
+    assert_eq!(refreshes(&mut t, &avail("b")), 1);
+    assert_eq!(refreshes(&mut t, &gone("a")), 0);
+    assert_eq!(refreshes(&mut t, &avail("b")), 0);
+    assert_eq!(refreshes(&mut t, &avail("a")), 1);
+}
+
+#[test]
+fn probe_answers_offline_and_several_resources() {
+    // PRB-05: offline → unavailable (bare, id mirrored); online → one presence per
+    // available resource, from its full JID.
+    let mut t = T::new();
+    let sub = juliet_subscribes(&mut t);
+    let closed = "<?xml version='1.0'?><presence xmlns='urn:ietf:params:xml:ns:pidf' \
+        entity='pres:alice@sip.sut.test'><tuple id='t1'><status><basic>closed</basic></status>\
+        </tuple></presence>";
+    ua_notify(
+        &mut t,
+        &sub,
+        "ua1",
+        "active;expires=600",
+        Some(closed.into()),
+    );
+    t.take_sip();
+    t.take_stanzas();
+    t.xmpp("<presence xmlns='jabber:server' type='probe' id='q1' from='juliet@remote.test/x' to='alice@sip.sut.test'/>");
+    let s = t.take_stanzas();
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert_eq!(s[0].attr("type"), Some("unavailable"));
+    assert_eq!(s[0].attr("from"), Some("alice@sip.sut.test"));
+    assert_eq!(s[0].attr("to"), Some("juliet@remote.test/x"));
+    assert_eq!(s[0].attr("id"), Some("q1"));
+    let two = "<?xml version='1.0'?><presence xmlns='urn:ietf:params:xml:ns:pidf' \
+        entity='pres:alice@sip.sut.test'><tuple id='t1'><status><basic>open</basic></status>\
+        </tuple><tuple id='ID-phone'><status><basic>open</basic>\
+        <show xmlns='jabber:client'>dnd</show></status></tuple></presence>";
+    ua_notify(&mut t, &sub, "ua1", "active;expires=600", Some(two.into()));
+    t.take_sip();
+    assert_eq!(t.take_stanzas().len(), 2, "PNOT-10: both resources");
+    t.xmpp("<presence xmlns='jabber:server' type='probe' id='q2' from='juliet@remote.test' to='alice@sip.sut.test'/>");
+    let s = t.take_stanzas();
+    let froms: Vec<_> = s
+        .iter()
+        .map(|p| p.attr("from").unwrap_or_default())
+        .collect();
+    assert_eq!(froms, ["alice@sip.sut.test/t1", "alice@sip.sut.test/phone"]);
+    assert!(s.iter().all(|p| p.attr("type").is_none()));
+    assert_eq!(child_text(&s[1], "show").as_deref(), Some("dnd"));
 }
 
 #[rstest]

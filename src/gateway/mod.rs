@@ -18,8 +18,7 @@
 //!
 //! Requirements covered (see [`engine`] for the choices made where the RFCs leave room):
 //! ARCH-04/05/06/07, IM-01/02/05..09/11, ERR-01..09 (through `translate`), PSUB-01..03,
-//! -05..10, -14..17 (through `translate::subscription`), PNOT-01..03, -08, -10, PRB-02,
-//! -03, -05.
+//! -05..19 (through `translate::subscription`), PNOT-01..06, -08..11, PRB-02, -03, -05.
 
 pub mod config;
 mod driver;

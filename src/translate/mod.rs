@@ -138,6 +138,7 @@ mod robustness {
                 let _ = pidf_to_xmpp_presence(&p);
             }
             let _ = presence::resource_from_tuple_id(&s);
+            let _ = presence::tuple_resource(&s);
             let _ = message::call_id_to_thread(&s);
             let _ = message::header_uri(&s);
             let sip = SipMessage {

@@ -397,6 +397,25 @@ impl Pidf {
             .find_map(|(lang, _)| lang.as_deref())
     }
 
+    /// RFC 7248 Table 2 (`Content-Language` → `xml:lang`, PNOT-04): a NOTIFY's
+    /// Content-Language is the language of every note that does not carry its own
+    /// `xml:lang`, so it reaches the XMPP `<status/>`. Of a list (RFC 3261 §20.13) the
+    /// first tag is taken.
+    pub fn apply_content_language(&mut self, lang: &str) {
+        let lang = lang.split(',').next().unwrap_or_default().trim();
+        if lang.is_empty() {
+            return;
+        }
+        let notes = self
+            .tuples
+            .iter_mut()
+            .flat_map(|t| t.note.iter_mut())
+            .chain(self.notes.iter_mut());
+        for (l, _) in notes.filter(|(l, _)| l.is_none()) {
+            *l = Some(lang.to_owned());
+        }
+    }
+
     /// Parse an `application/pidf+xml` body (RFC 3863 §4.1). Structure is checked
     /// strictly (root, entity, tuple ids, `<basic/>` values, mustUnderstand); advisory
     /// values are read leniently (an unknown `<show/>` or an out-of-range priority is
@@ -526,6 +545,23 @@ pub fn resource_from_tuple_id(id: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok().filter(|s| !s.is_empty())
+}
+
+/// The XMPP resource a PIDF tuple stands for (RFC 8048 §6.3: tuple `id` → XMPP
+/// resource identifier). An id made by [`tuple_id_for_resource`] is decoded; any other
+/// id (`t1`, `a8f3`: SIP UAs choose freely, RFC 3863 §4.1.2) is taken as it is, so two
+/// tuples of one presentity stay two resources. `None` only for the bare-JID id `ID`
+/// or an id that is no usable resourcepart (RFC 7622 §3.4: not empty, at most 1023
+/// bytes, no control characters).
+pub fn tuple_resource(id: &str) -> Option<String> {
+    if id == "ID" {
+        return None;
+    }
+    if let Some(r) = resource_from_tuple_id(id) {
+        return Some(r);
+    }
+    let usable = !id.is_empty() && id.len() <= 1023 && !id.chars().any(char::is_control);
+    usable.then(|| id.to_owned())
 }
 
 /// PNOT-06 (RFC 7248 §5.2 note 6, RFC 8048 §6.2): XMPP priority 0..=127 onto PIDF
@@ -870,5 +906,217 @@ mod tests {
         let p = XmppPresence::from_element(&e).expect("presence");
         assert_eq!(p.status, vec![(Some("de".into()), "weg".into())]);
         assert_eq!(p.priority, Some(-1));
+    }
+
+    // ---------------------------------------------------------------------------------
+    // The mapping tables row by row: RFC 8048 §6.2 (XMPP → SIP) and §6.3 (SIP → XMPP),
+    // with RFC 7248 §5.2 Table 1 / §5.3 Table 2 and their notes where RFC 8048 kept
+    // them. Rows about addresses (from ↔ From, to ↔ To) are mapped by `address.rs` and
+    // the gateway; here the PIDF side of `from` (entity, contact) is checked. RFC 7248's
+    // `id` ↔ CSeq row was dropped by RFC 8048 (D-01) and has no mapping.
+    // ---------------------------------------------------------------------------------
+
+    fn stanza(xml: &str) -> XmppPresence {
+        let e = parse_document(xml).expect("xml");
+        XmppPresence::from_element(&e).expect("presence")
+    }
+
+    fn pidf_of(xml: &str, from: &JidParts) -> Option<String> {
+        xmpp_presence_to_pidf(&stanza(xml), from)
+            .expect("maps")
+            .map(|p| p.to_xml())
+    }
+
+    const S: &str = "xmlns='jabber:server'";
+
+    /// Table 1: each row as (stanza, sender resource, what the PIDF must contain);
+    /// `None`: not a notification, no PIDF at all.
+    #[rstest]
+    #[case::presence_stanza_is_the_presence_event(
+        "<presence S/>",
+        None,
+        Some("<tuple id='ID'><status><basic>open</basic></status>")
+    )]
+    #[case::resource_becomes_tuple_id_note_1(
+        "<presence S/>",
+        Some("balcony"),
+        Some("<tuple id='ID-balcony'>")
+    )]
+    #[case::resource_starting_with_a_digit_gets_the_prefix(
+        "<presence S/>",
+        Some("1abc"),
+        Some("<tuple id='ID-1abc'>")
+    )]
+    #[case::from_becomes_the_presentity(
+        "<presence S/>",
+        Some("balcony"),
+        Some("entity='pres:juliet@xmpp.test'")
+    )]
+    #[case::full_from_becomes_the_contact(
+        "<presence S/>",
+        Some("balcony"),
+        Some("<contact>sip:juliet@xmpp.test;gr=balcony</contact>")
+    )]
+    #[case::no_type_is_open_note_4("<presence S/>", Some("r"), Some("<basic>open</basic>"))]
+    #[case::unavailable_is_closed_note_5(
+        "<presence S type='unavailable'/>",
+        Some("r"),
+        Some("<basic>closed</basic>")
+    )]
+    #[case::subscribe_is_no_notification("<presence S type='subscribe'/>", Some("r"), None)]
+    #[case::subscribed_is_no_notification("<presence S type='subscribed'/>", Some("r"), None)]
+    #[case::unsubscribe_is_no_notification("<presence S type='unsubscribe'/>", Some("r"), None)]
+    #[case::unsubscribed_is_no_notification("<presence S type='unsubscribed'/>", Some("r"), None)]
+    #[case::probe_is_no_notification("<presence S type='probe'/>", Some("r"), None)]
+    #[case::error_is_no_notification("<presence S type='error'/>", Some("r"), None)]
+    #[case::show_becomes_the_extension_note_7(
+        "<presence S><show>dnd</show></presence>",
+        Some("r"),
+        Some("<basic>open</basic><show xmlns='jabber:client'>dnd</show></status>")
+    )]
+    #[case::show_is_dropped_when_unavailable(
+        "<presence S type='unavailable'><show>dnd</show></presence>",
+        Some("r"),
+        Some("<status><basic>closed</basic></status>")
+    )]
+    #[case::status_becomes_note(
+        "<presence S><status>Out</status></presence>",
+        Some("r"),
+        Some("<note>Out</note>")
+    )]
+    #[case::xml_lang_travels_with_the_note(
+        "<presence S xml:lang='fr'><status>Sorti</status></presence>",
+        Some("r"),
+        Some("<note xml:lang='fr'>Sorti</note>")
+    )]
+    #[case::priority_127_is_1_note_6(
+        "<presence S><priority>127</priority></presence>",
+        Some("r"),
+        Some("priority='1'")
+    )]
+    #[case::priority_64_is_distinct(
+        "<presence S><priority>64</priority></presence>",
+        Some("r"),
+        Some("priority='0.504'")
+    )]
+    #[case::priority_0_is_0(
+        "<presence S><priority>0</priority></presence>",
+        Some("r"),
+        Some("priority='0'")
+    )]
+    fn rfc8048_table_xmpp_to_sip(
+        #[case] xml: &str,
+        #[case] resource: Option<&str>,
+        #[case] want: Option<&str>,
+    ) {
+        let xml = xml.replace(" S", &format!(" {S}"));
+        let got = pidf_of(&xml, &juliet(resource));
+        match (want, got) {
+            (None, None) => {}
+            (Some(w), Some(g)) => assert!(g.contains(w), "{w} not in {g}"),
+            (w, g) => panic!("want {w:?}, got {g:?}"),
+        }
+    }
+
+    #[test]
+    fn rfc8048_table_xmpp_to_sip_negative_priority_and_language_header() {
+        // Note 6: a negative priority is not mapped at all.
+        let xml = format!("<presence {S}><priority>-1</priority></presence>");
+        let g = pidf_of(&xml, &juliet(Some("r"))).expect("pidf");
+        assert!(!g.contains("priority"), "{g}");
+        // xml:lang → Content-Language (RFC 7248 Table 1).
+        let p = stanza(&format!(
+            "<presence {S} xml:lang='de'><status>weg</status></presence>"
+        ));
+        let pidf = xmpp_presence_to_pidf(&p, &juliet(None))
+            .expect("m")
+            .expect("n");
+        assert_eq!(pidf.content_language(), Some("de"));
+        let bare =
+            xmpp_presence_to_pidf(&XmppPresence::new(PresenceKind::Available), &juliet(None))
+                .expect("m")
+                .expect("n");
+        assert_eq!(bare.content_language(), None);
+    }
+
+    fn pidf_doc(tuples: &str, notes: &str) -> Pidf {
+        Pidf::parse(&format!(
+            "<presence xmlns='urn:ietf:params:xml:ns:pidf' entity='pres:romeo@lync.test'>{tuples}{notes}</presence>"
+        ))
+        .expect("pidf")
+    }
+
+    /// Table 2: each row as (PIDF tuples, presence-level notes, expected presence).
+    #[rstest]
+    #[case::open_is_available_note_3("<tuple id='t'><status><basic>open</basic></status></tuple>", "", PresenceKind::Available, None, vec![], None)]
+    #[case::closed_is_unavailable("<tuple id='t'><status><basic>closed</basic></status></tuple>", "", PresenceKind::Unavailable, None, vec![], None)]
+    #[case::no_basic_says_nothing_available("<tuple id='t'><status/></tuple>", "", PresenceKind::Unavailable, None, vec![], None)]
+    #[case::show_extension_becomes_show_note_5("<tuple id='t'><status><basic>open</basic><show xmlns='jabber:client'>xa</show></status></tuple>", "", PresenceKind::Available, Some(Show::Xa), vec![], None)]
+    #[case::rfc3921_show_namespace_accepted("<tuple id='t'><status><basic>open</basic><show xmlns='jabber:server'>chat</show></status></tuple>", "", PresenceKind::Available, Some(Show::Chat), vec![], None)]
+    #[case::show_not_carried_when_closed("<tuple id='t'><status><basic>closed</basic><show xmlns='jabber:client'>xa</show></status></tuple>", "", PresenceKind::Unavailable, None, vec![], None)]
+    #[case::note_becomes_status("<tuple id='t'><status><basic>open</basic></status><note>Lunch</note></tuple>", "", PresenceKind::Available, None, vec![(None, "Lunch")], None)]
+    #[case::note_lang_becomes_status_lang("<tuple id='t'><status><basic>open</basic></status><note xml:lang='en'>Lunch</note></tuple>", "", PresenceKind::Available, None, vec![(Some("en"), "Lunch")], None)]
+    #[case::presence_note_when_the_tuple_has_none("<tuple id='t'><status><basic>open</basic></status></tuple>", "<note>Doc</note>", PresenceKind::Available, None, vec![(None, "Doc")], None)]
+    #[case::priority_maps_back_note_4("<tuple id='t'><status><basic>open</basic></status><contact priority='1'>sip:r@l</contact></tuple>", "", PresenceKind::Available, None, vec![], Some(127))]
+    #[case::priority_half("<tuple id='t'><status><basic>open</basic></status><contact priority='0.5'>sip:r@l</contact></tuple>", "", PresenceKind::Available, None, vec![], Some(64))]
+    fn rfc8048_table_sip_to_xmpp(
+        #[case] tuples: &str,
+        #[case] notes: &str,
+        #[case] kind: PresenceKind,
+        #[case] show: Option<Show>,
+        #[case] status: Vec<(Option<&str>, &str)>,
+        #[case] priority: Option<i8>,
+    ) {
+        let p = pidf_to_xmpp_presence(&pidf_doc(tuples, notes));
+        let status: Vec<LangText> = status
+            .into_iter()
+            .map(|(l, t)| (l.map(str::to_owned), t.to_owned()))
+            .collect();
+        assert_eq!(
+            p,
+            XmppPresence {
+                kind,
+                show,
+                status,
+                priority
+            }
+        );
+    }
+
+    /// Table 2, tuple `id` → XMPP resource identifier (note 1), including ids a SIP UA
+    /// chose itself.
+    #[rstest]
+    #[case::prefixed("ID-balcony", Some("balcony"))]
+    #[case::escaped("ID-a_20b", Some("a b"))]
+    #[case::bare("ID", None)]
+    #[case::foreign_id_is_the_resource("t1", Some("t1"))]
+    #[case::foreign_id_with_bad_escape("ID-_Z1", Some("ID-_Z1"))]
+    #[case::empty("", None)]
+    fn rfc8048_table_tuple_id_to_resource(#[case] id: &str, #[case] res: Option<&str>) {
+        assert_eq!(tuple_resource(id).as_deref(), res);
+    }
+
+    #[test]
+    fn rfc8048_table_content_language_to_xml_lang() {
+        // RFC 7248 Table 2: Content-Language → xml:lang, for notes without their own.
+        let mut d = pidf_doc(
+            "<tuple id='t'><status><basic>open</basic></status><note>Lunch</note><note xml:lang='cs'>Oběd</note></tuple>",
+            "<note>Doc</note>",
+        );
+        d.apply_content_language(" en ");
+        assert_eq!(
+            d.tuples[0].note,
+            vec![
+                (Some("en".into()), "Lunch".into()),
+                (Some("cs".into()), "Oběd".into())
+            ]
+        );
+        assert_eq!(d.notes, vec![(Some("en".into()), "Doc".into())]);
+        let mut listed = pidf_doc("", "<note>x</note>");
+        listed.apply_content_language("fr, en");
+        assert_eq!(listed.notes, vec![(Some("fr".into()), "x".into())]);
+        let before = d.clone();
+        d.apply_content_language("");
+        assert_eq!(d, before);
     }
 }

@@ -12,11 +12,17 @@
 //!   Idle --subscribe--> Subscribing --NOTIFY pending--> Pending      (no XMPP output)
 //!                          |                              |
 //!                          +----NOTIFY active-------------+--> Active
-//!                               => `subscribed` (bare), then mapped presence
+//!                               => `subscribed` (bare), then presence of each
+//!                                  open tuple from its resource (PNOT-09)
+//!   Active --NOTIFY active + PIDF--> presence per open tuple, `unavailable` for each
+//!                                  resource announced before and now gone (PNOT-10)
 //!   Active --refresh timer--> probe watcher, re-SUBSCRIBE (RFC 8048 §8.1)
-//!   any --unsubscribe--> Unsubscribing (SUBSCRIBE Expires: 0)
+//!   Active --watcher's new presence session--> re-SUBSCRIBE (PSUB-05)
+//!   any --unsubscribe--> Unsubscribing (SUBSCRIBE Expires: 0), `unavailable` from
+//!                        each announced resource (PSUB-19)
 //!                          --final response--> `unsubscribed`, Idle
-//!   403/489/603, NOTIFY terminated;reason=rejected  => `unsubscribed`, Terminated
+//!   403/489/603, NOTIFY terminated;reason=rejected  => `unavailable` from each
+//!                        announced resource, `unsubscribed`, Terminated (PSUB-18)
 //!   423, 481, terminated;reason=deactivated/timeout => re-SUBSCRIBE (transient)
 //!
 //! SIP user watches XMPP user (gateway = SIP notifier), RFC 8048 §5.3:
@@ -31,17 +37,18 @@
 //!   Idle --SUBSCRIBE Expires: 0--> poll: probe, one NOTIFY terminated (RFC 8048 §7.2)
 //! ```
 //!
-//! Left for the gateway issue: the roster/authorisation store (PSUB-13 decisions,
-//! PSUB-14 pre-approvals across pairs), fan-out to several watchers (PNOT-10), the
-//! Retry-After of `probation`/`giveup`, and answering inbound XMPP probes (PRB-05).
+//! Each XMPP watcher has its own SIP subscription, so the SIP notifier does the fan-out
+//! to several watchers (PNOT-10) and the SIP user decides on each request (PSUB-13).
+//! Left open: a roster/authorisation store shared across pairs (PSUB-14 pre-approvals)
+//! and the Retry-After of `probation`/`giveup`.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::address::JidParts;
 use super::presence::{
-    Basic, Pidf, PresenceKind, Tuple, XmppPresence, resource_from_tuple_id, select_tuple,
-    tuple_id_for_resource, tuple_to_xmpp_presence, xmpp_presence_to_pidf,
+    Basic, Pidf, PresenceKind, Tuple, XmppPresence, tuple_id_for_resource, tuple_resource,
+    tuple_to_xmpp_presence, xmpp_presence_to_pidf,
 };
 
 /// RFC 6665 §4.2.2 / §8.2.3 `Subscription-State` reason codes.
@@ -241,6 +248,10 @@ pub struct XmppToSip {
     state: XsState,
     /// `subscribed` was sent to the watcher.
     approved: bool,
+    /// The SIP user's resources last announced available to the watcher, with that
+    /// presence (PNOT-09, PNOT-10; withdrawn one by one, PSUB-18/19; probe answers,
+    /// PRB-05).
+    available: Vec<(Option<String>, XmppPresence)>,
     refresh_at: Option<Instant>,
     /// Consecutive re-SUBSCRIBEs without an active NOTIFY or 2xx in between.
     resubscribes: u8,
@@ -256,6 +267,7 @@ impl XmppToSip {
             contact: contact.bare(),
             state: XsState::Idle,
             approved: false,
+            available: Vec::new(),
             refresh_at: None,
             resubscribes: 0,
             out: VecDeque::new(),
@@ -265,6 +277,12 @@ impl XmppToSip {
     /// True once the watcher has been told `subscribed` and not yet `unsubscribed`.
     pub fn is_active(&self) -> bool {
         self.state == XsState::Active
+    }
+
+    /// The SIP user's resources the watcher currently sees as available, with their
+    /// last presence; empty while the user is offline or before approval (PRB-05).
+    pub fn available(&self) -> &[(Option<String>, XmppPresence)] {
+        &self.available
     }
 
     /// True when nothing is left to do (idle or terminated).
@@ -316,24 +334,69 @@ impl XmppToSip {
         self.subscribe(expires, new_dialog);
     }
 
+    fn contact_with(&self, resource: &Option<String>) -> JidParts {
+        let mut j = self.contact.clone();
+        j.resource = resource.clone();
+        j
+    }
+
+    /// `unavailable` from each resource the watcher sees as available (RFC 6121
+    /// §3.2.2 when the contact cancels, §3.3.3 when the watcher unsubscribes;
+    /// PSUB-18, PSUB-19).
+    fn withdraw_presence(&mut self) {
+        for (res, _) in std::mem::take(&mut self.available) {
+            let from = self.contact_with(&res);
+            self.send_to_watcher(from, presence(PresenceKind::Unavailable));
+        }
+    }
+
     /// End the subscription towards the watcher: unavailable first if presence was
     /// flowing, then `unsubscribed` (RFC 6121 §3.2.2, PSUB-18).
     fn cancel(&mut self) {
-        if self.approved {
-            self.tell(PresenceKind::Unavailable);
-        }
+        self.withdraw_presence();
         self.tell(PresenceKind::Unsubscribed);
         self.approved = false;
         self.refresh_at = None;
         self.state = XsState::Terminated;
     }
 
+    /// A NOTIFY body to the watcher (RFC 8048 §6.3). A PIDF document is the
+    /// presentity's full state (RFC 3856 §6.6): each open tuple becomes presence from
+    /// its resource (tuple id → resource, [`tuple_resource`]), so on approval every
+    /// available resource is announced (RFC 6121 §3.1.5, PNOT-09) and every later
+    /// change reaches the watcher (RFC 6121 §4.4.2, PNOT-10); a resource announced
+    /// before and now closed or gone gets `unavailable` (§4.5.2). A document with no
+    /// open tuple while nothing was announced still says so once, as `unavailable`
+    /// from its first tuple (PSUB-03: "also send the mapped presence").
     fn forward_body(&mut self, body: &Pidf) {
-        let Some(t) = select_tuple(body) else { return };
-        let p = tuple_to_xmpp_presence(t, &body.notes);
-        let mut from = self.contact.clone();
-        from.resource = resource_from_tuple_id(&t.id);
-        self.send_to_watcher(from, p);
+        let mut now_open: Vec<(Option<String>, XmppPresence)> = Vec::new();
+        for t in body.tuples.iter().filter(|t| t.basic == Some(Basic::Open)) {
+            let res = tuple_resource(&t.id);
+            if now_open.iter().any(|(r, _)| *r == res) {
+                continue;
+            }
+            now_open.push((res, tuple_to_xmpp_presence(t, &body.notes)));
+        }
+        let before = std::mem::take(&mut self.available);
+        for (res, p) in &now_open {
+            let from = self.contact_with(res);
+            self.send_to_watcher(from, p.clone());
+        }
+        for (res, _) in before
+            .iter()
+            .filter(|(r, _)| !now_open.iter().any(|(o, _)| o == r))
+        {
+            let from = self.contact_with(res);
+            self.send_to_watcher(from, presence(PresenceKind::Unavailable));
+        }
+        if now_open.is_empty()
+            && before.is_empty()
+            && let Some(t) = body.tuples.first()
+        {
+            let from = self.contact_with(&tuple_resource(&t.id));
+            self.send_to_watcher(from, tuple_to_xmpp_presence(t, &body.notes));
+        }
+        self.available = now_open;
     }
 
     /// Feed one event.
@@ -353,10 +416,12 @@ impl XmppToSip {
             XsInput::XmppUnsubscribe => match self.state {
                 Subscribing | Pending | Active => {
                     // RFC 8048 §5.2.3: SUBSCRIBE Expires: 0 (MUST), `unsubscribed`
-                    // once it is answered (SHOULD).
+                    // once it is answered (SHOULD). RFC 6121 §3.3.3 (PSUB-19): the
+                    // watcher gets `unavailable` from each available resource now.
                     self.state = Unsubscribing;
                     self.refresh_at = None;
                     self.subscribe(0, false);
+                    self.withdraw_presence();
                 }
                 Idle | Terminated | Unsubscribing => {}
             },
@@ -368,6 +433,7 @@ impl XmppToSip {
             XsInput::ProbeRejected => {
                 if matches!(self.state, Active | Pending | Subscribing) {
                     self.subscribe(0, false);
+                    self.available.clear();
                     self.approved = false;
                     self.refresh_at = None;
                     self.state = Terminated;
@@ -414,6 +480,7 @@ impl XmppToSip {
         if self.state == Unsubscribing {
             // Whatever the answer, the subscription is over (RFC 8048 §5.2.3).
             self.tell(PresenceKind::Unsubscribed);
+            self.available.clear();
             self.approved = false;
             self.state = Idle;
             return;
@@ -946,11 +1013,20 @@ mod tests {
             XsInput::Notify {
                 state: SubState::Active,
                 expires: Some(120),
-                body: None,
+                body: Some(pidf(Basic::Open, None, "ID-pc")),
             },
         );
         let _ = xs_drain(&mut m);
         m
+    }
+
+    /// Presence of `kind` from romeo's resource `res` to juliet.
+    fn xs_from(res: Option<&str>, kind: PresenceKind) -> XsAction {
+        XsAction::SendPresence {
+            from: JidParts::new(Some("romeo"), "lync.test", res),
+            to: bare(juliet()),
+            presence: XmppPresence::new(kind),
+        }
     }
 
     #[test]
@@ -1043,13 +1119,18 @@ mod tests {
         let t0 = Instant::now();
         let mut m = xs_active(t0);
         m.handle(t0, XsInput::XmppUnsubscribe);
+        // PSUB-19 (RFC 6121 §3.3.3): unavailable from each available resource at once.
         assert_eq!(
             xs_drain(&mut m),
-            vec![XsAction::SendSubscribe {
-                expires: 0,
-                new_dialog: false
-            }]
+            vec![
+                XsAction::SendSubscribe {
+                    expires: 0,
+                    new_dialog: false
+                },
+                xs_from(Some("pc"), PresenceKind::Unavailable)
+            ]
         );
+        assert_eq!(m.available(), &[]);
         m.handle(
             t0,
             XsInput::Notify {
@@ -1117,11 +1198,12 @@ mod tests {
             _ => {}
         }
         if permanent {
-            // Unavailable first, then unsubscribed (RFC 6121 §3.2.2).
+            // Unavailable from the available resource first, then unsubscribed from
+            // the bare JID (RFC 6121 §3.2.2, PSUB-18).
             assert_eq!(
                 out,
                 vec![
-                    xs_presence(PresenceKind::Unavailable),
+                    xs_from(Some("pc"), PresenceKind::Unavailable),
                     xs_presence(PresenceKind::Unsubscribed)
                 ]
             );
@@ -1295,6 +1377,126 @@ mod tests {
                 new_dialog: false
             }]
         );
+    }
+
+    fn two_tuples(a: (&str, Basic), b: (&str, Basic)) -> Pidf {
+        Pidf {
+            entity: "pres:romeo@lync.test".into(),
+            tuples: vec![Tuple::new(a.0, a.1), Tuple::new(b.0, b.1)],
+            notes: vec![],
+        }
+    }
+
+    fn xs_notify(m: &mut XmppToSip, t0: Instant, state: SubState, body: Pidf) -> Vec<XsAction> {
+        m.handle(
+            t0,
+            XsInput::Notify {
+                state,
+                expires: None,
+                body: Some(body),
+            },
+        );
+        xs_drain(m)
+    }
+
+    #[test]
+    fn x_to_s_approval_announces_every_available_resource() {
+        // PNOT-09 (RFC 6121 §3.1.5): `subscribed`, then presence of each open tuple from
+        // its resource; a closed tuple is not announced. PSUB-13: pending stays silent.
+        let t0 = Instant::now();
+        let mut m = XmppToSip::new(SubscriptionConfig::default(), &juliet(), &romeo());
+        m.handle(t0, XsInput::XmppSubscribe);
+        let _ = xs_drain(&mut m);
+        let body = two_tuples(("ID-desk", Basic::Open), ("t2", Basic::Closed));
+        assert_eq!(
+            xs_notify(&mut m, t0, SubState::Pending, body.clone()),
+            vec![]
+        );
+        let mut three = body;
+        three.tuples.push(Tuple::new("ID-phone", Basic::Open));
+        assert_eq!(
+            xs_notify(&mut m, t0, SubState::Active, three),
+            vec![
+                xs_presence(PresenceKind::Subscribed),
+                xs_from(Some("desk"), PresenceKind::Available),
+                xs_from(Some("phone"), PresenceKind::Available),
+            ]
+        );
+        assert_eq!(m.available().len(), 2);
+    }
+
+    #[test]
+    fn x_to_s_later_changes_and_sign_out_reach_the_watcher() {
+        // PNOT-10 (RFC 6121 §4.4.2, §4.5.2): a change is presence from that resource; a
+        // resource that closes or leaves the document gets `unavailable`.
+        let t0 = Instant::now();
+        let mut m = xs_active(t0);
+        let out = xs_notify(
+            &mut m,
+            t0,
+            SubState::Active,
+            two_tuples(("ID-pc", Basic::Open), ("t2", Basic::Open)),
+        );
+        assert_eq!(
+            out,
+            vec![
+                xs_from(Some("pc"), PresenceKind::Available),
+                xs_from(Some("t2"), PresenceKind::Available),
+            ]
+        );
+        let out = xs_notify(&mut m, t0, SubState::Active, pidf(Basic::Open, None, "t2"));
+        assert_eq!(
+            out,
+            vec![
+                xs_from(Some("t2"), PresenceKind::Available),
+                xs_from(Some("pc"), PresenceKind::Unavailable),
+            ]
+        );
+        let out = xs_notify(
+            &mut m,
+            t0,
+            SubState::Active,
+            pidf(Basic::Closed, None, "t2"),
+        );
+        assert_eq!(out, vec![xs_from(Some("t2"), PresenceKind::Unavailable)]);
+        assert_eq!(m.available(), &[]);
+        // Still closed: said once more, from the tuple's resource.
+        let out = xs_notify(
+            &mut m,
+            t0,
+            SubState::Active,
+            pidf(Basic::Closed, None, "t2"),
+        );
+        assert_eq!(out, vec![xs_from(Some("t2"), PresenceKind::Unavailable)]);
+        assert!(m.is_active());
+    }
+
+    #[test]
+    fn x_to_s_revocation_withdraws_each_resource_then_unsubscribed() {
+        // PSUB-18 (RFC 6121 §3.2.2).
+        let t0 = Instant::now();
+        let mut m = xs_active(t0);
+        let _ = xs_notify(
+            &mut m,
+            t0,
+            SubState::Active,
+            two_tuples(("ID-pc", Basic::Open), ("ID-phone", Basic::Open)),
+        );
+        let out = xs_notify(
+            &mut m,
+            t0,
+            SubState::Terminated(Some(TerminationReason::Rejected)),
+            pidf(Basic::Closed, None, "ID-pc"),
+        );
+        assert_eq!(
+            out,
+            vec![
+                xs_from(Some("pc"), PresenceKind::Unavailable),
+                xs_from(Some("phone"), PresenceKind::Unavailable),
+                xs_presence(PresenceKind::Unsubscribed),
+            ]
+        );
+        assert!(m.is_closed());
     }
 
     #[rstest]
