@@ -764,7 +764,8 @@ fn sip_subscribe_becomes_subscribe_and_subscribed_becomes_notify_active() {
             _ => None,
         })
         .expect("response");
-    assert_eq!(resp.status, 202);
+    // RFC 6665 §8.3.1: never 202 to a SUBSCRIBE.
+    assert_eq!(resp.status, 200);
     assert_eq!(resp.headers.expires().ok().flatten(), Some(600));
     assert!(resp.headers.to().expect("to").tag().is_some());
     assert!(resp.headers.contains("Contact"));
@@ -907,7 +908,7 @@ fn sip_refresh_in_dialog_gets_a_notify() {
     let out = t.take_sip();
     assert!(
         out.iter()
-            .any(|m| matches!(m, Message::Response(r) if r.status == 202))
+            .any(|m| matches!(m, Message::Response(r) if r.status == 200))
     );
     assert!(
         out.iter()

@@ -386,14 +386,14 @@ async fn sip_subscribe_becomes_subscribe_and_subscribed_becomes_notify_active() 
         &local,
     );
     lab.ua.send(gw, &r).await;
-    // 202 and NOTIFY pending, in either order.
-    let mut got_202 = false;
+    // 200 (RFC 6665 §8.3.1: not 202) and NOTIFY pending, in either order.
+    let mut got_200 = false;
     let mut got_pending = false;
-    while !(got_202 && got_pending) {
+    while !(got_200 && got_pending) {
         match lab.ua.recv().await {
             (Message::Response(resp), _) => {
-                assert_eq!(resp.status, 202);
-                got_202 = true;
+                assert_eq!(resp.status, 200);
+                got_200 = true;
             }
             (Message::Request(n), from) => {
                 assert_eq!(n.method, Method::Notify);

@@ -27,7 +27,7 @@
 //!
 //! SIP user watches XMPP user (gateway = SIP notifier), RFC 8048 §5.3:
 //!
-//!   Idle --SUBSCRIBE--> 202, NOTIFY pending, `subscribe` (bare->bare) --> Awaiting
+//!   Idle --SUBSCRIBE--> 200, NOTIFY pending, `subscribe` (bare->bare) --> Awaiting
 //!   Awaiting --`subscribed`--> NOTIFY active --> Active
 //!   Awaiting --`unsubscribed`--> NOTIFY terminated;reason=rejected --> Idle
 //!   Active --presence--> NOTIFY active + PIDF
@@ -598,7 +598,8 @@ pub enum SxInput {
 pub enum SxAction {
     /// Final response to the SUBSCRIBE just handled, with the granted Expires.
     RespondSubscribe {
-        /// 202 while pending, 200 once approved or for Expires: 0.
+        /// Always 200: RFC 6665 §8.3.1 deprecates 202 for SUBSCRIBE ("MUST NOT send a 202
+        /// response"); the pending state travels in the NOTIFY's Subscription-State.
         code: u16,
         /// Granted Expires.
         expires: u32,
@@ -890,7 +891,7 @@ impl SipToXmpp {
                 // RFC 8048 §5.3.1 (PSUB-09): `subscribe` bare → bare; the SIP side
                 // hears pending until the contact decides (RFC 6665 §4.2.1).
                 self.out.push_back(SxAction::RespondSubscribe {
-                    code: 202,
+                    code: 200,
                     expires: granted,
                 });
                 self.notify(SubState::Pending, Some(granted), None);
@@ -900,7 +901,7 @@ impl SipToXmpp {
             SxState::AwaitingApproval { .. } => {
                 // PSUB-11: every refresh gets a NOTIFY.
                 self.out.push_back(SxAction::RespondSubscribe {
-                    code: 202,
+                    code: 200,
                     expires: granted,
                 });
                 self.notify(SubState::Pending, Some(granted), None);
@@ -1536,7 +1537,7 @@ mod tests {
             sx_drain(&mut m),
             vec![
                 SxAction::RespondSubscribe {
-                    code: 202,
+                    code: 200,
                     expires: 3600
                 },
                 SxAction::SendNotify {
