@@ -1175,3 +1175,90 @@ fn writer_errors() {
         Err(CaptureError::Unwritable { .. })
     ));
 }
+
+/// Real loopback captures of `fedcheck run` (dumpcap on `lo`, one connection kept, the
+/// section's host description options removed).
+const COMPONENT_PCAPNG: &[u8] =
+    include_bytes!("../../tests/data/capture/component-handshake-lo.pcapng");
+const COMPONENT_PCAP: &[u8] =
+    include_bytes!("../../tests/data/capture/component-handshake-lo.pcap");
+const STARTTLS_PCAPNG: &[u8] = include_bytes!("../../tests/data/capture/s2s-starttls-lo.pcapng");
+
+#[test]
+fn real_component_handshake() {
+    let c = read(COMPONENT_PCAPNG).unwrap();
+    assert!(c.notes.is_empty(), "{:?}", c.notes);
+    let [f] = c.flows.as_slice() else {
+        panic!("{:?}", c.flows)
+    };
+    assert_eq!(
+        (f.transport, f.payload, f.tls_from),
+        (Transport::Tcp, Payload::Xmpp, None)
+    );
+    assert_eq!((f.initiator.port(), f.responder.port()), (51214, 39191));
+    assert!(f.initiator.ip().is_loopback());
+    let texts: Vec<(Side, String)> = f
+        .chunks
+        .iter()
+        .map(|c| (c.from, String::from_utf8_lossy(&c.bytes).into_owned()))
+        .collect();
+    assert_eq!(texts.len(), 4);
+    assert!(
+        texts[0]
+            .1
+            .starts_with("<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept'")
+    );
+    assert_eq!(texts[0].0, Side::Initiator);
+    assert_eq!(texts[1].0, Side::Responder);
+    assert!(texts[2].1.starts_with("<handshake>") && texts[2].0 == Side::Initiator);
+    assert_eq!(texts[3], (Side::Responder, "<handshake/>".to_string()));
+    assert!(matches!(
+        f.end,
+        FlowEnd::Closed {
+            by: Side::Initiator,
+            ..
+        }
+    ));
+    // The same packets as classic microsecond pcap: the same flow, times rounded to µs.
+    let p = read(COMPONENT_PCAP).unwrap();
+    let [g] = p.flows.as_slice() else {
+        panic!("{:?}", p.flows)
+    };
+    let strip = |f: &Flow| {
+        f.chunks
+            .iter()
+            .map(|c| (c.from, c.bytes.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(strip(f), strip(g));
+    for (a, b) in f.chunks.iter().zip(&g.chunks) {
+        assert!(a.at.abs_diff(b.at) < Duration::from_micros(1), "{:?} {:?}", a.at, b.at);
+    }
+}
+
+#[test]
+fn real_starttls_stream() {
+    let c = read(STARTTLS_PCAPNG).unwrap();
+    assert!(c.notes.is_empty(), "{:?}", c.notes);
+    let [f] = c.flows.as_slice() else {
+        panic!("{:?}", c.flows)
+    };
+    assert_eq!(f.payload, Payload::Xmpp);
+    let tls = f.tls_from.unwrap();
+    assert!(
+        String::from_utf8_lossy(&f.chunks[tls - 1].bytes)
+            .contains("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+    );
+    assert_eq!(f.chunks[tls].from, Side::Initiator);
+    assert!(f.chunks[tls].bytes.starts_with(&[0x16, 0x03]));
+    // The initiator sent FIN, the responder still wrote, the initiator reset.
+    assert!(matches!(
+        f.end,
+        FlowEnd::Reset {
+            by: Side::Initiator,
+            ..
+        }
+    ));
+    assert_eq!(bytes_from(f, Side::Initiator).len(), 2113);
+    assert_eq!(bytes_from(f, Side::Responder).len(), 2541);
+}
