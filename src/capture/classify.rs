@@ -97,7 +97,8 @@ pub fn classify(chunks: &[Chunk]) -> Payload {
 /// The TLS namespace of `<proceed/>` (RFC 6120 §5.4.2.3).
 const TLS_NS: &[u8] = b"urn:ietf:params:xml:ns:xmpp-tls";
 
-/// Whether `b` holds a `<proceed>` element (with any prefix) in the TLS namespace.
+/// Whether `b` holds a `<proceed>` element (with any prefix) in the TLS namespace. One pass:
+/// each tag is scanned once (a `<` inside a tag cannot be well-formed XML anyway).
 fn has_proceed(b: &[u8]) -> bool {
     let mut from = 0;
     while let Some(rel) = b
@@ -105,11 +106,13 @@ fn has_proceed(b: &[u8]) -> bool {
         .and_then(|s| s.iter().position(|&c| c == b'<'))
     {
         let start = from + rel + 1;
-        let tag_end = b
+        let Some(len) = b
             .get(start..)
             .and_then(|s| s.iter().position(|&c| c == b'>'))
-            .map(|e| start + e);
-        let tag = b.get(start..tag_end.unwrap_or(b.len())).unwrap_or_default();
+        else {
+            return false;
+        };
+        let tag = b.get(start..start + len).unwrap_or_default();
         let name_len = tag
             .iter()
             .position(|c| c.is_ascii_whitespace() || *c == b'/')
@@ -119,7 +122,7 @@ fn has_proceed(b: &[u8]) -> bool {
         if local == b"proceed" && tag.windows(TLS_NS.len()).any(|w| w == TLS_NS) {
             return true;
         }
-        from = start;
+        from = start + len + 1;
     }
     false
 }
@@ -214,5 +217,20 @@ mod tests {
             chunk(Side::Initiator, b"\x16\x03\x01"),
         ];
         assert_eq!(starttls_from(&other_ns), None);
+        let split = [
+            chunk(
+                Side::Responder,
+                b"<a><<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/",
+            ),
+            chunk(Side::Initiator, b"\x16\x03\x01"),
+        ];
+        assert_eq!(starttls_from(&split), None);
+        assert!(!has_proceed(
+            b"<x/><<<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"
+        ));
+        assert!(!has_proceed(&vec![b'<'; 1 << 20]));
+        assert!(has_proceed(
+            b"<x/> <proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"
+        ));
     }
 }

@@ -6,6 +6,9 @@
 //! bytes and return a [`Capture`]; nothing here opens a socket or a file. The importer
 //! (`crate::import`) turns flows into a draft scenario; it never sees link, IP or TCP
 //! headers.
+//!
+//! [`read`] takes pcap or pcapng bytes; [`write_pcapng`] synthesises a capture from flows
+//! (for `fedcheck run --pcap` and tests) that [`read`] reads back into the same flows.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -63,6 +66,12 @@ pub enum Payload {
 }
 
 /// A run of payload bytes one side sent, as reassembled (TCP) or one datagram (UDP).
+///
+/// TCP chunking rule, meant to approximate the sender's writes: consecutive in-order bytes
+/// from one side join into one chunk until a segment carrying PSH (which stacks set on the
+/// last segment of a write, RFC 9293 §3.9.1.2), a change of direction, or a gap in the
+/// capture. A chunk's time is that of the packet that made its first bytes deliverable in
+/// order: for data that waited for an earlier hole to fill, the filling packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chunk {
     /// Time since the first packet of the capture.

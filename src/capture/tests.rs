@@ -1232,7 +1232,12 @@ fn real_component_handshake() {
     };
     assert_eq!(strip(f), strip(g));
     for (a, b) in f.chunks.iter().zip(&g.chunks) {
-        assert!(a.at.abs_diff(b.at) < Duration::from_micros(1), "{:?} {:?}", a.at, b.at);
+        assert!(
+            a.at.abs_diff(b.at) < Duration::from_micros(1),
+            "{:?} {:?}",
+            a.at,
+            b.at
+        );
     }
 }
 
