@@ -54,9 +54,11 @@ impl Side {
 /// listen anywhere).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Payload {
-    /// An XML stream (`<?xml` or `<stream:stream`): S2S or XEP-0114 component.
+    /// An XML stream (`<?xml`, `<stream:stream` or `<stream`, or, for a flow the capture
+    /// joined mid-stream, a top-level stanza or dialback element): S2S or XEP-0114
+    /// component.
     Xmpp,
-    /// SIP messages (a request line or `SIP/2.0` status line).
+    /// SIP messages (a request line or `SIP/2.0` status line), after any keep-alive CRLFs.
     Sip,
     /// A TLS record layer from the first byte (direct TLS, or the tail of a STARTTLS
     /// stream is instead reported by [`Flow::tls_from`]): encrypted, not importable.

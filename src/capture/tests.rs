@@ -59,7 +59,10 @@ const REPLY: &[u8] = b"<stream:stream xmlns='jabber:server' id='x'>";
 
 /// A complete short S2S exchange from `a()` to `b()`.
 fn conversation() -> Packets {
-    let (a, b) = (a(), b());
+    conversation_between(a(), b())
+}
+
+fn conversation_between(a: SocketAddr, b: SocketAddr) -> Packets {
     vec![
         (at(0), tcp(a, b, 100, 0, SYN, b"")),
         (at(1), tcp(b, a, 500, 101, SYN | ACK, b"")),
@@ -258,6 +261,31 @@ fn every_link_type(
     let c = read(&pcapng(Endian::Little, framing, &conversation())).unwrap();
     assert_eq!(c.flows, vec![conversation_flow()]);
     assert_eq!(c.notes, Vec::<String>::new());
+}
+
+#[rstest]
+fn every_link_type_over_ipv6(
+    #[values(
+        Framing::Ethernet,
+        Framing::Vlan,
+        Framing::Sll,
+        Framing::Sll2,
+        Framing::NullLittle,
+        Framing::NullBig,
+        Framing::Loop,
+        Framing::Raw
+    )]
+    framing: Framing,
+) {
+    let (a6, b6) = (sa("[2001:db8::1]:40000"), sa("[2001:db8::2]:5269"));
+    let c = read(&pcapng(Endian::Big, framing, &conversation_between(a6, b6))).unwrap();
+    let want = Flow {
+        initiator: a6,
+        responder: b6,
+        ..conversation_flow()
+    };
+    assert_eq!(c.flows, vec![want]);
+    assert!(c.notes.is_empty(), "{:?}", c.notes);
 }
 
 #[rstest]
