@@ -634,6 +634,45 @@ fn a_retransmitted_syn_is_the_same_connection() {
     assert_eq!(bytes_from(&c.flows[0], Side::Initiator), b"hi".to_vec());
 }
 
+/// TCP Fast Open (RFC 7413 §3): data on the SYN starts at the SYN's sequence number + 1.
+#[test]
+fn data_on_the_syn() {
+    let (a, b) = (a(), b());
+    let p = vec![
+        (at(0), tcp(a, b, 10, 0, SYN, b"<?xml")),
+        (at(1), tcp(b, a, 20, 16, SYN | ACK, b"")),
+        (at(2), tcp(a, b, 16, 21, ACK | PSH, b" version='1.0'?>")),
+    ];
+    let c = read_packets(&p);
+    assert_eq!(
+        bytes_from(&c.flows[0], Side::Initiator),
+        b"<?xml version='1.0'?>".to_vec()
+    );
+    assert_eq!(c.flows[0].chunks.len(), 1);
+    assert_eq!(c.flows[0].chunks[0].at, Duration::ZERO);
+}
+
+/// `if_tsoffset` (pcapng §4.2) moves an interface's times by whole seconds.
+#[test]
+fn interface_time_offset() {
+    let mut w = PcapngWriter::new(Endian::Little);
+    let mut body = Vec::new();
+    body.extend_from_slice(&101u16.to_le_bytes());
+    body.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    body.extend_from_slice(&14u16.to_le_bytes());
+    body.extend_from_slice(&8u16.to_le_bytes());
+    body.extend_from_slice(&5i64.to_le_bytes());
+    body.extend_from_slice(&[0, 0, 0, 0]);
+    w.block(1, &body); // raw IP, microseconds, 5 s offset
+    w.interface(101, Some(9)); // raw IP, nanoseconds, no offset
+    let syn = tcp(a(), b(), 1, 0, SYN, b"");
+    let data = tcp(a(), b(), 2, 0, ACK | PSH, b"x");
+    w.packet(1, 1_000_000_000, &syn, syn.len() as u32);
+    w.packet(0, 0, &data, data.len() as u32);
+    let c = read(&w.finish()).unwrap();
+    assert_eq!(c.flows[0].chunks[0].at, Duration::from_secs(4));
+}
+
 #[rstest]
 #[case::server_port_speaks_first("192.0.2.2:5269", "192.0.2.1:40000")]
 #[case::client_speaks_first("192.0.2.1:40000", "192.0.2.2:5269")]
