@@ -1,0 +1,116 @@
+//! `fedcheck import` round trip (docs/import.md): for every scenario file (and matrix
+//! cell) under `scenarios/`, run it against the bundled pair, write the `--json` report,
+//! import the outcome as a draft, run the draft, and compare: the same verdict and the same
+//! normalised transcript.
+//!
+//! One normalisation differs on purpose: `# …` note lines are left out of the comparison
+//! (except the harness's "received but not consumed" marker). They are commentary, not
+//! traffic: the original's helper steps (`dialback`, `accept_dialback`) narrate what they
+//! do, and the draft spells those exchanges out as plain `send`/`expect` steps with no
+//! narration, and step notes carry the draft's step numbers.
+
+use std::path::{Path, PathBuf};
+
+use fedcheck::harness::catalogue::Catalogue;
+use fedcheck::harness::load;
+use fedcheck::harness::sinks;
+use fedcheck::harness::suite;
+use fedcheck::harness::target::Target;
+use fedcheck::import;
+use rstest::rstest;
+
+/// Scenarios (file, cell) that cannot round-trip, with the reason. Empty: every one does.
+/// The test fails if an entry here round-trips (the list went stale).
+const CANNOT_ROUND_TRIP: &[(&str, Option<&str>, &str)] = &[];
+
+const LEFTOVERS: &str = "# received but not consumed by any step:";
+
+fn comparable(normalised: &str) -> String {
+    normalised
+        .lines()
+        .filter(|l| !l.starts_with("# ") || *l == LEFTOVERS)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+#[rstest]
+fn round_trip(#[files("scenarios/**/*.toml")] path: PathBuf) {
+    let catalogue = Catalogue::builtin().expect("the built-in catalogue parses");
+    let rt = runtime();
+    let target = Target::Bundled;
+    let outcomes = rt.block_on(suite::run_file(&path, &target, &catalogue));
+    let run = sinks::TargetRun {
+        target: &target,
+        outcomes: &outcomes,
+        exit_code: 0,
+        elapsed: std::time::Duration::ZERO,
+        version: None,
+    };
+    let json = sinks::json(&run);
+    let report = import::report::parse_report(json.as_bytes()).expect("our own report parses");
+    let cells = load::load_file_cells(&path, &catalogue).expect("the scenario loads");
+    let mut problems = Vec::new();
+    for o in &outcomes {
+        let pick = import::Pick {
+            scenario: Some(path.display().to_string()),
+            cell: o.cell.clone(),
+        };
+        let jo = import::select_outcome(&report, &pick).expect("the outcome is in the report");
+        let scenario = cells.iter().find(|c| c.cell == o.cell);
+        let trace = import::trace_from_report(&report, jo, "report.json", scenario)
+            .expect("the outcome imports");
+        let text = import::render(&import::draft(&trace));
+        let name = o.name();
+        let listed = CANNOT_ROUND_TRIP
+            .iter()
+            .find(|(f, c, _)| name.contains(f) && *c == o.cell.as_deref());
+        let draft = match load::load_str(&text, Path::new("draft.toml"), &catalogue) {
+            Ok(d) => d,
+            Err(e) => {
+                problems.push(format!("{name}: the draft does not load: {e}\n{text}"));
+                continue;
+            }
+        };
+        let again = rt.block_on(suite::run_scenario(&draft, &target, &catalogue));
+        let same = again.verdict == o.verdict
+            && comparable(&again.normalised) == comparable(&o.normalised);
+        match (same, listed) {
+            (true, Some((_, _, why))) => problems.push(format!(
+                "{name} round-trips now: remove it from CANNOT_ROUND_TRIP ({why})"
+            )),
+            (true, None) | (false, Some(_)) => {}
+            (false, None) => problems.push(format!(
+                "{name}: verdict {} → {}\n{}\n--- original\n{}\n--- draft run\n{}\n--- draft\n{text}",
+                o.verdict,
+                again.verdict,
+                again
+                    .failure
+                    .as_ref()
+                    .map(|f| format!("failed at step {}: expected {} got {}", f.step, f.expected, f.got))
+                    .or(again.reason.clone())
+                    .unwrap_or_default(),
+                comparable(&o.normalised),
+                comparable(&again.normalised),
+            )),
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+}
+
+/// The loader accepts `covers = []` (a fresh draft); the suite's own scenarios must still
+/// say what they check.
+#[rstest]
+fn suite_scenarios_name_requirements(#[files("scenarios/**/*.toml")] path: PathBuf) {
+    let catalogue = Catalogue::builtin().expect("the built-in catalogue parses");
+    let cells = load::load_file_cells(&path, &catalogue).expect("the scenario loads");
+    for c in cells {
+        assert!(!c.covers.is_empty(), "{}: covers = [] outside a draft", path.display());
+    }
+}
