@@ -542,6 +542,23 @@ impl<'a> Engine<'a> {
                     self.xml_expect(r, gap);
                 }
             }
+            (Dir::ToSut, Kind::Element) if is_sasl(&r.raw, "auth") => {
+                match self.next_on_stream(i, &r.stream, 1).as_slice() {
+                    [(si, s)] if s.dir == Dir::FromSut && is_sasl(&s.raw, "success") => {
+                        skip.insert(*si);
+                        let mut st = DraftStep::new("sasl_external", &r.stream);
+                        if let Some(a) = self.authzid(&r.stream, &r.raw) {
+                            st = st.str("authzid", a);
+                        }
+                        self.push(st.str("timeout", timeout_for(gap)));
+                    }
+                    _ => self.send(r),
+                }
+            }
+            (Dir::FromSut, Kind::Header) if self.accept_sasl(i, r, skip) => {
+                let st = DraftStep::new("accept_sasl", &r.stream).str("timeout", timeout_for(gap));
+                self.push(st);
+            }
             (Dir::ToSut, Kind::Header | Kind::Element | Kind::StreamClose | Kind::Whitespace | Kind::Undecodable) => {
                 self.send(r)
             }
@@ -590,6 +607,65 @@ impl<'a> Engine<'a> {
         }
         let (ti, t) = on_stream.next()?;
         (t.kind == Kind::Tls).then(|| vec![pi, ti])
+    }
+
+    /// The next `n` records on `stream` after record `i` (notes aside).
+    fn next_on_stream(&self, i: usize, stream: &str, n: usize) -> Vec<(usize, &'a Record)> {
+        let records: &'a [Record] = &self.trace.records;
+        records
+            .iter()
+            .enumerate()
+            .skip(i + 1)
+            .filter(|(_, l)| l.stream == stream && l.kind != Kind::Note)
+            .take(n)
+            .collect()
+    }
+
+    /// The `authzid` key of a `sasl_external` step for the `<auth>` an actor sent: the
+    /// default (base64 of its domain) is left out.
+    fn authzid(&self, stream: &str, raw: &[u8]) -> Option<String> {
+        let text = element_name_and_text(&String::from_utf8_lossy(raw))
+            .map(|(_, t)| t.trim().to_string())
+            .unwrap_or_default();
+        let domain = self
+            .streams
+            .get(stream)
+            .and_then(|s| self.actor(&s.actor))
+            .map(|a| a.domain().to_string())
+            .unwrap_or_default();
+        match text.as_str() {
+            "" => Some("empty".into()),
+            "=" => Some("=".into()),
+            t if t == base64(domain.as_bytes()) => None,
+            t => Some(t.to_string()),
+        }
+    }
+
+    /// The SUT's header after TLS on a stream it opened, answered with a header and
+    /// features offering EXTERNAL, its `<auth>`, the actor's `<success/>`: the records the
+    /// `accept_sasl` step stands for (RFC 6120 §6; XEP-0178 §3). Marks them used.
+    fn accept_sasl(&self, i: usize, r: &Record, skip: &mut HashSet<usize>) -> bool {
+        if self.streams.get(&r.stream).map(|s| s.origin) != Some(Origin::Sut) {
+            return false;
+        }
+        let next = self.next_on_stream(i, &r.stream, 4);
+        let ok = match next.as_slice() {
+            [(_, h), (_, f), (_, a), (_, s)] => {
+                h.dir == Dir::ToSut
+                    && h.kind == Kind::Header
+                    && f.dir == Dir::ToSut
+                    && f.text().contains("<mechanisms")
+                    && a.dir == Dir::FromSut
+                    && is_sasl(&a.raw, "auth")
+                    && s.dir == Dir::ToSut
+                    && is_sasl(&s.raw, "success")
+            }
+            _ => false,
+        };
+        if ok {
+            skip.extend(next.iter().map(|(k, _)| *k));
+        }
+        ok
     }
 
     fn send(&mut self, r: &Record) {
@@ -979,6 +1055,36 @@ fn step_note(detail: &str) -> Option<&str> {
     n.chars().all(|c| c.is_ascii_digit()).then_some(text)
 }
 
+/// `<auth …>`, `<success/>` … in the SASL namespace (RFC 6120 §6.4).
+fn is_sasl(raw: &[u8], name: &str) -> bool {
+    let t = String::from_utf8_lossy(raw);
+    let t = t.trim_start();
+    t.starts_with(&format!("<{name}")) && t.contains(ns::SASL)
+}
+
+/// RFC 4648 §4 base64, for comparing an `<auth>` text with an actor's domain.
+fn base64(data: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk.first().copied().unwrap_or(0),
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for k in 0..4 {
+            if k <= chunk.len() {
+                let idx = ((n >> (18 - 6 * k)) & 63) as usize;
+                out.push(char::from(ABC.get(idx).copied().unwrap_or(b'=')));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 fn is_starttls(raw: &[u8]) -> bool {
     let t = String::from_utf8_lossy(raw);
     let t = t.trim_start();
@@ -1112,6 +1218,14 @@ mod tests {
         assert_eq!(body, "hi");
         assert_eq!(split_params("\"a;b\" <sip:x;lr>;tag=1"), vec!["\"a;b\" <sip:x;lr>", "tag=1"]);
         assert!(split_sip("not sip\r\n\r\n").is_none());
+    }
+
+    #[test]
+    fn base64_as_rfc4648() {
+        assert_eq!(base64(b"remote.test"), "cmVtb3RlLnRlc3Q=");
+        assert_eq!(base64(b"sut.test"), "c3V0LnRlc3Q=");
+        assert_eq!(base64(b"ab"), "YWI=");
+        assert_eq!(base64(b""), "");
     }
 
     #[test]
