@@ -476,11 +476,7 @@ fn import_file(
                 .iter()
                 .filter(|p| p.is_file())
                 .find_map(|p| load::load_file_cells(p, catalogue).ok())
-                .and_then(|cells| {
-                    cells
-                        .into_iter()
-                        .find(|c| c.cell == outcome.cell)
-                });
+                .and_then(|cells| cells.into_iter().find(|c| c.cell == outcome.cell));
             import::trace_from_report(&report, outcome, &source, scenario.as_ref())?
         }
         InputKind::Pcap | InputKind::Pcapng => {

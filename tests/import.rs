@@ -111,6 +111,10 @@ fn suite_scenarios_name_requirements(#[files("scenarios/**/*.toml")] path: PathB
     let catalogue = Catalogue::builtin().expect("the built-in catalogue parses");
     let cells = load::load_file_cells(&path, &catalogue).expect("the scenario loads");
     for c in cells {
-        assert!(!c.covers.is_empty(), "{}: covers = [] outside a draft", path.display());
+        assert!(
+            !c.covers.is_empty(),
+            "{}: covers = [] outside a draft",
+            path.display()
+        );
     }
 }

@@ -113,8 +113,9 @@ const SIP_EXPECT_SKIP: &[&str] = &[
     "timestamp",
 ];
 /// SIP headers an actor's request leaves to the harness, which fills them for the re-run's
-/// own socket (RFC 3261 §8.1.1.7: Via with the actor's address and a fresh branch).
-const SIP_REQUEST_DROP: &[&str] = &["via", "v"];
+/// own socket (RFC 3261 §8.1.1.7: Via with the actor's address and a fresh branch) and
+/// its body (Content-Length, last, as the harness writes it).
+const SIP_REQUEST_DROP: &[&str] = &["via", "v", "content-length", "l"];
 /// SIP headers an actor's response leaves to the harness, which copies them from the
 /// request it answers (RFC 3261 §8.2.6.2).
 const SIP_RESPONSE_DROP: &[&str] = &[
@@ -130,6 +131,8 @@ const SIP_RESPONSE_DROP: &[&str] = &[
     "content-length",
     "l",
 ];
+/// SIP headers a request inside a known dialog takes from the dialog.
+const SIP_DIALOG_HEADERS: &[&str] = &["from", "f", "to", "t", "cseq"];
 /// SIP headers whose value is an opaque token the SUT chose (a capture, not a literal).
 const SIP_TOKEN_HEADERS: &[&str] = &["call-id", "i"];
 
@@ -190,7 +193,10 @@ pub fn draft(trace: &Trace) -> Draft {
         last_at: Duration::ZERO,
     };
     e.run();
-    let mut header = vec![format!("Draft scenario imported by `fedcheck import` from {}.", trace.source)];
+    let mut header = vec![format!(
+        "Draft scenario imported by `fedcheck import` from {}.",
+        trace.source
+    )];
     if !trace.taken.is_empty() {
         header.push("Taken:".into());
         header.extend(trace.taken.iter().map(|t| format!("  {t}")));
@@ -390,7 +396,10 @@ impl<'a> Engine<'a> {
     }
 
     fn is_sip_actor(&self, name: &str) -> bool {
-        matches!(self.actor(name).map(|a| &a.spec), Some(ActorSpec::Sip { .. }))
+        matches!(
+            self.actor(name).map(|a| &a.spec),
+            Some(ActorSpec::Sip { .. })
+        )
     }
 
     fn run(&mut self) {
@@ -416,7 +425,9 @@ impl<'a> Engine<'a> {
             if leftovers {
                 continue;
             }
-            if r.kind == Kind::SipRetransmission || r.kind == Kind::Whitespace && r.dir == Dir::FromSut {
+            if r.kind == Kind::SipRetransmission
+                || r.kind == Kind::Whitespace && r.dir == Dir::FromSut
+            {
                 continue;
             }
             if r.dir == Dir::ToSut {
@@ -431,7 +442,8 @@ impl<'a> Engine<'a> {
         if !self.pending_comments.is_empty() || self.pending_note.is_some() {
             let comments = std::mem::take(&mut self.pending_comments);
             if let Some(last) = self.steps.last_mut() {
-                last.comments.extend(comments.into_iter().map(|c| format!("(after) {c}")));
+                last.comments
+                    .extend(comments.into_iter().map(|c| format!("(after) {c}")));
             }
         }
     }
@@ -439,7 +451,10 @@ impl<'a> Engine<'a> {
     /// A pause the capture shows before an actor acts: keep it as an `expect_none`
     /// window on a stream where nothing the SUT sent during the pause waits unconsumed.
     fn pause_before(&mut self, i: usize, r: &Record) {
-        if r.kind == Kind::Connected && !self.streams.contains_key(&r.stream) && self.streams.is_empty() {
+        if r.kind == Kind::Connected
+            && !self.streams.contains_key(&r.stream)
+            && self.streams.is_empty()
+        {
             return;
         }
         let gap = self.gap(r.at);
@@ -467,7 +482,10 @@ impl<'a> Engine<'a> {
             !later.iter().any(|l| {
                 l.dir == Dir::FromSut
                     && l.stream == stream
-                    && !matches!(l.kind, Kind::Whitespace | Kind::Note | Kind::SipRetransmission)
+                    && !matches!(
+                        l.kind,
+                        Kind::Whitespace | Kind::Note | Kind::SipRetransmission
+                    )
                     && l.at <= r.at + Duration::from_millis(50)
             })
         };
@@ -559,9 +577,14 @@ impl<'a> Engine<'a> {
                 let st = DraftStep::new("accept_sasl", &r.stream).str("timeout", timeout_for(gap));
                 self.push(st);
             }
-            (Dir::ToSut, Kind::Header | Kind::Element | Kind::StreamClose | Kind::Whitespace | Kind::Undecodable) => {
-                self.send(r)
-            }
+            (
+                Dir::ToSut,
+                Kind::Header
+                | Kind::Element
+                | Kind::StreamClose
+                | Kind::Whitespace
+                | Kind::Undecodable,
+            ) => self.send(r),
             (Dir::FromSut, Kind::Header | Kind::Element | Kind::StreamClose) => {
                 self.xml_expect(r, gap)
             }
@@ -589,8 +612,10 @@ impl<'a> Engine<'a> {
                 self.push(st);
             }
             (_, Kind::Tls) => {
-                self.pending_comments
-                    .push(format!("TLS on {} ({}) without STARTTLS before it", r.stream, r.detail));
+                self.pending_comments.push(format!(
+                    "TLS on {} ({}) without STARTTLS before it",
+                    r.stream, r.detail
+                ));
             }
             _ => {}
         }
@@ -602,7 +627,10 @@ impl<'a> Engine<'a> {
         let later = self.trace.records.iter().enumerate().skip(i + 1);
         let mut on_stream = later.filter(|(_, l)| l.stream == r.stream && l.kind != Kind::Note);
         let (pi, p) = on_stream.next()?;
-        if p.dir == dir || p.kind != Kind::Element || !String::from_utf8_lossy(&p.raw).contains("<proceed") {
+        if p.dir == dir
+            || p.kind != Kind::Element
+            || !String::from_utf8_lossy(&p.raw).contains("<proceed")
+        {
             return None;
         }
         let (ti, t) = on_stream.next()?;
@@ -736,7 +764,8 @@ impl<'a> Engine<'a> {
             }
             (ActorSpec::Component { .. }, "handshake") => {
                 let exact = crate::xmpp::component::handshake_digest(&sid, &actor.secret());
-                (exact == text || !self.trace.from_report).then(|| format!("{{{stream}.handshake}}"))
+                (exact == text || !self.trace.from_report)
+                    .then(|| format!("{{{stream}.handshake}}"))
             }
             _ => None,
         };
@@ -902,7 +931,20 @@ impl<'a> Engine<'a> {
         let mut lines = head.lines();
         let start = lines.next().unwrap_or("");
         let response = start.starts_with("SIP/2.0");
-        let drop = if response { SIP_RESPONSE_DROP } else { SIP_REQUEST_DROP };
+        let drop = if response {
+            SIP_RESPONSE_DROP
+        } else {
+            SIP_REQUEST_DROP
+        };
+        // A request inside a dialog the SUT created (its Call-ID is the SUT's): From, To
+        // and CSeq come from the dialog (RFC 3261 §12.2.1.1), whose tags are new in a re-run.
+        let in_sut_dialog = !response
+            && head.lines().any(|l| {
+                l.split_once(':').is_some_and(|(n, v)| {
+                    SIP_TOKEN_HEADERS.contains(&lower(n.trim()).as_str())
+                        && self.lookup(v.trim()).is_some()
+                })
+            });
         let mut out = vec![start.to_string()];
         for line in lines {
             let Some((name, value)) = line.split_once(':') else {
@@ -910,7 +952,9 @@ impl<'a> Engine<'a> {
                 continue;
             };
             let n = lower(name.trim());
-            if drop.contains(&n.as_str()) {
+            if drop.contains(&n.as_str())
+                || (in_sut_dialog && SIP_DIALOG_HEADERS.contains(&n.as_str()))
+            {
                 continue;
             }
             // The actor's own Contact carries this run's port: the harness writes its own.
@@ -941,7 +985,11 @@ impl<'a> Engine<'a> {
         let start = lines.next().unwrap_or("");
         let start_t = if start.starts_with("SIP/2.0") {
             // The reason phrase is for humans (RFC 3261 §21): the code decides.
-            start.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+            start
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ")
         } else {
             let mut w = start.split_whitespace();
             let method = w.next().unwrap_or("");
@@ -958,7 +1006,20 @@ impl<'a> Engine<'a> {
                 continue;
             };
             let n = lower(name.trim());
-            if SIP_EXPECT_SKIP.contains(&n.as_str()) || value.contains("127.0.0.1") {
+            // The SUT's Contact is where in-dialog requests go (RFC 3261 §12.1.1): its
+            // address changes with every run, so it is captured for the actor's requests.
+            if (n == "contact" || n == "m")
+                && let (Some(a), Some(b)) = (value.find('<'), value.find('>'))
+                && a < b
+                && let Some(uri) = value.get(a + 1..b)
+            {
+                let v = self.expect_value(uri.trim(), Some("contact"));
+                out.push(format!("{}: <{v}>", name.trim()));
+                continue;
+            }
+            if SIP_EXPECT_SKIP.contains(&n.as_str())
+                || (value.contains("127.0.0.1") && !SIP_TOKEN_HEADERS.contains(&n.as_str()))
+            {
                 continue;
             }
             let value = value.trim();
@@ -1041,9 +1102,11 @@ impl<'a> Engine<'a> {
         }
         let sip = self.is_sip_actor(&f.stream);
         let expected = self.send_text(&f.expected);
-        let mut st = DraftStep::new("expect", &f.stream).str(if sip { "sip" } else { "xml" }, expected);
-        st.comments
-            .push("the expectation that did not hold in the imported run (values as it saw them)".into());
+        let mut st =
+            DraftStep::new("expect", &f.stream).str(if sip { "sip" } else { "xml" }, expected);
+        st.comments.push(
+            "the expectation that did not hold in the imported run (values as it saw them)".into(),
+        );
         self.push(st);
     }
 }
@@ -1180,7 +1243,11 @@ pub(crate) fn sanitize(s: &str) -> String {
         .chars()
         .map(|c| {
             let c = c.to_ascii_lowercase();
-            if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
         })
         .collect();
     if !out.starts_with(|c: char| c.is_ascii_lowercase()) {
@@ -1213,10 +1280,14 @@ mod tests {
 
     #[test]
     fn sip_split_and_params() {
-        let (head, body) = split_sip("SIP/2.0 200 OK\r\nTo: <sip:a@b>;tag=x\r\n\r\nhi").unwrap_or_default();
+        let (head, body) =
+            split_sip("SIP/2.0 200 OK\r\nTo: <sip:a@b>;tag=x\r\n\r\nhi").unwrap_or_default();
         assert_eq!(head, "SIP/2.0 200 OK\nTo: <sip:a@b>;tag=x");
         assert_eq!(body, "hi");
-        assert_eq!(split_params("\"a;b\" <sip:x;lr>;tag=1"), vec!["\"a;b\" <sip:x;lr>", "tag=1"]);
+        assert_eq!(
+            split_params("\"a;b\" <sip:x;lr>;tag=1"),
+            vec!["\"a;b\" <sip:x;lr>", "tag=1"]
+        );
         assert!(split_sip("not sip\r\n\r\n").is_none());
     }
 

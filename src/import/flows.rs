@@ -154,7 +154,11 @@ pub fn trace_from_capture(
     if sut.is_empty() {
         return Err(ImportError::NoSut);
     }
-    let sut_text = sut.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ");
+    let sut_text = sut
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
     let is_sut = |a: &SocketAddr| sut.iter().any(|s| s.matches(a));
     let mine: Vec<&Flow> = cap
         .flows
@@ -199,7 +203,9 @@ pub fn trace_from_capture(
             Payload::Xmpp => {
                 for side in [Side::Initiator, Side::Responder] {
                     if let Some(p) = xml_units(f, side, &mut units) {
-                        notes.push(format!("undecodable XML, the rest of that direction left out: {p}"));
+                        notes.push(format!(
+                            "undecodable XML, the rest of that direction left out: {p}"
+                        ));
                     }
                 }
             }
@@ -351,7 +357,13 @@ pub fn trace_from_capture(
                 ""
             }
         ));
-        let dir_of = |side: Side| if side == sut_side { Dir::FromSut } else { Dir::ToSut };
+        let dir_of = |side: Side| {
+            if side == sut_side {
+                Dir::FromSut
+            } else {
+                Dir::ToSut
+            }
+        };
         let mut push = |at: Duration, dir: Dir, kind: Kind, raw: Vec<u8>, detail: String| {
             order += 1;
             records.push((
@@ -394,8 +406,12 @@ pub fn trace_from_capture(
         } else {
             match f.end {
                 FlowEnd::Open => {}
-                FlowEnd::Closed { by, at } => push(at, dir_of(by), Kind::Eof, Vec::new(), String::new()),
-                FlowEnd::Reset { by, at } => push(at, dir_of(by), Kind::Reset, Vec::new(), String::new()),
+                FlowEnd::Closed { by, at } => {
+                    push(at, dir_of(by), Kind::Eof, Vec::new(), String::new())
+                }
+                FlowEnd::Reset { by, at } => {
+                    push(at, dir_of(by), Kind::Reset, Vec::new(), String::new())
+                }
             }
         }
     }

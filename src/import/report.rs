@@ -72,7 +72,10 @@ pub fn select_outcome<'r>(
         .filter(|o| {
             pick.scenario.as_deref().is_none_or(|s| {
                 o.scenario == s || o.scenario.ends_with(s) || o.scenario.contains(s)
-            }) && pick.cell.as_deref().is_none_or(|c| o.cell.as_deref() == Some(c))
+            }) && pick
+                .cell
+                .as_deref()
+                .is_none_or(|c| o.cell.as_deref() == Some(c))
         })
         .collect();
     let all = || {
@@ -208,7 +211,8 @@ pub fn actors_from_scenario(s: &Scenario) -> Vec<ActorDecl> {
             let spec = match &a.kind {
                 ActorKind::Xmpp { domain, secret } => ActorSpec::Xmpp {
                     domain: domain.clone(),
-                    secret: (*secret != format!("fedcheck-secret-{domain}")).then(|| secret.clone()),
+                    secret: (*secret != format!("fedcheck-secret-{domain}"))
+                        .then(|| secret.clone()),
                     cert: (a.cert != "valid").then(|| a.cert.clone()),
                     partner: a.partner.map(|p| {
                         format!(
@@ -289,9 +293,7 @@ pub fn infer_actors(records: &[Record]) -> Vec<ActorDecl> {
                         domain,
                         secret: "secret".into(),
                     },
-                    comment: Some(
-                        "the handshake secret is not on the wire: set the SUT's".into(),
-                    ),
+                    comment: Some("the handshake secret is not on the wire: set the SUT's".into()),
                 };
             }
             let domain = header(Dir::ToSut, "from")
@@ -319,14 +321,15 @@ pub fn infer_requires(records: &[Record], actors: &[ActorDecl]) -> Vec<String> {
             req.push(r.to_string());
         }
     };
-    let is = |name: &str, f: fn(&ActorSpec) -> bool| {
-        actors.iter().any(|a| a.name == name && f(&a.spec))
-    };
+    let is =
+        |name: &str, f: fn(&ActorSpec) -> bool| actors.iter().any(|a| a.name == name && f(&a.spec));
     for r in records {
         let text = r.text();
         match (r.kind, r.dir) {
             (Kind::Sip, _) => add("sip"),
-            (Kind::Connected, Dir::ToSut) if is(&r.actor, |s| matches!(s, ActorSpec::Component { .. })) => {
+            (Kind::Connected, Dir::ToSut)
+                if is(&r.actor, |s| matches!(s, ActorSpec::Component { .. })) =>
+            {
                 add("component")
             }
             (Kind::Connected, Dir::ToSut) => add("s2s-in"),
@@ -343,7 +346,9 @@ pub fn infer_requires(records: &[Record], actors: &[ActorDecl]) -> Vec<String> {
 
 /// The value of attribute `name` on the first start tag of `text` (`from='x'`).
 pub(crate) fn header_attr(text: &str, name: &str) -> Option<String> {
-    let start = text.find("<stream:stream").or_else(|| text.find(":stream "))?;
+    let start = text
+        .find("<stream:stream")
+        .or_else(|| text.find(":stream "))?;
     let tag = text.get(start..)?;
     let tag = tag.get(..tag.find('>')?)?;
     for q in ['\'', '"'] {
@@ -408,8 +413,13 @@ mod tests {
 
     #[test]
     fn versions_and_garbage_are_named() {
-        assert!(matches!(report("{}"), Err(ImportError::BadReport(m)) if m.contains("schema_version")));
-        assert!(matches!(report(r#"{"schema_version":2}"#), Err(ImportError::SchemaVersion(2))));
+        assert!(
+            matches!(report("{}"), Err(ImportError::BadReport(m)) if m.contains("schema_version"))
+        );
+        assert!(matches!(
+            report(r#"{"schema_version":2}"#),
+            Err(ImportError::SchemaVersion(2))
+        ));
         assert!(matches!(report("{"), Err(ImportError::BadReport(_))));
     }
 
@@ -428,11 +438,16 @@ mod tests {
             scenario: Some("y.toml".into()),
             cell: None,
         };
-        assert!(matches!(select_outcome(&r, &none), Err(ImportError::NoSuchOutcome(_, all)) if all.contains("[t=udp]")));
+        assert!(
+            matches!(select_outcome(&r, &none), Err(ImportError::NoSuchOutcome(_, all)) if all.contains("[t=udp]"))
+        );
         let t = trace_from_report(&r, o, "run.json", None)?;
         assert_eq!(t.records.len(), 2);
         assert_eq!(t.records.get(1).map(|r| r.raw.clone()), Some(vec![0xff, 0]));
-        assert_eq!(t.actors.first().map(|a| a.domain().to_string()), Some("remote.test".into()));
+        assert_eq!(
+            t.actors.first().map(|a| a.domain().to_string()),
+            Some("remote.test".into())
+        );
         Ok(())
     }
 

@@ -40,7 +40,10 @@ fn value(v: &Value) -> String {
         Value::Bool(b) => b.to_string(),
         Value::List(l) => format!(
             "[{}]",
-            l.iter().map(|s| toml_string(s)).collect::<Vec<_>>().join(", ")
+            l.iter()
+                .map(|s| toml_string(s))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
@@ -58,9 +61,15 @@ pub fn render(d: &Draft) -> String {
     }
     out.push('\n');
     let _ = writeln!(out, "title = {}", toml_string(&d.title));
-    out.push_str("covers = []   # fill in: the requirement IDs this scenario checks (`fedcheck coverage`)\n");
+    out.push_str(
+        "covers = []   # fill in: the requirement IDs this scenario checks (`fedcheck coverage`)\n",
+    );
     if !d.requires.is_empty() {
-        let _ = writeln!(out, "requires = {}", value(&Value::List(d.requires.clone())));
+        let _ = writeln!(
+            out,
+            "requires = {}",
+            value(&Value::List(d.requires.clone()))
+        );
     }
     for a in &d.actors {
         out.push('\n');
