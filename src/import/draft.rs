@@ -486,7 +486,7 @@ impl<'a> Engine<'a> {
                         l.kind,
                         Kind::Whitespace | Kind::Note | Kind::SipRetransmission
                     )
-                    && l.at <= r.at + Duration::from_millis(50)
+                    && l.at < r.at
             })
         };
         if let Some((target, _)) = candidates.into_iter().find(|(_, s)| safe(s)) {

@@ -437,3 +437,152 @@ pub fn trace_from_capture(
         from_report: false,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::Chunk;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn chunk(at: u64, from: Side, s: &str) -> Chunk {
+        Chunk {
+            at: ms(at),
+            from,
+            bytes: s.as_bytes().to_vec(),
+        }
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// A remote server dials the SUT, dialback, a ping answered, then the SUT closes.
+    fn capture() -> Capture {
+        let (i, r) = (Side::Initiator, Side::Responder);
+        Capture {
+            flows: vec![Flow {
+                transport: Transport::Tcp,
+                initiator: addr("127.0.0.1:40000"),
+                responder: addr("127.0.0.2:5269"),
+                payload: Payload::Xmpp,
+                opened_at: ms(0),
+                chunks: vec![
+                    chunk(
+                        1,
+                        i,
+                        "<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' from='remote.example' to='gw.example' version='1.0'>",
+                    ),
+                    chunk(
+                        3,
+                        r,
+                        "<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' from='gw.example' to='remote.example' id='a1b2c3d4e5f6' version='1.0'><stream:features/>",
+                    ),
+                    chunk(
+                        5,
+                        i,
+                        "<db:result from='remote.example' to='gw.example'>0123456789abcdef</db:result>",
+                    ),
+                    chunk(
+                        9,
+                        r,
+                        "<db:result from='gw.example' to='remote.example' type='valid'/>",
+                    ),
+                    chunk(
+                        400,
+                        i,
+                        "<iq type='get' id='p1' from='remote.example' to='gw.example'><ping xmlns='urn:xmpp:ping'/></iq>",
+                    ),
+                    chunk(
+                        402,
+                        r,
+                        "<iq type='result' id='p1' from='gw.example' to='remote.example'/><iq type='get' id='s77x9z' from='gw.example' to='remote.example'/>",
+                    ),
+                    chunk(
+                        403,
+                        i,
+                        "<iq type='result' id='s77x9z' from='remote.example' to='gw.example'/>",
+                    ),
+                ],
+                end: FlowEnd::Closed { by: r, at: ms(500) },
+                tls_from: None,
+            }],
+            notes: vec!["1 retransmission dropped".into()],
+        }
+    }
+
+    fn sut() -> Vec<SutAddr> {
+        vec![SutAddr {
+            ip: "127.0.0.2".parse().unwrap_or(IpAddr::from([127, 0, 0, 2])),
+            port: Some(5269),
+        }]
+    }
+
+    #[test]
+    fn a_capture_becomes_a_draft_that_loads() {
+        let t = trace_from_capture(&capture(), "cap.pcapng", &sut());
+        let t = match t {
+            Ok(t) => t,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(t.sut_domains, vec!["gw.example".to_string()]);
+        assert_eq!(t.actors.first().map(|a| a.name.as_str()), Some("remote"));
+        let text = crate::import::render(&crate::import::draft(&t));
+        // Stream id captured, the key recomputed, the SUT's own stanza id captured and
+        // echoed back, the SUT's domain as {sut}, a pause kept, the close expected.
+        for want in [
+            "# Draft scenario imported by `fedcheck import` from cap.pcapng.",
+            "127.0.0.1:40000 -> 127.0.0.2:5269 as remote/in",
+            "1 retransmission dropped",
+            "covers = []",
+            "[xmpp.remote]\ndomain = \"remote.example\"",
+            "connect = \"in\"",
+            "id='{id:in_id}'",
+            "<db:result from='remote.example' to='{sut}'>{in.key}</db:result>",
+            "id='p1'",
+            "id='{id:id1}'",
+            "<iq type='result' id='{id1}'",
+            "expect_none = \"in\"\nwindow = \"390ms\"",
+            "expect_eof = \"in\"",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+        let cat = crate::harness::catalogue::Catalogue::builtin();
+        let cat = match cat {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let loaded = crate::harness::load::load_str(&text, std::path::Path::new("d.toml"), &cat);
+        assert!(loaded.is_ok(), "{:?}\n{text}", loaded.err());
+    }
+
+    #[test]
+    fn no_flow_to_the_sut_is_an_error_naming_it() {
+        let other = vec![SutAddr {
+            ip: IpAddr::from([10, 0, 0, 9]),
+            port: None,
+        }];
+        let e = trace_from_capture(&capture(), "cap.pcapng", &other);
+        assert!(
+            matches!(&e, Err(ImportError::NoSutFlow { sut, flows }) if sut == "10.0.0.9" && flows.contains("127.0.0.2:5269")),
+            "{e:?}"
+        );
+        assert!(matches!(
+            trace_from_capture(&capture(), "c", &[]),
+            Err(ImportError::NoSut)
+        ));
+    }
+
+    #[test]
+    fn encrypted_flows_are_skipped_with_a_note() {
+        let mut c = capture();
+        if let Some(f) = c.flows.first_mut() {
+            f.payload = Payload::Tls;
+        }
+        let e = trace_from_capture(&c, "c", &sut());
+        assert!(matches!(e, Err(ImportError::NothingImportable(_))), "{e:?}");
+    }
+}
