@@ -104,6 +104,110 @@ fn round_trip(#[files("scenarios/**/*.toml")] path: PathBuf) {
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));
 }
 
+/// `actor/stream` prefixes renumbered in order of first appearance: a draft from a capture
+/// names its actors and streams after what the capture shows (`remote/in2`), not after the
+/// scenario the run came from (`rx/in_verify`).
+fn renamed(text: &str) -> String {
+    let mut names: Vec<String> = Vec::new();
+    text.lines()
+        .map(|l| {
+            let Some((head, rest)) = l.split_once(' ') else {
+                return l.to_string();
+            };
+            if !head.contains('/') || l.starts_with(' ') {
+                return l.to_string();
+            }
+            let n = match names.iter().position(|x| x == head) {
+                Some(i) => i,
+                None => {
+                    names.push(head.to_string());
+                    names.len() - 1
+                }
+            };
+            format!("p{n} {rest}")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// What a capture cannot carry, so the capture round trip leaves it out, with the reason.
+/// A scenario listed here that round-trips fails the test (the list went stale).
+const CAPTURE_CANNOT: &[(&str, &str)] = &[];
+
+/// Capture round trip: the run's transcript as captured flows (what a loopback capture
+/// holds, the SUT's end written as 127.0.0.2), imported with `--sut 127.0.0.2`, run again.
+/// Units no step consumed are left out of the comparison: a capture has them in time
+/// order, the transcript lists them at its end.
+#[rstest]
+fn capture_round_trip(#[files("scenarios/**/*.toml")] path: PathBuf) {
+    let catalogue = Catalogue::builtin().expect("the built-in catalogue parses");
+    let rt = runtime();
+    let target = Target::Bundled;
+    let outcomes = rt.block_on(suite::run_file(&path, &target, &catalogue));
+    let run = sinks::TargetRun {
+        target: &target,
+        outcomes: &outcomes,
+        exit_code: 0,
+        elapsed: std::time::Duration::ZERO,
+        version: None,
+    };
+    let report = sinks::json_report(&run);
+    let sut_ip: std::net::IpAddr = std::net::Ipv4Addr::new(127, 0, 0, 2).into();
+    let sut = [import::SutAddr {
+        ip: sut_ip,
+        port: None,
+    }];
+    let mut problems = Vec::new();
+    for (o, jo) in outcomes.iter().zip(&report.outcomes) {
+        let name = o.name();
+        let listed = CAPTURE_CANNOT.iter().find(|(f, _)| name.contains(f));
+        let cap = import::capture_from_outcome(jo, Some(sut_ip));
+        let trace = match import::trace_from_capture(&cap, "run.pcapng", &sut) {
+            Ok(t) => t,
+            Err(e) => {
+                if listed.is_none() {
+                    problems.push(format!("{name}: {e}"));
+                }
+                continue;
+            }
+        };
+        let text = import::render(&import::draft(&trace));
+        let draft = match load::load_str(&text, Path::new("draft.toml"), &catalogue) {
+            Ok(d) => d,
+            Err(e) => {
+                problems.push(format!("{name}: the draft does not load: {e}\n{text}"));
+                continue;
+            }
+        };
+        let again = rt.block_on(suite::run_scenario(&draft, &target, &catalogue));
+        let before = renamed(&comparable(
+            o.normalised.split(LEFTOVERS).next().unwrap_or(""),
+        ));
+        let after = renamed(&comparable(
+            again.normalised.split(LEFTOVERS).next().unwrap_or(""),
+        ));
+        let same = again.verdict == o.verdict && before.trim_end() == after.trim_end();
+        match (same, listed) {
+            (true, Some((_, why))) => problems.push(format!(
+                "{name} round-trips through a capture now: remove it from CAPTURE_CANNOT ({why})"
+            )),
+            (true, None) | (false, Some(_)) => {}
+            (false, None) => problems.push(format!(
+                "{name}: verdict {} → {}\n{}\n--- original\n{before}\n--- draft run\n{after}\n--- draft\n{text}",
+                o.verdict,
+                again.verdict,
+                again
+                    .failure
+                    .as_ref()
+                    .map(|f| format!("failed at step {}: expected {} got {}", f.step, f.expected, f.got))
+                    .or(again.reason.clone())
+                    .unwrap_or_default(),
+            )),
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+}
+
 /// The loader accepts `covers = []` (a fresh draft); the suite's own scenarios must still
 /// say what they check.
 #[rstest]
