@@ -329,11 +329,13 @@ impl<'a> Engine<'a> {
 
     /// A literal for a template: braces doubled, the SUT's domains as `{sut}`.
     fn literal(&self, s: &str) -> String {
-        let mut out = escape_braces(s);
-        for d in &self.trace.sut_domains {
-            out = replace_bounded(&out, d, "{sut}", true);
+        let out = escape_braces(s);
+        // Only the domain `{sut}` stands for: another of the SUT's domains (a gateway's
+        // `sip.sut.test`) stays literal.
+        match self.trace.sut_domains.first() {
+            Some(d) => replace_bounded(&out, d, "{sut}", true),
+            None => out,
         }
-        out
     }
 
     /// Text an actor sends: literal, with volatile values the SUT chose replaced by their

@@ -184,7 +184,8 @@ pub fn trace_from_capture(
     let mut actor_of: HashMap<String, String> = HashMap::new();
     let mut stream_counts: HashMap<(String, &'static str), usize> = HashMap::new();
     let mut records: Vec<(Duration, usize, Record)> = Vec::new();
-    let mut sut_domains: Vec<String> = Vec::new();
+    // Every `from` of the SUT's S2S headers.
+    let mut sut_domain_counts: Vec<String> = Vec::new();
     let mut order = 0usize;
     for f in mine {
         let sut_is_initiator = is_sut(&f.initiator);
@@ -262,15 +263,19 @@ pub fn trace_from_capture(
                     && String::from_utf8_lossy(&u.raw).contains("jabber:component:accept")
             });
             let peer_side = sut_side.other();
-            if let Some(d) = header_of(sut_side, "from")
-                && !sut_domains.contains(&d)
+            if !component
+                && let Some(d) = header_of(sut_side, "from")
             {
-                sut_domains.push(d);
+                sut_domain_counts.push(d);
             }
-            let domain = header_of(peer_side, "from")
-                .or_else(|| header_of(sut_side, "to"))
-                .or_else(|| component.then(|| header_of(peer_side, "to")).flatten())
-                .unwrap_or_else(|| format!("peer-{}.invalid", peer.port()));
+            // XEP-0114 §3: a component names its own domain in `to`; a server names
+            // itself in `from` (RFC 6120 §4.7.1).
+            let domain = if component {
+                header_of(peer_side, "to").or_else(|| header_of(sut_side, "from"))
+            } else {
+                header_of(peer_side, "from").or_else(|| header_of(sut_side, "to"))
+            }
+            .unwrap_or_else(|| format!("peer-{}.invalid", peer.port()));
             if component {
                 (
                     ActorSpec::Component {
@@ -421,7 +426,21 @@ pub fn trace_from_capture(
     records.sort_by_key(|(at, n, _)| (*at, *n));
     let records: Vec<Record> = records.into_iter().map(|(_, _, r)| r).collect();
     let requires = infer_requires(&records, &actors);
-    if sut_domains.is_empty() {
+    let mut sut_domains: Vec<String> = Vec::new();
+    for d in &sut_domain_counts {
+        if !sut_domains.contains(d) {
+            sut_domains.push(d.clone());
+        }
+    }
+    // `{sut}` stands for one domain, the target's; with several (a proxy's and its
+    // gateway's) the capture does not say which that is, so all stay literal.
+    if sut_domains.len() > 1 {
+        notes.push(format!(
+            "the SUT used several domains ({}): written as they are, not as {{sut}}",
+            sut_domains.join(", ")
+        ));
+        sut_domains.clear();
+    } else if sut_domains.is_empty() {
         notes.push("the SUT's domain is not in the capture: `{sut}` is not used".into());
     }
     Ok(Trace {
