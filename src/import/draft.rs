@@ -757,7 +757,11 @@ impl<'a> Engine<'a> {
             return out;
         };
         let expr = match (&actor.spec, name.as_str()) {
-            (ActorSpec::Xmpp { domain, .. }, "db:result") => {
+            // `{S.key}` is the key for the actor's own domain; a result for another sender
+            // domain multiplexed on the stream (XEP-0220 §2.6.1) stays as written.
+            (ActorSpec::Xmpp { domain, .. }, "db:result")
+                if attr_values(raw).iter().any(|v| v == domain) =>
+            {
                 let exact = crate::xmpp::dialback::key(&actor.secret(), &self.sut, domain, &sid);
                 // From a report the secret is known, so a deliberately wrong key stays a
                 // literal; a capture's secret is not, so any key on the stream is taken as

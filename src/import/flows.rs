@@ -263,9 +263,7 @@ pub fn trace_from_capture(
                     && String::from_utf8_lossy(&u.raw).contains("jabber:component:accept")
             });
             let peer_side = sut_side.other();
-            if !component
-                && let Some(d) = header_of(sut_side, "from")
-            {
+            if !component && let Some(d) = header_of(sut_side, "from") {
                 sut_domain_counts.push(d);
             }
             // XEP-0114 §3: a component names its own domain in `to`; a server names
