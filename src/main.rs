@@ -480,6 +480,9 @@ fn import_file(
             import::trace_from_report(&report, outcome, &source, scenario.as_ref())?
         }
         InputKind::Pcap | InputKind::Pcapng => {
+            if suts.is_empty() {
+                return Err(import::ImportError::NoSut.into());
+            }
             let capture = read_capture(&bytes)?;
             import::trace_from_capture(&capture, &source, &suts)?
         }

@@ -266,3 +266,102 @@ fn suite_scenarios_name_requirements(#[files("scenarios/**/*.toml")] path: PathB
         );
     }
 }
+
+// ---- the command line ---------------------------------------------------------------------
+
+fn fedcheck() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_fedcheck"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+fn run_ok(c: &mut std::process::Command) -> std::process::Output {
+    c.output().expect("fedcheck runs")
+}
+
+/// A report of two scenarios, one a matrix, written by `fedcheck run --json`.
+fn two_scenario_report(dir: &Path) -> PathBuf {
+    let json = dir.join("run.json");
+    let out = run_ok(
+        fedcheck()
+            .args(["run", "scenarios/s2s/db-06-receiving-verifies.toml"])
+            .arg("scenarios/im/im-05-sip-message-to-xmpp.toml")
+            .arg("--json")
+            .arg(&json),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json
+}
+
+#[test]
+fn import_a_report_outcome_then_run_the_draft() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = two_scenario_report(dir.path());
+    let draft = dir.path().join("draft.toml");
+    let out = run_ok(
+        fedcheck()
+            .arg("import")
+            .arg(&json)
+            .args(["--scenario", "im-05", "--cell", "transport=tcp", "--out"])
+            .arg(&draft),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&draft).expect("the draft was written");
+    assert!(text.contains("covers = []"), "{text}");
+    assert!(
+        text.contains("[sip.alice]\nuri = \"sip:alice@sip.sut.test\"\ntransport = \"tcp\""),
+        "{text}"
+    );
+    let again = run_ok(fedcheck().arg("run").arg(&draft));
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}\n{text}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+}
+
+#[rstest]
+#[case::several_outcomes(&[], "3 outcomes match; pick one with --scenario")]
+#[case::no_match(&["--scenario", "nope.toml"], "no outcome matches")]
+#[case::matrix_without_cell(&["--scenario", "im-05"], "--cell")]
+fn an_ambiguous_pick_names_what_the_report_has(#[case] args: &[&str], #[case] want: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = two_scenario_report(dir.path());
+    let out = run_ok(fedcheck().arg("import").arg(&json).args(args));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("run.json") && err.contains(want), "{err}");
+}
+
+/// Bad input: each error names the file and what is missing, exit 2.
+#[rstest]
+#[case::empty(b"", &["--sut", "127.0.0.2"], "empty")]
+#[case::unknown(b"GIF89a....", &["--sut", "127.0.0.2"], "not a pcap, pcapng or fedcheck JSON report")]
+#[case::no_sut(&[0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0], &[], "--sut is required")]
+#[case::bad_sut(&[0x0a, 0x0d, 0x0d, 0x0a], &["--sut", "sut.test"], "bad --sut address")]
+#[case::truncated_pcap(&[0xd4, 0xc3, 0xb2, 0xa1, 2, 0], &["--sut", "127.0.0.2"], "")]
+#[case::not_a_report(b"{\"hello\": 1}", &[], "missing: schema_version")]
+fn bad_input_names_file_and_problem(
+    #[case] bytes: &[u8],
+    #[case] args: &[&str],
+    #[case] want: &str,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("input.cap");
+    std::fs::write(&file, bytes).expect("write");
+    let out = run_ok(fedcheck().arg("import").arg(&file).args(args));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("input.cap") && err.contains(want), "{err}");
+}

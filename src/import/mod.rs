@@ -42,9 +42,7 @@ pub enum ImportError {
     SchemaVersion(u32),
     #[error("the report has no outcomes")]
     NoOutcomes,
-    #[error(
-        "the report has {count} outcomes; pick one with --scenario NAME (and --cell CELL): {names}"
-    )]
+    #[error("{count} outcomes match; pick one with --scenario NAME (and --cell CELL): {names}")]
     Ambiguous { count: usize, names: String },
     #[error("no outcome matches {0}; the report has: {1}")]
     NoSuchOutcome(String, String),
