@@ -365,3 +365,63 @@ fn bad_input_names_file_and_problem(
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("input.cap") && err.contains(want), "{err}");
 }
+
+/// A report of a failed run imports as a draft that fails the same way: it ends with the
+/// expectation that did not hold, in place of the unit that came instead.
+#[test]
+fn a_failed_outcome_imports_as_a_draft_that_fails_the_same_way() {
+    let catalogue = Catalogue::builtin().expect("the built-in catalogue parses");
+    let rt = runtime();
+    let target = Target::Bundled;
+    let text = r#"title = "expects a header the SUT does not send"
+covers = ["STR-02"]
+
+[xmpp.rx]
+domain = "remote.test"
+
+[[step]]
+connect = "in"
+actor = "rx"
+
+[[step]]
+send = "in"
+xml = """<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' from='{rx}' to='{sut}' version='1.0'>"""
+
+[[step]]
+expect = "in"
+xml = """<stream:stream from='{sut}' to='{rx}' id='{any}' version='0.9'>"""
+"#;
+    let s = load::load_str(text, Path::new("wrong.toml"), &catalogue).expect("loads");
+    let o = rt.block_on(suite::run_scenario(&s, &target, &catalogue));
+    assert_eq!(o.verdict.as_str(), "fail");
+    let outcomes = vec![o];
+    let run = sinks::TargetRun {
+        target: &target,
+        outcomes: &outcomes,
+        exit_code: 1,
+        elapsed: std::time::Duration::ZERO,
+        version: None,
+    };
+    let report = sinks::json_report(&run);
+    let jo = report.outcomes.first().expect("one outcome");
+    let trace = import::trace_from_report(&report, jo, "run.json", Some(&s)).expect("imports");
+    let draft_text = import::render(&import::draft(&trace));
+    assert!(draft_text.contains("version='0.9'"), "{draft_text}");
+    let draft = load::load_str(&draft_text, Path::new("draft.toml"), &catalogue)
+        .unwrap_or_else(|e| panic!("{e}\n{draft_text}"));
+    let again = rt.block_on(suite::run_scenario(&draft, &target, &catalogue));
+    assert_eq!(again.verdict.as_str(), "fail", "{draft_text}");
+    let (a, b) = (
+        outcomes.first().and_then(|o| o.failure.as_ref()),
+        again.failure.as_ref(),
+    );
+    assert_eq!(
+        a.map(|f| &f.expected),
+        b.map(|f| &f.expected),
+        "{draft_text}"
+    );
+    assert_eq!(
+        comparable(&outcomes[0].normalised),
+        comparable(&again.normalised)
+    );
+}

@@ -1107,7 +1107,12 @@ impl<'a> Engine<'a> {
             self.steps.truncate(pos);
         }
         let sip = self.is_sip_actor(&f.stream);
-        let expected = self.send_text(&f.expected);
+        // The report's template keeps its placeholders (`{any}`, `{id:x}`): only the SUT's
+        // domain is written as `{sut}` again.
+        let expected = match self.trace.sut_domains.first() {
+            Some(d) => replace_bounded(&f.expected, d, "{sut}", true),
+            None => f.expected.clone(),
+        };
         let mut st =
             DraftStep::new("expect", &f.stream).str(if sip { "sip" } else { "xml" }, expected);
         st.comments.push(
