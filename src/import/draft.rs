@@ -229,7 +229,7 @@ fn lower(s: &str) -> String {
 /// Round up to 100 ms.
 fn fmt_duration(d: Duration) -> String {
     let ms = d.as_millis().div_ceil(100) * 100;
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")

@@ -126,7 +126,7 @@ fn sip_units(flow: &Flow, out: &mut Vec<Unit>) {
         }
         Transport::Tcp => {
             for side in [Side::Initiator, Side::Responder] {
-                let mut d = crate::sip::StreamDecoder::new(limits.clone());
+                let mut d = crate::sip::StreamDecoder::new(limits);
                 for c in flow.chunks.iter().filter(|c| c.from == side) {
                     d.feed(&c.bytes);
                     while let Ok(Some(item)) = d.next() {

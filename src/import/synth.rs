@@ -161,11 +161,10 @@ pub fn capture_from_outcome(o: &JsonOutcome, sut_ip: Option<std::net::IpAddr>) -
             (None, None) => Vec::new(),
         };
         match e.kind.as_str() {
-            "tls" => {
-                if b.flow.tls_from.is_none() {
-                    b.flow.tls_from = Some(b.flow.chunks.len());
-                }
+            "tls" if b.flow.tls_from.is_none() => {
+                b.flow.tls_from = Some(b.flow.chunks.len());
             }
+            "tls" => {}
             "eof" if b.flow.end == FlowEnd::Open => {
                 b.flow.end = FlowEnd::Closed { by: side, at };
             }
