@@ -419,7 +419,7 @@ impl<'a> Engine<'a> {
                         .push("the run ended with units no step consumed; left out".into());
                 } else if let Some(text) = step_note(&r.detail) {
                     self.pending_note = Some(text.to_string());
-                } else {
+                } else if !r.detail.is_empty() {
                     self.pending_comments.push(format!("harness: {}", r.detail));
                 }
                 continue;
@@ -756,6 +756,7 @@ impl<'a> Engine<'a> {
         let Some(actor) = self.actor(&st.actor) else {
             return out;
         };
+        let exact_only = self.trace.from_report && !actor.inferred;
         let expr = match (&actor.spec, name.as_str()) {
             // `{S.key}` is the key for the actor's own domain; a result for another sender
             // domain multiplexed on the stream (XEP-0220 §2.6.1) stays as written.
@@ -763,15 +764,14 @@ impl<'a> Engine<'a> {
                 if attr_values(raw).iter().any(|v| v == domain) =>
             {
                 let exact = crate::xmpp::dialback::key(&actor.secret(), &self.sut, domain, &sid);
-                // From a report the secret is known, so a deliberately wrong key stays a
-                // literal; a capture's secret is not, so any key on the stream is taken as
-                // the key for it.
-                (exact == text || !self.trace.from_report).then(|| format!("{{{stream}.key}}"))
+                // With the secret known (a report, actors from its scenario) a deliberately
+                // wrong key stays a literal; otherwise any key on the stream is taken as the
+                // key for it.
+                (exact == text || !exact_only).then(|| format!("{{{stream}.key}}"))
             }
             (ActorSpec::Component { .. }, "handshake") => {
                 let exact = crate::xmpp::component::handshake_digest(&sid, &actor.secret());
-                (exact == text || !self.trace.from_report)
-                    .then(|| format!("{{{stream}.handshake}}"))
+                (exact == text || !exact_only).then(|| format!("{{{stream}.handshake}}"))
             }
             _ => None,
         };
@@ -867,20 +867,26 @@ impl<'a> Engine<'a> {
     }
 
     fn element_template(&mut self, stream: &str, raw: &[u8]) -> Option<String> {
-        let el = {
-            let st = self.streams.get_mut(stream)?;
-            let d = st.decoder.as_mut()?;
-            d.feed(raw);
-            match d.next_event() {
-                Ok(Some(Event::Element(el))) => el,
-                _ => {
-                    // Decoder out of step (a unit it did not see): parse alone in the
-                    // default S2S context.
-                    let ctx = NsContext::new(ns::SERVER)
-                        .with_prefix("stream", ns::STREAM)
-                        .with_prefix("db", ns::DIALBACK);
-                    crate::xmpp::codec::parse_element(&String::from_utf8_lossy(raw), &ctx).ok()?
+        let decoded = self
+            .streams
+            .get_mut(stream)
+            .and_then(|st| st.decoder.as_mut())
+            .and_then(|d| {
+                d.feed(raw);
+                match d.next_event() {
+                    Ok(Some(Event::Element(el))) => Some(el),
+                    _ => None,
                 }
+            });
+        let el = match decoded {
+            Some(el) => el,
+            None => {
+                // No header seen, or the decoder is out of step (a unit it did not see):
+                // parse the unit alone in the default S2S context.
+                let ctx = NsContext::new(ns::SERVER)
+                    .with_prefix("stream", ns::STREAM)
+                    .with_prefix("db", ns::DIALBACK);
+                crate::xmpp::codec::parse_element(&String::from_utf8_lossy(raw), &ctx).ok()?
             }
         };
         let templ = self.element(&el);
@@ -973,9 +979,15 @@ impl<'a> Engine<'a> {
             out.push(line.to_string());
         }
         let mut msg = out.join("\n");
-        msg.push_str("\n\n");
-        msg.push_str(body);
-        let st = DraftStep::new("send", &r.actor).str("sip", format!("{}\n", self.send_text(&msg)));
+        msg.push('\n');
+        if !body.is_empty() {
+            // An empty line, the body, and the line break the harness drops (the one
+            // before the closing quotes).
+            msg.push('\n');
+            msg.push_str(body);
+            msg.push('\n');
+        }
+        let st = DraftStep::new("send", &r.actor).str("sip", self.send_text(&msg));
         self.push(st);
     }
 
@@ -1320,5 +1332,89 @@ mod tests {
             element_name_and_text("<db:result from='a' to='b'>abc</db:result>"),
             Some(("db:result".into(), "abc".into()))
         );
+    }
+}
+
+#[cfg(test)]
+mod robustness {
+    use super::*;
+    use crate::import::{ActorDecl, Trace};
+
+    fn rec(dir: Dir, kind: Kind, stream: &str, raw: &[u8]) -> Record {
+        Record {
+            at: Duration::from_millis(1),
+            actor: "rx".into(),
+            stream: stream.into(),
+            dir,
+            kind,
+            raw: raw.to_vec(),
+            detail: String::new(),
+        }
+    }
+
+    /// Whatever the records hold — units on streams never opened, truncated XML, bytes that
+    /// are not UTF-8, SIP that is not SIP, TLS out of nowhere — the draft is built and
+    /// written without a panic, and what could not be taken says so.
+    #[test]
+    fn garbage_records_make_a_draft_not_a_panic() {
+        let garbage: Vec<Record> = vec![
+            rec(Dir::FromSut, Kind::Element, "nowhere", b"<message"),
+            rec(Dir::ToSut, Kind::Connected, "in", b""),
+            rec(Dir::FromSut, Kind::Header, "in", b"<stream:stream"),
+            rec(Dir::FromSut, Kind::Element, "in", b"<a x='{'>}</a>"),
+            rec(Dir::ToSut, Kind::Element, "in", &[0xff, 0xfe, b'<']),
+            rec(
+                Dir::ToSut,
+                Kind::Element,
+                "in",
+                b"<db:result>\xe2\x82</db:result>",
+            ),
+            rec(Dir::FromSut, Kind::Sip, "udp", b"SIP/2.0\r\n\r\n"),
+            rec(Dir::ToSut, Kind::Sip, "udp", b"garbage"),
+            rec(
+                Dir::FromSut,
+                Kind::Element,
+                "in",
+                b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
+            ),
+            rec(Dir::ToSut, Kind::Tls, "in", b""),
+            rec(Dir::FromSut, Kind::Undecodable, "in", b"\x00\x01"),
+            rec(Dir::FromSut, Kind::Reset, "in", b""),
+            rec(Dir::ToSut, Kind::Note, "", b""),
+        ];
+        let trace = Trace {
+            source: "x".into(),
+            sut_domains: vec!["sut.test".into()],
+            actors: vec![ActorDecl {
+                name: "rx".into(),
+                spec: ActorSpec::Xmpp {
+                    domain: "remote.test".into(),
+                    secret: None,
+                    cert: None,
+                    partner: None,
+                },
+                comment: None,
+                inferred: true,
+            }],
+            records: garbage,
+            failure: Some(crate::import::FailureHint {
+                stream: "in".into(),
+                expected: "<x/>".into(),
+                got_unit: true,
+            }),
+            ..Trace::default()
+        };
+        let d = draft(&trace);
+        let text = crate::import::render(&d);
+        assert!(
+            text.contains("could not parse") || text.contains("not UTF-8"),
+            "{text}"
+        );
+        // Literal braces the SUT sent are doubled, never placeholders.
+        assert!(
+            text.contains("<a xmlns='jabber:server' x='{{'>}}</a>"),
+            "{text}"
+        );
+        assert!(!text.contains("harness: \n"), "{text}");
     }
 }

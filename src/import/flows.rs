@@ -322,6 +322,7 @@ pub fn trace_from_capture(
                 actors.push(ActorDecl {
                     name: name.clone(),
                     spec: spec.clone(),
+                    inferred: true,
                     comment: Some(match &spec {
                         ActorSpec::Component { .. } => {
                             "the handshake secret is not on the wire: set the SUT's".into()

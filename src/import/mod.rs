@@ -163,6 +163,9 @@ pub struct ActorDecl {
     pub spec: ActorSpec,
     /// Why a value is a guess (shown as a comment above the declaration).
     pub comment: Option<String>,
+    /// Inferred from traffic: its secret is a default, not the one the recording used, so
+    /// a key or handshake it sent cannot be checked against it.
+    pub inferred: bool,
 }
 
 impl ActorDecl {

@@ -237,6 +237,7 @@ pub fn actors_from_scenario(s: &Scenario) -> Vec<ActorDecl> {
                 name: a.name.clone(),
                 spec,
                 comment: None,
+                inferred: false,
             }
         })
         .collect()
@@ -272,6 +273,7 @@ pub fn infer_actors(records: &[Record]) -> Vec<ActorDecl> {
                         uri,
                         transport: sip.stream.clone(),
                     },
+                    inferred: true,
                     comment: Some("inferred from its SIP messages".into()),
                 };
             }
@@ -293,6 +295,7 @@ pub fn infer_actors(records: &[Record]) -> Vec<ActorDecl> {
                         domain,
                         secret: "secret".into(),
                     },
+                    inferred: true,
                     comment: Some("the handshake secret is not on the wire: set the SUT's".into()),
                 };
             }
@@ -307,6 +310,7 @@ pub fn infer_actors(records: &[Record]) -> Vec<ActorDecl> {
                     cert: None,
                     partner: None,
                 },
+                inferred: true,
                 comment: Some("inferred from its stream headers".into()),
             }
         })
