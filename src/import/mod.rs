@@ -27,7 +27,7 @@ pub mod write;
 pub use draft::{Draft, DraftStep, Value, draft};
 pub use flows::{SutAddr, trace_from_capture};
 pub use report::{Pick, select_outcome, trace_from_report};
-pub use synth::capture_from_outcome;
+pub use synth::{capture_from_outcome, capture_from_report};
 pub use write::render;
 
 /// Everything that can go wrong turning an input into a draft. Each names what is missing,

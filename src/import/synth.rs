@@ -206,6 +206,44 @@ pub fn capture_from_outcome(o: &JsonOutcome, sut_ip: Option<std::net::IpAddr>) -
     Capture { flows: out, notes }
 }
 
+/// Every outcome of a report as one capture, for `fedcheck run --pcap`: the outcomes one
+/// after another (each shifted by the elapsed time of those before it, as if run one at a
+/// time), each flow's notes naming its outcome.
+pub fn capture_from_report(report: &crate::harness::sinks::JsonReport) -> Capture {
+    let mut all = Capture::default();
+    let mut offset = Duration::ZERO;
+    for o in &report.outcomes {
+        let mut c = capture_from_outcome(o, None);
+        for f in &mut c.flows {
+            f.opened_at += offset;
+            for ch in &mut f.chunks {
+                ch.at += offset;
+            }
+            f.end = match f.end {
+                FlowEnd::Open => FlowEnd::Open,
+                FlowEnd::Closed { by, at } => FlowEnd::Closed {
+                    by,
+                    at: at + offset,
+                },
+                FlowEnd::Reset { by, at } => FlowEnd::Reset {
+                    by,
+                    at: at + offset,
+                },
+            };
+        }
+        let name = match &o.cell {
+            Some(cell) => format!("{} [{cell}]", o.scenario),
+            None => o.scenario.clone(),
+        };
+        all.notes
+            .extend(c.notes.into_iter().map(|n| format!("{name}: {n}")));
+        all.flows.extend(c.flows);
+        // At least a millisecond apart, so outcomes never interleave.
+        offset += Duration::from_millis(o.elapsed_ms.max(1)) + Duration::from_millis(1);
+    }
+    all
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
