@@ -150,6 +150,9 @@ struct StreamState {
     /// Decodes what the SUT sent on the stream, for its namespace context.
     decoder: Option<Decoder>,
     closed: bool,
+    /// The id of the SUT's latest header on the stream (RFC 6120 §4.7.3): what `{S.key}`
+    /// and `{S.handshake}` are computed from.
+    sut_id: Option<String>,
 }
 
 struct Engine<'a> {
@@ -522,6 +525,7 @@ impl<'a> Engine<'a> {
                         origin: Origin::Actor,
                         decoder: None,
                         closed: false,
+                        sut_id: None,
                     },
                 );
                 self.push(st);
@@ -537,6 +541,7 @@ impl<'a> Engine<'a> {
                         origin: Origin::Sut,
                         decoder: None,
                         closed: false,
+                        sut_id: None,
                     },
                 );
                 self.push(st);
@@ -786,12 +791,7 @@ impl<'a> Engine<'a> {
     }
 
     fn stream_id(&self, stream: &str) -> Option<String> {
-        let want = format!("{{{stream}_id}}");
-        self.known
-            .iter()
-            .rev()
-            .find(|(_, e)| *e == want || e.starts_with(&format!("{{{stream}_id")))
-            .map(|(v, _)| v.clone())
+        self.streams.get(stream).and_then(|s| s.sut_id.clone())
     }
 
     fn xml_expect(&mut self, r: &Record, gap: Duration) {
@@ -846,6 +846,9 @@ impl<'a> Engine<'a> {
                 a.name.clone()
             };
             let value = if a.name == "id" && a.ns.is_empty() && !a.value.is_empty() {
+                if let Some(st) = self.streams.get_mut(stream) {
+                    st.sut_id = Some(a.value.clone());
+                }
                 match self.lookup(&a.value) {
                     Some(e) => e.to_string(),
                     None => {
