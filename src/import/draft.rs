@@ -80,6 +80,8 @@ pub struct Draft {
     pub requires: Vec<String>,
     pub actors: Vec<ActorDecl>,
     pub steps: Vec<DraftStep>,
+    /// Comments after the last step.
+    pub trailer: Vec<String>,
 }
 
 /// Shortest values replaced inside text an actor sends: shorter ones could match by
@@ -168,6 +170,8 @@ struct Engine<'a> {
     steps: Vec<DraftStep>,
     pending_comments: Vec<String>,
     pending_note: Option<String>,
+    /// Comments after the last step (what the recording had after it).
+    trailer: Vec<String>,
     last_at: Duration,
 }
 
@@ -193,6 +197,7 @@ pub fn draft(trace: &Trace) -> Draft {
         steps: Vec::new(),
         pending_comments: Vec::new(),
         pending_note: None,
+        trailer: Vec::new(),
         last_at: Duration::ZERO,
     };
     e.run();
@@ -222,6 +227,7 @@ pub fn draft(trace: &Trace) -> Draft {
         requires: trace.requires.clone(),
         actors: trace.actors.clone(),
         steps: e.steps,
+        trailer: e.trailer,
     }
 }
 
@@ -439,17 +445,13 @@ impl<'a> Engine<'a> {
                 self.pause_before(i, r);
             }
             self.record(i, r, &mut skip);
-            if r.dir == Dir::ToSut || r.at > self.last_at {
-                self.last_at = self.last_at.max(r.at);
-            }
+            // A unit consumed late arrived earlier: time only moves forward.
+            self.last_at = self.last_at.max(r.at);
         }
         self.failure();
-        if !self.pending_comments.is_empty() || self.pending_note.is_some() {
-            let comments = std::mem::take(&mut self.pending_comments);
-            if let Some(last) = self.steps.last_mut() {
-                last.comments
-                    .extend(comments.into_iter().map(|c| format!("(after) {c}")));
-            }
+        self.trailer = std::mem::take(&mut self.pending_comments);
+        if let Some(n) = self.pending_note.take() {
+            self.trailer.push(format!("note: {n}"));
         }
     }
 

@@ -117,6 +117,12 @@ pub fn render(d: &Draft) -> String {
             let _ = writeln!(out, "{k} = {}", value(v));
         }
     }
+    if !d.trailer.is_empty() {
+        out.push('\n');
+        for c in &d.trailer {
+            comment(&mut out, c);
+        }
+    }
     out
 }
 
