@@ -16,6 +16,7 @@ pub mod bench;
 pub mod capture;
 pub mod gateway;
 pub mod harness;
+pub mod import;
 pub mod proxy;
 pub mod sip;
 pub mod tls;

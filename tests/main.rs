@@ -2,6 +2,7 @@
 
 mod cli;
 mod harness_errors;
+mod import;
 mod interop;
 mod process_target;
 mod reports;
