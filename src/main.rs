@@ -57,6 +57,11 @@ enum Command {
         /// Write the `--report` summary to FILE instead of stdout.
         #[arg(long, value_name = "FILE")]
         report_file: Option<PathBuf>,
+        /// Write the run's traffic as a pcapng file (synthesised from the transcripts:
+        /// TCP and UDP on loopback with the real ports, no capture privileges needed), for
+        /// Wireshark or `fedcheck import`.
+        #[arg(long, value_name = "FILE")]
+        pcap: Option<PathBuf>,
     },
     /// Run the scenarios against several targets and write the interop matrix (markdown),
     /// e.g. `fedcheck interop-matrix --target bundled --target fixtures/targets/prosody.toml
@@ -199,6 +204,7 @@ fn real_main(cli: Cli) -> anyhow::Result<u8> {
             json,
             report: format,
             report_file,
+            pcap,
         } => {
             let target = match target {
                 Some(p) => Target::from_file(&p)?,
@@ -249,6 +255,12 @@ fn real_main(cli: Cli) -> anyhow::Result<u8> {
             if let Some(p) = &json {
                 sinks::write_out(p, &sinks::json(&run))
                     .with_context(|| format!("writing {}", p.display()))?;
+            }
+            if let Some(p) = &pcap {
+                let capture = fedcheck::import::capture_from_report(&sinks::json_report(&run));
+                let bytes = fedcheck::capture::write_pcapng(&capture.flows, &Default::default())
+                    .context("writing the run's traffic as pcapng")?;
+                std::fs::write(p, bytes).with_context(|| format!("writing {}", p.display()))?;
             }
             let text = match format {
                 ReportFormat::Human => format!(
@@ -483,19 +495,10 @@ fn import_file(
             if suts.is_empty() {
                 return Err(import::ImportError::NoSut.into());
             }
-            let capture = read_capture(&bytes)?;
+            let capture = fedcheck::capture::read(&bytes)
+                .with_context(|| format!("{source}: not a readable capture"))?;
             import::trace_from_capture(&capture, &source, &suts)?
         }
     };
     Ok(import::render(&import::draft(&trace)))
-}
-
-// PLACEHOLDER (delete at the merge of the capture branch, with the file it names).
-#[path = "capture/read_placeholder.rs"]
-mod read_placeholder;
-
-/// The capture reader (src/capture). One call site, so wiring the real reader is one line:
-/// `fedcheck::capture::read(bytes)`.
-fn read_capture(bytes: &[u8]) -> anyhow::Result<fedcheck::capture::Capture> {
-    Ok(read_placeholder::read(bytes)?)
 }

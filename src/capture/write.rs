@@ -315,7 +315,8 @@ impl FlowWriter<'_> {
 ///
 /// A TCP flow becomes SYN, SYN-ACK and ACK at `opened_at`; each chunk becomes segments of
 /// at most `options.mss` bytes at the chunk's time, PSH on the last (so the reader keeps the
-/// chunk boundaries); the end becomes FIN/FIN/ACK or an RST at its time. Times never go
+/// chunk boundaries); the end becomes FIN/FIN/ACK or an RST at its time; the closer's FIN goes after its own
+/// last chunk and before the other side's later ones (a half-close). Times never go
 /// back within a flow (an earlier time is taken as the latest so far). A UDP chunk is one
 /// datagram; `opened_at`, `end` and `payload`/`tls_from` are not written (the reader derives
 /// them).
@@ -372,17 +373,46 @@ pub fn write_pcapng(flows: &[Flow], options: &WriteOptions) -> Result<Vec<u8>, C
                 let isn_i = options.isn.wrapping_add((n as u32).wrapping_mul(1 << 24));
                 let isn_r = isn_i.wrapping_sub(4096);
                 let (mut next_i, mut next_r) = (isn_i.wrapping_add(1), isn_r.wrapping_add(1));
-                let (ack, syn, psh, fin, rst) = (
-                    TcpFlags::ACK,
-                    TcpFlags::SYN,
-                    TcpFlags::PSH,
-                    TcpFlags::FIN,
-                    TcpFlags::RST,
-                );
+                let (ack, syn, psh, rst) =
+                    (TcpFlags::ACK, TcpFlags::SYN, TcpFlags::PSH, TcpFlags::RST);
                 w.tcp(Side::Initiator, isn_i, 0, syn, &[]);
                 w.tcp(Side::Responder, isn_r, next_i, syn | ack, &[]);
                 w.tcp(Side::Initiator, next_i, next_r, ack, &[]);
-                for c in &flow.chunks {
+                // A half-close (RFC 9293 §3.6): the closing side's FIN goes at its time,
+                // after that side's last chunk, so data the other side sends after it (a
+                // `</stream:stream>` answering the close) stays after it on the wire.
+                let fin_at = match flow.end {
+                    FlowEnd::Closed { by, at } => {
+                        let after_own = flow
+                            .chunks
+                            .iter()
+                            .rposition(|c| c.from == by)
+                            .map_or(0, |i| i + 1);
+                        let before = flow.chunks[after_own..]
+                            .iter()
+                            .position(|c| c.at > at)
+                            .map_or(flow.chunks.len(), |i| after_own + i);
+                        Some((before, by, at))
+                    }
+                    FlowEnd::Open | FlowEnd::Reset { .. } => None,
+                };
+                let fin = TcpFlags::FIN;
+                let send_fin =
+                    |w: &mut FlowWriter<'_>, next_i: &mut u32, next_r: &mut u32, by: Side, at| {
+                        w.advance(at);
+                        let (own, other) = match by {
+                            Side::Initiator => (next_i, *next_r),
+                            Side::Responder => (next_r, *next_i),
+                        };
+                        w.tcp(by, *own, other, fin | ack, &[]);
+                        *own = own.wrapping_add(1);
+                    };
+                for (k, c) in flow.chunks.iter().enumerate() {
+                    if let Some((before, by, at)) = fin_at
+                        && before == k
+                    {
+                        send_fin(&mut w, &mut next_i, &mut next_r, by, at);
+                    }
                     w.advance(c.at);
                     let pieces: Vec<&[u8]> = c.bytes.chunks(mss).collect();
                     let last = pieces.len().saturating_sub(1);
@@ -397,24 +427,27 @@ pub fn write_pcapng(flows: &[Flow], options: &WriteOptions) -> Result<Vec<u8>, C
                         w.tcp(c.from, s, other, flags, piece);
                     }
                 }
-                let (mut by_next, mut other_next, by) = match flow.end {
-                    FlowEnd::Closed { by, .. } | FlowEnd::Reset { by, .. } => match by {
-                        Side::Initiator => (next_i, next_r, by),
-                        Side::Responder => (next_r, next_i, by),
-                    },
-                    FlowEnd::Open => (0, 0, Side::Initiator),
-                };
                 match flow.end {
                     FlowEnd::Open => {}
-                    FlowEnd::Closed { at, .. } => {
-                        w.advance(at);
-                        w.tcp(by, by_next, other_next, fin | ack, &[]);
-                        by_next = by_next.wrapping_add(1);
+                    FlowEnd::Closed { by, at } => {
+                        if let Some((before, ..)) = fin_at
+                            && before == flow.chunks.len()
+                        {
+                            send_fin(&mut w, &mut next_i, &mut next_r, by, at);
+                        }
+                        // The other side's FIN, then the closer's last ACK.
+                        let (by_next, other_next) = match by {
+                            Side::Initiator => (next_i, next_r),
+                            Side::Responder => (next_r, next_i),
+                        };
                         w.tcp(by.other(), other_next, by_next, fin | ack, &[]);
-                        other_next = other_next.wrapping_add(1);
-                        w.tcp(by, by_next, other_next, ack, &[]);
+                        w.tcp(by, by_next, other_next.wrapping_add(1), ack, &[]);
                     }
-                    FlowEnd::Reset { at, .. } => {
+                    FlowEnd::Reset { by, at } => {
+                        let (by_next, other_next) = match by {
+                            Side::Initiator => (next_i, next_r),
+                            Side::Responder => (next_r, next_i),
+                        };
                         w.advance(at);
                         w.tcp(by, by_next, other_next, rst | ack, &[]);
                     }
