@@ -32,10 +32,12 @@
 //!   §7.1 note 5 warns against it). Other stanzas wait in the same queue; a stanza once
 //!   queued is delivered when the link is back, never dropped; when the queue is full
 //!   new ones are refused (480 for a MESSAGE, a logged drop for presence).
-//! - Garbage on UDP: if the head can be salvaged (a bad Content-Length, one bad or
-//!   oversized header line) the request is answered 400 (513 when the datagram is too
-//!   large) statelessly (RFC 3261 §18.3, §21.5.9); otherwise a logged drop. A stream
-//!   framing error kills the TCP connection (the driver closes it).
+//! - Input that does not parse ([`super::sip_input`]): if a request can be salvaged from
+//!   the head (bad or missing Content-Length, a truncated head, bad or oversized header
+//!   lines, a garbled request line) it is answered 400 (513 when too large) statelessly
+//!   (RFC 3261 §18.3, §21.4.1, §21.5.9); otherwise a logged drop. On TCP the framing is
+//!   lost with it: the driver writes that answer from the bytes the stream decoder hands
+//!   back, then closes the connection.
 //! - Unknown methods: 501; known methods the gateway does not serve: 405 with `Allow`
 //!   (RFC 3261 §8.2.1, §21.5.2). INVITE is answered 405 statelessly (pager mode only).
 //! - Responses go back where the request came from: the UDP source address (what
@@ -62,7 +64,7 @@ use tracing::{debug, info, warn};
 
 use super::config::{GatewayConfig, SipRoutes, SipTarget, Transport};
 use crate::sip::builder::{
-    Local, RandomSource, RequestBuilder, ResponseBuilder, default_reason, new_call_id, new_tag,
+    Local, RandomSource, RequestBuilder, ResponseBuilder, new_call_id, new_tag,
 };
 use crate::sip::dialog::{Dialog, DialogId};
 use crate::sip::headers::{NameAddr, SubState as SipSubState, SubscriptionState};
@@ -278,40 +280,6 @@ fn machine_state(s: &SubscriptionState) -> SubState {
             SubState::Terminated(s.reason.as_deref().map(TerminationReason::from_name))
         }
     }
-}
-
-/// Remove the header lines a salvage attempt drops: the line a parse error names, or
-/// every Content-Length line.
-fn salvage(data: &[u8], err: &ParseError) -> Option<Vec<u8>> {
-    let end = data.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = data.get(..end)?;
-    let lines: Vec<&[u8]> = head.split(|b| *b == b'\n').collect();
-    let bad_line = match err {
-        ParseError::HeaderTooLarge { line, .. }
-        | ParseError::ControlCharacter { line }
-        | ParseError::BadHeaderName { line }
-        | ParseError::HeaderWithoutColon { line } => Some(*line),
-        ParseError::BadContentLength { .. }
-        | ParseError::DuplicateContentLength
-        | ParseError::BodyShorterThanContentLength { .. } => None,
-        _ => return None,
-    };
-    let mut out = Vec::with_capacity(head.len() + 32);
-    for (i, l) in lines.iter().enumerate() {
-        let n = i + 1;
-        let l = l.strip_suffix(b"\r").unwrap_or(l);
-        let lower = l.to_ascii_lowercase();
-        let content_length = lower.starts_with(b"content-length")
-            || lower.starts_with(b"l:")
-            || lower.starts_with(b"l ");
-        let drop = n > 1 && (content_length || bad_line == Some(n));
-        if !drop {
-            out.extend_from_slice(l);
-            out.extend_from_slice(b"\r\n");
-        }
-    }
-    out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
-    Some(out)
 }
 
 impl GatewayCore {
@@ -604,33 +572,20 @@ impl GatewayCore {
         }
     }
 
-    /// RFC 3261 §18.3: a request whose framing is wrong gets 400 when the head can be
-    /// read at all; anything else is dropped with a log line.
+    /// RFC 3261 §18.3: a request whose framing is wrong gets 400 (513 when too large)
+    /// when a response can be formed from what is left of its head; anything else is
+    /// dropped with a log line ([`super::sip_input`]). No state changes either way, so
+    /// transactions in flight and the datagrams that follow are unaffected.
     fn bad_datagram(&mut self, peer: SipTarget, data: &[u8], err: &ParseError) {
-        let relaxed = Limits {
-            max_message_bytes: data.len().max(self.limits.max_message_bytes),
-            ..self.limits
-        };
-        let fixed = match err {
-            ParseError::MessageTooLarge { .. } => Some(data.to_vec()),
-            e => salvage(data, e),
-        };
-        let req = fixed.and_then(|d| match parse_datagram(&d, &relaxed) {
-            Ok(Item::Message(Message::Request(r))) => Some(r),
-            _ => None,
-        });
-        match req {
-            Some(r) if r.method != Method::Ack && r.headers.top_via().is_ok() => {
-                let code = if matches!(err, ParseError::MessageTooLarge { .. }) {
-                    513
-                } else {
-                    400
-                };
-                info!(peer = %peer.addr, error = %err, code, "bad SIP datagram answered");
-                let reason = format!("{} ({err})", default_reason(code));
-                self.stateless(peer, &r, code, Some(reason), &[]);
+        match super::sip_input::answer_unparsable(data, err, &self.limits, &mut *self.rng) {
+            Some(resp) => {
+                info!(peer = %peer.addr, error = %err, code = resp.status, "bad SIP datagram answered");
+                self.out.push_back(Output::Sip {
+                    to: peer,
+                    bytes: resp.to_bytes(),
+                });
             }
-            _ => info!(peer = %peer.addr, error = %err, "bad SIP datagram dropped"),
+            None => info!(peer = %peer.addr, error = %err, "bad SIP datagram dropped"),
         }
     }
 

@@ -413,7 +413,20 @@ fn options_lists_what_is_served() {
 #[rstest]
 #[case::truncated(
     "MESSAGE sip:juliet@remote.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKt1\r\n",
-    None
+    Some(400)
+)]
+#[case::truncated_in_the_start_line("MESSAGE sip:juliet@remo", None)]
+#[case::unknown_method(
+    "FROBNICATE sip:juliet@remote.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKt7\r\nMax-Forwards: 70\r\nFrom: <sip:alice@sip.sut.test>;tag=a\r\nTo: <sip:juliet@remote.test>\r\nCall-ID: c7\r\nCSeq: 1 FROBNICATE\r\nContent-Length: 0\r\n\r\n",
+    Some(501)
+)]
+#[case::garbled_request_line(
+    "MESSAGE juliet SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKt8\r\nMax-Forwards: 70\r\nFrom: <sip:alice@sip.sut.test>;tag=a\r\nTo: <sip:juliet@remote.test>\r\nCall-ID: c8\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n",
+    Some(400)
+)]
+#[case::version_3(
+    "MESSAGE sip:juliet@remote.test SIP/3.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKt9\r\nMax-Forwards: 70\r\nFrom: <sip:alice@sip.sut.test>;tag=a\r\nTo: <sip:juliet@remote.test>\r\nCall-ID: c9\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n",
+    Some(505)
 )]
 #[case::garbage("\u{1}\u{2}hello\r\n\r\n", None)]
 #[case::bad_content_length(
@@ -457,6 +470,40 @@ fn huge_header_is_answered_400() {
     t.datagram(text.as_bytes());
     let got: Vec<u16> = t.responses().iter().map(|r| r.status).collect();
     assert_eq!(got, [400]);
+}
+
+#[test]
+fn bad_input_loses_nothing_queued_or_in_flight() {
+    // A MESSAGE in flight (its 200 waits for the error window), then garbage, then a
+    // good MESSAGE: both good ones reach XMPP and get their 200, the garbage its 400.
+    let mut t = T::new();
+    let first = t.ua(Method::Message, "sip:juliet@remote.test", &[], Some("one"));
+    t.send_request(&first);
+    t.datagram(
+        b"MESSAGE sip:juliet@remote.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKbad\r\n\
+          From: <sip:alice@sip.sut.test>;tag=b\r\nTo: <sip:juliet@remote.test>\r\nCall-ID: bad\r\n\
+          CSeq: 1 MESSAGE\r\nContent-Length: 99\r\n\r\nshort",
+    );
+    let second = t.ua(Method::Message, "sip:juliet@remote.test", &[], Some("two"));
+    t.send_request(&second);
+    let bodies: Vec<Option<String>> = t
+        .take_stanzas()
+        .iter()
+        .map(|m| child_text(m, "body"))
+        .collect();
+    assert_eq!(bodies, [Some("one".to_owned()), Some("two".to_owned())]);
+    assert_eq!(
+        t.responses().iter().map(|r| r.status).collect::<Vec<_>>(),
+        [400]
+    );
+    t.advance(WINDOW);
+    let done: Vec<(u16, Option<String>)> = t
+        .responses()
+        .iter()
+        .map(|r| (r.status, r.headers.call_id().ok().map(str::to_owned)))
+        .collect();
+    let id = |r: &Request| r.headers.call_id().ok().map(str::to_owned);
+    assert_eq!(done, [(200, id(&first)), (200, id(&second))]);
 }
 
 #[test]
