@@ -35,7 +35,7 @@
 //! - Input that does not parse ([`super::sip_input`]): if a request can be salvaged from
 //!   the head (bad or missing Content-Length, a truncated head, bad or oversized header
 //!   lines, a garbled request line) it is answered 400 (513 when too large) statelessly
-//!   (RFC 3261 §18.3, §21.4.1, §21.5.9); otherwise a logged drop. On TCP the framing is
+//!   (RFC 3261 §18.3, §21.4.1, §21.5.7); otherwise a logged drop. On TCP the framing is
 //!   lost with it: the driver writes that answer from the bytes the stream decoder hands
 //!   back, then closes the connection.
 //! - Unknown methods: 501; known methods the gateway does not serve: 405 with `Allow`

@@ -8,8 +8,8 @@
 //! (one at a time, a few rounds at most), every Content-Length line (the body is never
 //! used), the partial last line of a truncated head, and puts a neutral request line in
 //! place of a garbled one. If what remains is a request other than ACK (§17.1.1.3: an ACK
-//! is never answered) with a usable Via, it gets 400 — or 513 (§21.5.9) when the message
-//! is larger than the limit; anything else is dropped with a log line.
+//! is never answered) with a usable Via, it gets 400 — or 513 (§21.5.7) when the message
+//! or one of its headers is larger than the limit; anything else is dropped with a log line.
 //!
 //! The same function serves UDP datagrams and the unread bytes a [`StreamDecoder`] hands
 //! back after a framing error on TCP (the driver writes the answer, then closes: §18.3
@@ -30,10 +30,17 @@ const SALVAGE_ROUNDS: usize = 8;
 /// Request-URI (RFC 3261 §8.2.6.2), so any valid URI does.
 const NEUTRAL_URI: &str = "sip:invalid.invalid";
 
-/// The status for an input that failed with `err` (RFC 3261 §18.3, §21.4.1, §21.5.9).
+/// The status for an input that failed with `err` (RFC 3261 §18.3, §21.4.1, §21.5.7).
+///
+/// A message, a header line or a header count over the codec's [`Limits`] is not
+/// malformed — RFC 3261 sets no such limits — it exceeds what this gateway handles, which
+/// is what 513 (Message Too Large, §21.5.7: "the message length exceeded its
+/// capabilities") says; 400 (§21.4.1) is for syntax that is wrong.
 pub fn status_for(err: &ParseError) -> u16 {
     match err {
-        ParseError::MessageTooLarge { .. } => 513,
+        ParseError::MessageTooLarge { .. }
+        | ParseError::HeaderTooLarge { .. }
+        | ParseError::TooManyHeaders { .. } => 513,
         _ => 400,
     }
 }
@@ -244,8 +251,9 @@ mod tests {
         Some(400)
     )]
     #[case::truncated_before_via("MESSAGE sip:juliet@remote.test SIP/2.0\r\nMax-Forw".as_bytes().to_vec(), None)]
-    #[case::huge_header(msg("MESSAGE sip:juliet@remote.test SIP/2.0", &format!("X-Huge: {}\r\n", "x".repeat(9000)), "Content-Length: 0\r\n\r\n"), Some(400))]
-    #[case::two_huge_headers(msg("MESSAGE sip:juliet@remote.test SIP/2.0", &format!("X-A: {0}\r\nX-B: {0}\r\n", "x".repeat(9000)), "\r\n"), Some(400))]
+    #[case::huge_header(msg("MESSAGE sip:juliet@remote.test SIP/2.0", &format!("X-Huge: {}\r\n", "x".repeat(9000)), "Content-Length: 0\r\n\r\n"), Some(513))]
+    #[case::two_huge_headers(msg("MESSAGE sip:juliet@remote.test SIP/2.0", &format!("X-A: {0}\r\nX-B: {0}\r\n", "x".repeat(9000)), "\r\n"), Some(513))]
+    #[case::too_many_headers(msg("MESSAGE sip:juliet@remote.test SIP/2.0", &"X-N: 1\r\n".repeat(200), "Content-Length: 0\r\n\r\n"), Some(513))]
     #[case::header_without_colon(
         msg("MESSAGE sip:juliet@remote.test SIP/2.0", "Nonsense\r\n", "\r\n"),
         Some(400)
@@ -280,7 +288,12 @@ mod tests {
             );
             assert_eq!(r.headers.get("Call-ID"), Some("bad1"));
             assert_eq!(r.headers.get("CSeq"), Some("7 MESSAGE"));
-            assert!(r.reason.starts_with("Bad Request ("), "{}", r.reason);
+            let phrase = if r.status == 513 {
+                "Message Too Large ("
+            } else {
+                "Bad Request ("
+            };
+            assert!(r.reason.starts_with(phrase), "{}", r.reason);
             assert!(!r.reason.contains(['\r', '\n']));
         }
     }
