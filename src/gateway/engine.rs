@@ -949,11 +949,22 @@ impl GatewayCore {
     }
 
     fn finish_im(&mut self, now: Instant, id: &str, code: u16, reason: Option<String>) {
+        self.finish_im_with(now, id, code, reason, Vec::new());
+    }
+
+    /// [`Self::finish_im`] with headers the code needs (a 3xx's Contact).
+    fn finish_im_with(
+        &mut self,
+        now: Instant,
+        id: &str,
+        code: u16,
+        reason: Option<String>,
+        mut h: Vec<(&str, String)>,
+    ) {
         let Some(p) = self.pending_im.remove(id) else {
             return;
         };
         self.token_im.retain(|_, v| v != id);
-        let mut h: Vec<(&str, String)> = Vec::new();
         if code == 480 {
             h.push(("Retry-After", RETRY_AFTER_LINK_DOWN.to_string()));
         }
@@ -988,17 +999,26 @@ impl GatewayCore {
         let cond = error
             .as_ref()
             .map_or(StanzaCondition::UndefinedCondition, |e| e.condition);
-        let gone = err_el.and_then(crate::translate::error::condition_text);
+        // RFC 7247 §7.1 note 3 (ERR-03): <gone/> or <redirect/> with a new address gives
+        // a 301/302 whose Contact is that address (RFC 3261 §21.3.2, §21.3.3); an
+        // address that does not map counts as none (410).
+        let contact = err_el
+            .and_then(crate::translate::error::condition_text)
+            .and_then(|t| crate::translate::error::redirect_contact(&t));
         let code = xmpp_to_sip_with(
             cond,
             &XmppErrorContext {
                 addressed_full_jid,
-                gone_target: gone.as_deref(),
+                gone_target: contact.as_deref(),
                 remote_unreachable: false,
             },
         );
+        let extra: Vec<(&str, String)> = match contact {
+            Some(c) if (300..400).contains(&code) => vec![("Contact", c)],
+            _ => Vec::new(),
+        };
         let id = id.to_owned();
-        self.finish_im(now, &id, code, error.and_then(|e| e.text));
+        self.finish_im_with(now, &id, code, error.and_then(|e| e.text), extra);
         true
     }
 

@@ -294,7 +294,8 @@ fn zero_window_answers_as_soon_as_the_stanza_is_handed() {
 // becomes the SIP final response. The stanza went to a bare JID (6xx family).
 #[rstest]
 #[case("bad-request", 400)]
-#[case("not-authorized", 401)]
+// RFC 3261 §21.4.2: a 401 needs a challenge the gateway cannot give (translate::error).
+#[case("not-authorized", 403)]
 #[case("not-allowed", 403)]
 #[case("policy-violation", 403)]
 #[case("item-not-found", 604)]
@@ -324,6 +325,46 @@ fn xmpp_error_maps_to_the_sip_final_response(#[case] condition: &str, #[case] co
         t.take_stanzas().is_empty(),
         "an error is never answered (ERR-10)"
     );
+}
+
+// ERR-03 (RFC 7247 §7.1 note 3): a new address in <gone/> or <redirect/> gives a 3xx
+// whose Contact is that address (RFC 3261 §21.3.2, §21.3.3); none, or one that does not
+// map, gives 410 for <gone/>.
+#[rstest]
+#[case::gone_xmpp_uri("gone", "xmpp:romeo@new.test", 301, Some("<sip:romeo@new.test>"))]
+#[case::gone_sip_uri(
+    "gone",
+    "sip:romeo@sip.new.test",
+    301,
+    Some("<sip:romeo@sip.new.test>")
+)]
+#[case::gone_unmappable("gone", "call me maybe", 410, None)]
+#[case::gone_empty("gone", "", 410, None)]
+#[case::redirect(
+    "redirect",
+    "xmpp:romeo@elsewhere.test",
+    302,
+    Some("<sip:romeo@elsewhere.test>")
+)]
+#[case::redirect_empty("redirect", "", 302, None)]
+fn gone_and_redirect_carry_the_new_address(
+    #[case] condition: &str,
+    #[case] text: &str,
+    #[case] code: u16,
+    #[case] contact: Option<&str>,
+) {
+    let mut t = T::new();
+    let r = t.ua(Method::Message, "sip:juliet@remote.test", &[], Some("x"));
+    t.send_request(&r);
+    let id = t.take_stanzas()[0].attr("id").expect("id").to_owned();
+    t.xmpp(&format!(
+        "<message xmlns='jabber:server' type='error' from='juliet@remote.test' \
+         to='alice@sip.sut.test' id='{id}'><error type='cancel'><{condition} \
+         xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>{text}</{condition}></error></message>"
+    ));
+    let rs = t.responses();
+    assert_eq!(rs.iter().map(|r| r.status).collect::<Vec<_>>(), [code]);
+    assert_eq!(rs[0].headers.get("Contact"), contact);
 }
 
 #[test]
