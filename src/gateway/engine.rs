@@ -77,7 +77,7 @@ use crate::sip::{parse_datagram, validate_request, validate_response};
 use crate::translate::address::{JidParts, Scheme, jid_to_sip, sip_to_jid};
 use crate::translate::error::{XmppErrorContext, sip_to_xmpp_error, xmpp_to_sip_with};
 use crate::translate::message::{
-    SipMessage, XmppMessage, header_uri, sip_to_xmpp_message, xmpp_to_sip_message,
+    PAGER_MODE_LIMIT, SipMessage, XmppMessage, header_uri, sip_to_xmpp_message, xmpp_to_sip_message,
 };
 use crate::translate::presence::{
     PIDF_CONTENT_TYPE, Pidf, PresenceKind, XmppPresence, pidf_to_xmpp_presence,
@@ -1080,6 +1080,19 @@ impl GatewayCore {
         let req = b
             .body(&s.content_type, s.body.into_bytes())
             .build(&local, &mut *self.rng);
+        // IM-04 (RFC 7572 §6, RFC 3428 §7): the 1300-byte pager-mode limit is on the
+        // MESSAGE as it goes out, headers included; the translator's check sees only
+        // the body and subject.
+        let size = req.to_bytes().len();
+        if size > PAGER_MODE_LIMIT {
+            info!(
+                size,
+                limit = PAGER_MODE_LIMIT,
+                "XMPP message too large for pager mode"
+            );
+            self.reply_error(now, el, StanzaCondition::PolicyViolation);
+            return;
+        }
         self.start_client(
             now,
             req,
@@ -1110,6 +1123,12 @@ impl GatewayCore {
             return;
         };
         if original.attr("type") == Some("error") {
+            return;
+        }
+        // IM-13 (RFC 6121 §8.5.2.2.1, §8.5.3.1): a headline that cannot be delivered is
+        // dropped silently, never bounced — it expects no answer of any kind.
+        if original.attr("type") == Some("headline") {
+            info!(code, "undeliverable headline dropped");
             return;
         }
         let mut e = Element::new(ns::SERVER, "message").with_attr("type", "error");

@@ -708,6 +708,59 @@ fn xmpp_message_becomes_a_sip_message() {
     assert!(t.take_stanzas().is_empty(), "2xx: nothing back");
 }
 
+// IM-04 (RFC 7572 §6, RFC 3428 §7): the 1300-byte limit is on the MESSAGE as sent,
+// headers included — a body well under 1300 bytes can still make it too large.
+#[rstest]
+#[case::fits(600, true)]
+#[case::headers_push_it_over(1200, false)]
+#[case::body_alone_over(5000, false)]
+fn pager_mode_size_limit(#[case] body_len: usize, #[case] sent: bool) {
+    let mut t = T::new();
+    t.xmpp(&format!(
+        "<message xmlns='jabber:server' from='juliet@remote.test/balcony' \
+         to='alice@sip.sut.test' id='big'><body>{}</body></message>",
+        "y".repeat(body_len)
+    ));
+    let rs = t.requests();
+    let errors = t.take_stanzas();
+    if sent {
+        assert_eq!(rs.len(), 1);
+        assert!(rs[0].to_bytes().len() <= 1300);
+        assert!(errors.is_empty());
+    } else {
+        assert!(rs.is_empty(), "nothing goes out over the limit");
+        assert_eq!(errors.len(), 1);
+        let e = &errors[0];
+        assert_eq!(e.attr("type"), Some("error"));
+        assert_eq!(e.attr("id"), Some("big"));
+        assert_eq!(e.attr("to"), Some("juliet@remote.test/balcony"));
+        let cond = e
+            .elements()
+            .find(|c| c.name == "error")
+            .and_then(|er| er.elements().next())
+            .map(|c| c.name.clone());
+        assert_eq!(cond.as_deref(), Some("policy-violation"));
+    }
+}
+
+// IM-13 (RFC 6121 §8.5.2.2.1): an undeliverable headline is dropped silently; chat
+// and normal get the mapped error.
+#[rstest]
+#[case::headline("headline", false)]
+#[case::chat("chat", true)]
+#[case::normal("normal", true)]
+fn undeliverable_headline_is_not_bounced(#[case] kind: &str, #[case] bounced: bool) {
+    let mut t = T::new();
+    t.xmpp(&format!(
+        "<message xmlns='jabber:server' from='juliet@remote.test/balcony' \
+         to='alice@sip.sut.test' id='h1' type='{kind}'><body>News</body></message>"
+    ));
+    let rs = t.requests();
+    assert_eq!(rs.len(), 1);
+    t.answer(&rs[0], 480, &[]);
+    assert_eq!(t.take_stanzas().len(), usize::from(bounced));
+}
+
 // ERR-05..ERR-07 (RFC 7247 §7.2 Table 3) in the ERR-09 shape.
 #[rstest]
 #[case(400, "bad-request")]
@@ -784,7 +837,7 @@ fn timer_f_gives_remote_server_timeout() {
 #[case::too_large(&format!("<message xmlns='jabber:server' from='juliet@remote.test' to='alice@sip.sut.test' id='x'><body>{}</body></message>", "y".repeat(5000)), "policy-violation")]
 #[case::groupchat(
     "<message xmlns='jabber:server' from='juliet@remote.test' to='alice@sip.sut.test' id='x' type='groupchat'><body>b</body></message>",
-    "feature-not-implemented"
+    "service-unavailable"
 )]
 #[case::domain(
     "<message xmlns='jabber:server' from='juliet@remote.test' to='sip.sut.test' id='x'><body>b</body></message>",

@@ -79,6 +79,11 @@ impl MessageError {
             }
             MessageError::Address(_) => StanzaCondition::JidMalformed,
             MessageError::TooLarge(_) => StanzaCondition::PolicyViolation,
+            // RFC 6121 §8.5.2.2.1, §8.5.3.1 (IM-13): groupchat to a user (not a room)
+            // gets an error, which SHOULD be service-unavailable.
+            MessageError::UnsupportedKind(MessageKind::Groupchat) => {
+                StanzaCondition::ServiceUnavailable
+            }
             MessageError::UnsupportedKind(_) => StanzaCondition::FeatureNotImplemented,
             MessageError::UnsupportedContentType(_) | MessageError::UnsupportedCharset(_) => {
                 StanzaCondition::NotAcceptable
@@ -566,6 +571,11 @@ mod tests {
             xmpp_to_sip_message(&err, "c"),
             Err(MessageError::UnsupportedKind(MessageKind::Error))
         );
+        let mut gc = base.clone();
+        gc.kind = MessageKind::Groupchat;
+        let e = xmpp_to_sip_message(&gc, "c").expect_err("groupchat");
+        assert_eq!(e, MessageError::UnsupportedKind(MessageKind::Groupchat));
+        assert_eq!(e.condition(), StanzaCondition::ServiceUnavailable); // IM-13
         let mut empty = base.clone();
         empty.bodies.clear();
         assert_eq!(xmpp_to_sip_message(&empty, "c"), Err(MessageError::NoBody));
