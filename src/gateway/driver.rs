@@ -265,6 +265,8 @@ impl Main {
                 if self.conns.get(&peer).is_some_and(|t| t.is_closed()) {
                     self.conns.remove(&peer);
                 }
+                // RFC 3261 §18.2.2: answers still owed on it go over a new connection.
+                self.core.tcp_closed(now, peer);
                 if failed {
                     self.core.sip_send_failed(
                         now,

@@ -597,6 +597,30 @@ impl GatewayCore {
         }
     }
 
+    /// The TCP connection with `peer` is closed (by either side). RFC 3261 §18.2.2: a
+    /// response goes over the connection its request came on "if that connection is
+    /// still open"; if not, the server "SHOULD open a connection to the IP address in
+    /// the received parameter ... using the port in the sent-by value, or the default
+    /// port for that transport". So server transactions whose request came over it are
+    /// re-pointed at the request's source IP (what `received` records) and its top
+    /// Via's sent-by port (5060 by default, §18.1.1): their final responses still
+    /// arrive (SIPIN-05) — e.g. a MESSAGE waiting out its error window when the client's
+    /// connection was closed after a framing error on it.
+    pub fn tcp_closed(&mut self, _now: Instant, peer: SocketAddr) {
+        for e in self.servers.values_mut() {
+            if e.peer.transport == Transport::Tcp && e.peer.addr == peer {
+                let port = e
+                    .request
+                    .headers
+                    .top_via()
+                    .ok()
+                    .and_then(|v| v.port)
+                    .unwrap_or(5060);
+                e.peer.addr = SocketAddr::new(peer.ip(), port);
+            }
+        }
+    }
+
     /// Sending to `to` failed (connect refused, connection reset): client transactions
     /// toward it end with a transport error (RFC 3261 §17.1.4 → 503 to the TU).
     pub fn sip_send_failed(&mut self, now: Instant, to: SipTarget) {

@@ -1554,3 +1554,29 @@ fn any_order_of_stanzas_and_sip_answers_never_panics() {
     }
     t.advance(Duration::from_secs(7200));
 }
+
+// SIPIN-05 over TCP (RFC 3261 §18.2.2): once the connection a MESSAGE came on is closed,
+// its final response goes over a new connection to the source IP and the Via's
+// sent-by port; while it is open, over that connection.
+#[rstest]
+#[case::connection_closed(true, "127.0.0.1:5070")]
+#[case::connection_open(false, "127.0.0.1:40001")]
+fn tcp_response_after_the_connection_closed(#[case] closed: bool, #[case] to: &str) {
+    let mut t = T::new();
+    let conn: SocketAddr = "127.0.0.1:40001".parse().expect("addr");
+    let r = t.ua(Method::Message, "sip:juliet@remote.test", &[], Some("x"));
+    let tcp = |addr| SipTarget {
+        transport: Transport::Tcp,
+        addr,
+    };
+    t.core.handle_sip(t.now, tcp(conn), Message::Request(r));
+    t.pump();
+    assert_eq!(t.take_stanzas().len(), 1);
+    if closed {
+        t.core.tcp_closed(t.now, conn);
+    }
+    t.advance(WINDOW);
+    let (dest, m) = t.sip.pop().expect("the 200");
+    assert_eq!(dest, tcp(to.parse().expect("addr")));
+    assert!(matches!(m, Message::Response(r) if r.status == 200));
+}
