@@ -265,6 +265,8 @@ impl Main {
                 if self.conns.get(&peer).is_some_and(|t| t.is_closed()) {
                     self.conns.remove(&peer);
                 }
+                // RFC 3261 §18.2.2: answers still owed on it go over a new connection.
+                self.core.tcp_closed(now, peer);
                 if failed {
                     self.core.sip_send_failed(
                         now,
@@ -396,7 +398,15 @@ async fn conn_task(
         tokio::select! {
             r = sock.read(&mut buf) => {
                 let n = match r {
-                    Ok(0) | Err(_) => break,
+                    Ok(0) => {
+                        // The peer half-closed: a request it cut off may still be
+                        // answered on our side of the connection (RFC 3261 §18.3).
+                        if let Err(e) = dec.finish() {
+                            answer_framing_error(&mut sock, peer, dec.unread(), &e, &limits).await;
+                        }
+                        break;
+                    }
+                    Err(_) => break,
                     Ok(n) => n,
                 };
                 dec.feed(buf.get(..n).unwrap_or_default());
@@ -416,8 +426,10 @@ async fn conn_task(
                         }
                         Ok(Some(Item::Keepalive(Keepalive::Pong))) => {}
                         Err(e) => {
-                            // The stream is dead (tokio-util Decoder contract): close it.
+                            // The stream is dead (tokio-util Decoder contract): answer the
+                            // bad request if a response can be formed, then close.
                             info!(%peer, error = %e, "SIP TCP framing error; closing");
+                            answer_framing_error(&mut sock, peer, dec.unread(), &e, &limits).await;
                             break 'outer;
                         }
                     }
@@ -440,6 +452,28 @@ async fn conn_task(
     rx.close();
     let _ = sock.shutdown().await;
     let _ = ev.send(Event::TcpGone { peer, failed }).await;
+}
+
+/// RFC 3261 §18.3, §21.4.1: the 400 (or 513) for the message a stream's framing error
+/// names, written before the connection closes; built by the sans-IO
+/// [`super::sip_input::answer_unparsable`] from the bytes the decoder hands back. The
+/// answer is stateless (no transaction exists for a request that never parsed), so it
+/// is written here rather than through the core.
+async fn answer_framing_error(
+    sock: &mut TcpStream,
+    peer: SocketAddr,
+    unread: &[u8],
+    err: &crate::sip::ParseError,
+    limits: &Limits,
+) {
+    let mut rng = OsRandom::default();
+    match super::sip_input::answer_unparsable(unread, err, limits, &mut rng) {
+        Some(resp) => {
+            info!(%peer, error = %err, code = resp.status, "bad SIP on TCP answered");
+            let _ = sock.write_all(&resp.to_bytes()).await;
+        }
+        None => info!(%peer, error = %err, "bad SIP on TCP dropped"),
+    }
 }
 
 /// Back-off with jitter: a random delay in [d/2, d] (RFC 6120 §3.3 asks for randomness

@@ -32,10 +32,12 @@
 //!   §7.1 note 5 warns against it). Other stanzas wait in the same queue; a stanza once
 //!   queued is delivered when the link is back, never dropped; when the queue is full
 //!   new ones are refused (480 for a MESSAGE, a logged drop for presence).
-//! - Garbage on UDP: if the head can be salvaged (a bad Content-Length, one bad or
-//!   oversized header line) the request is answered 400 (513 when the datagram is too
-//!   large) statelessly (RFC 3261 §18.3, §21.5.9); otherwise a logged drop. A stream
-//!   framing error kills the TCP connection (the driver closes it).
+//! - Input that does not parse ([`super::sip_input`]): if a request can be salvaged from
+//!   the head (bad or missing Content-Length, a truncated head, bad or oversized header
+//!   lines, a garbled request line) it is answered 400 (513 when too large) statelessly
+//!   (RFC 3261 §18.3, §21.4.1, §21.5.7); otherwise a logged drop. On TCP the framing is
+//!   lost with it: the driver writes that answer from the bytes the stream decoder hands
+//!   back, then closes the connection.
 //! - Unknown methods: 501; known methods the gateway does not serve: 405 with `Allow`
 //!   (RFC 3261 §8.2.1, §21.5.2). INVITE is answered 405 statelessly (pager mode only).
 //! - Responses go back where the request came from: the UDP source address (what
@@ -67,7 +69,7 @@ use tracing::{debug, info, warn};
 
 use super::config::{GatewayConfig, SipRoutes, SipTarget, Transport};
 use crate::sip::builder::{
-    Local, RandomSource, RequestBuilder, ResponseBuilder, default_reason, new_call_id, new_tag,
+    Local, RandomSource, RequestBuilder, ResponseBuilder, new_call_id, new_tag,
 };
 use crate::sip::dialog::{Dialog, DialogId};
 use crate::sip::headers::{NameAddr, SubState as SipSubState, SubscriptionState};
@@ -80,7 +82,7 @@ use crate::sip::{parse_datagram, validate_request, validate_response};
 use crate::translate::address::{JidParts, Scheme, jid_to_sip, sip_to_jid};
 use crate::translate::error::{XmppErrorContext, sip_to_xmpp_error, xmpp_to_sip_with};
 use crate::translate::message::{
-    SipMessage, XmppMessage, header_uri, sip_to_xmpp_message, xmpp_to_sip_message,
+    PAGER_MODE_LIMIT, SipMessage, XmppMessage, header_uri, sip_to_xmpp_message, xmpp_to_sip_message,
 };
 use crate::translate::presence::{PIDF_CONTENT_TYPE, Pidf, PresenceKind, XmppPresence};
 use crate::translate::subscription::{
@@ -282,40 +284,6 @@ fn machine_state(s: &SubscriptionState) -> SubState {
             SubState::Terminated(s.reason.as_deref().map(TerminationReason::from_name))
         }
     }
-}
-
-/// Remove the header lines a salvage attempt drops: the line a parse error names, or
-/// every Content-Length line.
-fn salvage(data: &[u8], err: &ParseError) -> Option<Vec<u8>> {
-    let end = data.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = data.get(..end)?;
-    let lines: Vec<&[u8]> = head.split(|b| *b == b'\n').collect();
-    let bad_line = match err {
-        ParseError::HeaderTooLarge { line, .. }
-        | ParseError::ControlCharacter { line }
-        | ParseError::BadHeaderName { line }
-        | ParseError::HeaderWithoutColon { line } => Some(*line),
-        ParseError::BadContentLength { .. }
-        | ParseError::DuplicateContentLength
-        | ParseError::BodyShorterThanContentLength { .. } => None,
-        _ => return None,
-    };
-    let mut out = Vec::with_capacity(head.len() + 32);
-    for (i, l) in lines.iter().enumerate() {
-        let n = i + 1;
-        let l = l.strip_suffix(b"\r").unwrap_or(l);
-        let lower = l.to_ascii_lowercase();
-        let content_length = lower.starts_with(b"content-length")
-            || lower.starts_with(b"l:")
-            || lower.starts_with(b"l ");
-        let drop = n > 1 && (content_length || bad_line == Some(n));
-        if !drop {
-            out.extend_from_slice(l);
-            out.extend_from_slice(b"\r\n");
-        }
-    }
-    out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
-    Some(out)
 }
 
 impl GatewayCore {
@@ -608,33 +576,20 @@ impl GatewayCore {
         }
     }
 
-    /// RFC 3261 §18.3: a request whose framing is wrong gets 400 when the head can be
-    /// read at all; anything else is dropped with a log line.
+    /// RFC 3261 §18.3: a request whose framing is wrong gets 400 (513 when too large)
+    /// when a response can be formed from what is left of its head; anything else is
+    /// dropped with a log line ([`super::sip_input`]). No state changes either way, so
+    /// transactions in flight and the datagrams that follow are unaffected.
     fn bad_datagram(&mut self, peer: SipTarget, data: &[u8], err: &ParseError) {
-        let relaxed = Limits {
-            max_message_bytes: data.len().max(self.limits.max_message_bytes),
-            ..self.limits
-        };
-        let fixed = match err {
-            ParseError::MessageTooLarge { .. } => Some(data.to_vec()),
-            e => salvage(data, e),
-        };
-        let req = fixed.and_then(|d| match parse_datagram(&d, &relaxed) {
-            Ok(Item::Message(Message::Request(r))) => Some(r),
-            _ => None,
-        });
-        match req {
-            Some(r) if r.method != Method::Ack && r.headers.top_via().is_ok() => {
-                let code = if matches!(err, ParseError::MessageTooLarge { .. }) {
-                    513
-                } else {
-                    400
-                };
-                info!(peer = %peer.addr, error = %err, code, "bad SIP datagram answered");
-                let reason = format!("{} ({err})", default_reason(code));
-                self.stateless(peer, &r, code, Some(reason), &[]);
+        match super::sip_input::answer_unparsable(data, err, &self.limits, &mut *self.rng) {
+            Some(resp) => {
+                info!(peer = %peer.addr, error = %err, code = resp.status, "bad SIP datagram answered");
+                self.out.push_back(Output::Sip {
+                    to: peer,
+                    bytes: resp.to_bytes(),
+                });
             }
-            _ => info!(peer = %peer.addr, error = %err, "bad SIP datagram dropped"),
+            None => info!(peer = %peer.addr, error = %err, "bad SIP datagram dropped"),
         }
     }
 
@@ -643,6 +598,30 @@ impl GatewayCore {
         match msg {
             Message::Request(r) => self.handle_request(now, from, r),
             Message::Response(r) => self.handle_response(now, r),
+        }
+    }
+
+    /// The TCP connection with `peer` is closed (by either side). RFC 3261 §18.2.2: a
+    /// response goes over the connection its request came on "if that connection is
+    /// still open"; if not, the server "SHOULD open a connection to the IP address in
+    /// the received parameter ... using the port in the sent-by value, or the default
+    /// port for that transport". So server transactions whose request came over it are
+    /// re-pointed at the request's source IP (what `received` records) and its top
+    /// Via's sent-by port (5060 by default, §18.1.1): their final responses still
+    /// arrive (SIPIN-05) — e.g. a MESSAGE waiting out its error window when the client's
+    /// connection was closed after a framing error on it.
+    pub fn tcp_closed(&mut self, _now: Instant, peer: SocketAddr) {
+        for e in self.servers.values_mut() {
+            if e.peer.transport == Transport::Tcp && e.peer.addr == peer {
+                let port = e
+                    .request
+                    .headers
+                    .top_via()
+                    .ok()
+                    .and_then(|v| v.port)
+                    .unwrap_or(5060);
+                e.peer.addr = SocketAddr::new(peer.ip(), port);
+            }
         }
     }
 
@@ -998,11 +977,22 @@ impl GatewayCore {
     }
 
     fn finish_im(&mut self, now: Instant, id: &str, code: u16, reason: Option<String>) {
+        self.finish_im_with(now, id, code, reason, Vec::new());
+    }
+
+    /// [`Self::finish_im`] with headers the code needs (a 3xx's Contact).
+    fn finish_im_with(
+        &mut self,
+        now: Instant,
+        id: &str,
+        code: u16,
+        reason: Option<String>,
+        mut h: Vec<(&str, String)>,
+    ) {
         let Some(p) = self.pending_im.remove(id) else {
             return;
         };
         self.token_im.retain(|_, v| v != id);
-        let mut h: Vec<(&str, String)> = Vec::new();
         if code == 480 {
             h.push(("Retry-After", RETRY_AFTER_LINK_DOWN.to_string()));
         }
@@ -1037,17 +1027,26 @@ impl GatewayCore {
         let cond = error
             .as_ref()
             .map_or(StanzaCondition::UndefinedCondition, |e| e.condition);
-        let gone = err_el.and_then(crate::translate::error::condition_text);
+        // RFC 7247 §7.1 note 3 (ERR-03): <gone/> or <redirect/> with a new address gives
+        // a 301/302 whose Contact is that address (RFC 3261 §21.3.2, §21.3.3); an
+        // address that does not map counts as none (410).
+        let contact = err_el
+            .and_then(crate::translate::error::condition_text)
+            .and_then(|t| crate::translate::error::redirect_contact(&t));
         let code = xmpp_to_sip_with(
             cond,
             &XmppErrorContext {
                 addressed_full_jid,
-                gone_target: gone.as_deref(),
+                gone_target: contact.as_deref(),
                 remote_unreachable: false,
             },
         );
+        let extra: Vec<(&str, String)> = match contact {
+            Some(c) if (300..400).contains(&code) => vec![("Contact", c)],
+            _ => Vec::new(),
+        };
         let id = id.to_owned();
-        self.finish_im(now, &id, code, error.and_then(|e| e.text));
+        self.finish_im_with(now, &id, code, error.and_then(|e| e.text), extra);
         true
     }
 
@@ -1109,6 +1108,19 @@ impl GatewayCore {
         let req = b
             .body(&s.content_type, s.body.into_bytes())
             .build(&local, &mut *self.rng);
+        // IM-04 (RFC 7572 §6, RFC 3428 §7): the 1300-byte pager-mode limit is on the
+        // MESSAGE as it goes out, headers included; the translator's check sees only
+        // the body and subject.
+        let size = req.to_bytes().len();
+        if size > PAGER_MODE_LIMIT {
+            info!(
+                size,
+                limit = PAGER_MODE_LIMIT,
+                "XMPP message too large for pager mode"
+            );
+            self.reply_error(now, el, StanzaCondition::PolicyViolation);
+            return;
+        }
         self.start_client(
             now,
             req,
@@ -1139,6 +1151,12 @@ impl GatewayCore {
             return;
         };
         if original.attr("type") == Some("error") {
+            return;
+        }
+        // IM-13 (RFC 6121 §8.5.2.2.1, §8.5.3.1): a headline that cannot be delivered is
+        // dropped silently, never bounced — it expects no answer of any kind.
+        if original.attr("type") == Some("headline") {
+            info!(code, "undeliverable headline dropped");
             return;
         }
         let mut e = Element::new(ns::SERVER, "message").with_attr("type", "error");

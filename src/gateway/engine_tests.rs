@@ -294,7 +294,8 @@ fn zero_window_answers_as_soon_as_the_stanza_is_handed() {
 // becomes the SIP final response. The stanza went to a bare JID (6xx family).
 #[rstest]
 #[case("bad-request", 400)]
-#[case("not-authorized", 401)]
+// RFC 3261 §21.4.2: a 401 needs a challenge the gateway cannot give (translate::error).
+#[case("not-authorized", 403)]
 #[case("not-allowed", 403)]
 #[case("policy-violation", 403)]
 #[case("item-not-found", 604)]
@@ -324,6 +325,46 @@ fn xmpp_error_maps_to_the_sip_final_response(#[case] condition: &str, #[case] co
         t.take_stanzas().is_empty(),
         "an error is never answered (ERR-10)"
     );
+}
+
+// ERR-03 (RFC 7247 §7.1 note 3): a new address in <gone/> or <redirect/> gives a 3xx
+// whose Contact is that address (RFC 3261 §21.3.2, §21.3.3); none, or one that does not
+// map, gives 410 for <gone/>.
+#[rstest]
+#[case::gone_xmpp_uri("gone", "xmpp:romeo@new.test", 301, Some("<sip:romeo@new.test>"))]
+#[case::gone_sip_uri(
+    "gone",
+    "sip:romeo@sip.new.test",
+    301,
+    Some("<sip:romeo@sip.new.test>")
+)]
+#[case::gone_unmappable("gone", "call me maybe", 410, None)]
+#[case::gone_empty("gone", "", 410, None)]
+#[case::redirect(
+    "redirect",
+    "xmpp:romeo@elsewhere.test",
+    302,
+    Some("<sip:romeo@elsewhere.test>")
+)]
+#[case::redirect_empty("redirect", "", 302, None)]
+fn gone_and_redirect_carry_the_new_address(
+    #[case] condition: &str,
+    #[case] text: &str,
+    #[case] code: u16,
+    #[case] contact: Option<&str>,
+) {
+    let mut t = T::new();
+    let r = t.ua(Method::Message, "sip:juliet@remote.test", &[], Some("x"));
+    t.send_request(&r);
+    let id = t.take_stanzas()[0].attr("id").expect("id").to_owned();
+    t.xmpp(&format!(
+        "<message xmlns='jabber:server' type='error' from='juliet@remote.test' \
+         to='alice@sip.sut.test' id='{id}'><error type='cancel'><{condition} \
+         xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>{text}</{condition}></error></message>"
+    ));
+    let rs = t.responses();
+    assert_eq!(rs.iter().map(|r| r.status).collect::<Vec<_>>(), [code]);
+    assert_eq!(rs[0].headers.get("Contact"), contact);
 }
 
 #[test]
@@ -413,7 +454,20 @@ fn options_lists_what_is_served() {
 #[rstest]
 #[case::truncated(
     "MESSAGE sip:juliet@remote.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKt1\r\n",
-    None
+    Some(400)
+)]
+#[case::truncated_in_the_start_line("MESSAGE sip:juliet@remo", None)]
+#[case::unknown_method(
+    "FROBNICATE sip:juliet@remote.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKt7\r\nMax-Forwards: 70\r\nFrom: <sip:alice@sip.sut.test>;tag=a\r\nTo: <sip:juliet@remote.test>\r\nCall-ID: c7\r\nCSeq: 1 FROBNICATE\r\nContent-Length: 0\r\n\r\n",
+    Some(501)
+)]
+#[case::garbled_request_line(
+    "MESSAGE juliet SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKt8\r\nMax-Forwards: 70\r\nFrom: <sip:alice@sip.sut.test>;tag=a\r\nTo: <sip:juliet@remote.test>\r\nCall-ID: c8\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n",
+    Some(400)
+)]
+#[case::version_3(
+    "MESSAGE sip:juliet@remote.test SIP/3.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKt9\r\nMax-Forwards: 70\r\nFrom: <sip:alice@sip.sut.test>;tag=a\r\nTo: <sip:juliet@remote.test>\r\nCall-ID: c9\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n",
+    Some(505)
 )]
 #[case::garbage("\u{1}\u{2}hello\r\n\r\n", None)]
 #[case::bad_content_length(
@@ -445,8 +499,10 @@ fn bad_datagrams(#[case] text: &str, #[case] code: Option<u16>) {
     assert!(t.take_stanzas().is_empty());
 }
 
+// A header over the codec's limit exceeds the gateway, it is not malformed: 513
+// (RFC 3261 §21.5.7), see `sip_input::status_for`.
 #[test]
-fn huge_header_is_answered_400() {
+fn huge_header_is_answered_513() {
     let mut t = T::new();
     let big = "x".repeat(20_000);
     let text = format!(
@@ -456,7 +512,41 @@ fn huge_header_is_answered_400() {
     );
     t.datagram(text.as_bytes());
     let got: Vec<u16> = t.responses().iter().map(|r| r.status).collect();
-    assert_eq!(got, [400]);
+    assert_eq!(got, [513]);
+}
+
+#[test]
+fn bad_input_loses_nothing_queued_or_in_flight() {
+    // A MESSAGE in flight (its 200 waits for the error window), then garbage, then a
+    // good MESSAGE: both good ones reach XMPP and get their 200, the garbage its 400.
+    let mut t = T::new();
+    let first = t.ua(Method::Message, "sip:juliet@remote.test", &[], Some("one"));
+    t.send_request(&first);
+    t.datagram(
+        b"MESSAGE sip:juliet@remote.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKbad\r\n\
+          From: <sip:alice@sip.sut.test>;tag=b\r\nTo: <sip:juliet@remote.test>\r\nCall-ID: bad\r\n\
+          CSeq: 1 MESSAGE\r\nContent-Length: 99\r\n\r\nshort",
+    );
+    let second = t.ua(Method::Message, "sip:juliet@remote.test", &[], Some("two"));
+    t.send_request(&second);
+    let bodies: Vec<Option<String>> = t
+        .take_stanzas()
+        .iter()
+        .map(|m| child_text(m, "body"))
+        .collect();
+    assert_eq!(bodies, [Some("one".to_owned()), Some("two".to_owned())]);
+    assert_eq!(
+        t.responses().iter().map(|r| r.status).collect::<Vec<_>>(),
+        [400]
+    );
+    t.advance(WINDOW);
+    let done: Vec<(u16, Option<String>)> = t
+        .responses()
+        .iter()
+        .map(|r| (r.status, r.headers.call_id().ok().map(str::to_owned)))
+        .collect();
+    let id = |r: &Request| r.headers.call_id().ok().map(str::to_owned);
+    assert_eq!(done, [(200, id(&first)), (200, id(&second))]);
 }
 
 #[test]
@@ -618,6 +708,59 @@ fn xmpp_message_becomes_a_sip_message() {
     assert!(t.take_stanzas().is_empty(), "2xx: nothing back");
 }
 
+// IM-04 (RFC 7572 §6, RFC 3428 §7): the 1300-byte limit is on the MESSAGE as sent,
+// headers included — a body well under 1300 bytes can still make it too large.
+#[rstest]
+#[case::fits(600, true)]
+#[case::headers_push_it_over(1200, false)]
+#[case::body_alone_over(5000, false)]
+fn pager_mode_size_limit(#[case] body_len: usize, #[case] sent: bool) {
+    let mut t = T::new();
+    t.xmpp(&format!(
+        "<message xmlns='jabber:server' from='juliet@remote.test/balcony' \
+         to='alice@sip.sut.test' id='big'><body>{}</body></message>",
+        "y".repeat(body_len)
+    ));
+    let rs = t.requests();
+    let errors = t.take_stanzas();
+    if sent {
+        assert_eq!(rs.len(), 1);
+        assert!(rs[0].to_bytes().len() <= 1300);
+        assert!(errors.is_empty());
+    } else {
+        assert!(rs.is_empty(), "nothing goes out over the limit");
+        assert_eq!(errors.len(), 1);
+        let e = &errors[0];
+        assert_eq!(e.attr("type"), Some("error"));
+        assert_eq!(e.attr("id"), Some("big"));
+        assert_eq!(e.attr("to"), Some("juliet@remote.test/balcony"));
+        let cond = e
+            .elements()
+            .find(|c| c.name == "error")
+            .and_then(|er| er.elements().next())
+            .map(|c| c.name.clone());
+        assert_eq!(cond.as_deref(), Some("policy-violation"));
+    }
+}
+
+// IM-13 (RFC 6121 §8.5.2.2.1): an undeliverable headline is dropped silently; chat
+// and normal get the mapped error.
+#[rstest]
+#[case::headline("headline", false)]
+#[case::chat("chat", true)]
+#[case::normal("normal", true)]
+fn undeliverable_headline_is_not_bounced(#[case] kind: &str, #[case] bounced: bool) {
+    let mut t = T::new();
+    t.xmpp(&format!(
+        "<message xmlns='jabber:server' from='juliet@remote.test/balcony' \
+         to='alice@sip.sut.test' id='h1' type='{kind}'><body>News</body></message>"
+    ));
+    let rs = t.requests();
+    assert_eq!(rs.len(), 1);
+    t.answer(&rs[0], 480, &[]);
+    assert_eq!(t.take_stanzas().len(), usize::from(bounced));
+}
+
 // ERR-05..ERR-07 (RFC 7247 §7.2 Table 3) in the ERR-09 shape.
 #[rstest]
 #[case(400, "bad-request")]
@@ -694,7 +837,7 @@ fn timer_f_gives_remote_server_timeout() {
 #[case::too_large(&format!("<message xmlns='jabber:server' from='juliet@remote.test' to='alice@sip.sut.test' id='x'><body>{}</body></message>", "y".repeat(5000)), "policy-violation")]
 #[case::groupchat(
     "<message xmlns='jabber:server' from='juliet@remote.test' to='alice@sip.sut.test' id='x' type='groupchat'><body>b</body></message>",
-    "feature-not-implemented"
+    "service-unavailable"
 )]
 #[case::domain(
     "<message xmlns='jabber:server' from='juliet@remote.test' to='sip.sut.test' id='x'><body>b</body></message>",
@@ -1588,4 +1731,30 @@ fn any_order_of_stanzas_and_sip_answers_never_panics() {
         t.take_stanzas();
     }
     t.advance(Duration::from_secs(7200));
+}
+
+// SIPIN-05 over TCP (RFC 3261 §18.2.2): once the connection a MESSAGE came on is closed,
+// its final response goes over a new connection to the source IP and the Via's
+// sent-by port; while it is open, over that connection.
+#[rstest]
+#[case::connection_closed(true, "127.0.0.1:5070")]
+#[case::connection_open(false, "127.0.0.1:40001")]
+fn tcp_response_after_the_connection_closed(#[case] closed: bool, #[case] to: &str) {
+    let mut t = T::new();
+    let conn: SocketAddr = "127.0.0.1:40001".parse().expect("addr");
+    let r = t.ua(Method::Message, "sip:juliet@remote.test", &[], Some("x"));
+    let tcp = |addr| SipTarget {
+        transport: Transport::Tcp,
+        addr,
+    };
+    t.core.handle_sip(t.now, tcp(conn), Message::Request(r));
+    t.pump();
+    assert_eq!(t.take_stanzas().len(), 1);
+    if closed {
+        t.core.tcp_closed(t.now, conn);
+    }
+    t.advance(WINDOW);
+    let (dest, m) = t.sip.pop().expect("the 200");
+    assert_eq!(dest, tcp(to.parse().expect("addr")));
+    assert!(matches!(m, Message::Response(r) if r.status == 200));
 }

@@ -25,6 +25,7 @@ mod driver;
 pub mod engine;
 #[cfg(test)]
 mod engine_tests;
+pub mod sip_input;
 #[cfg(test)]
 mod tests;
 

@@ -364,7 +364,9 @@ async fn xmpp_error_to_a_translated_message_becomes_the_sip_final_response() {
         ))
         .await;
     let resp = lab.ua.recv_response().await;
-    assert_eq!(resp.status, 401);
+    // Not Table 2's 401: a 401 must carry a challenge (RFC 3261 §21.4.2) the gateway
+    // cannot give; see translate::error.
+    assert_eq!(resp.status, 403);
     lab.stop().await;
 }
 
@@ -561,18 +563,54 @@ async fn the_gateway_reconnects_after_the_proxy_restarts() {
 }
 
 #[tokio::test]
+async fn tcp_request_cut_off_by_a_half_close_is_answered() {
+    let lab = Lab::start(Duration::from_millis(20)).await;
+    let mut s = TcpStream::connect(lab.gw.sip_tcp_addr).await.expect("tcp");
+    s.write_all(
+        b"MESSAGE sip:x@y SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5099;branch=z9hG4bKcut\r\n\
+          Call-ID: cut\r\nCSeq: 1 MESSAGE\r\nContent-Length: 50\r\n\r\nonly part",
+    )
+    .await
+    .expect("write");
+    s.shutdown().await.expect("half-close");
+    let mut got = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut got))
+        .await
+        .expect("closed in time")
+        .expect("read");
+    let status = match crate::sip::parse_datagram(&got, &crate::sip::Limits::default()) {
+        Ok(crate::sip::Item::Message(Message::Response(r))) => r.status,
+        other => panic!("expected a response, got {other:?}"),
+    };
+    assert_eq!(status, 400, "RFC 3261 §18.3: a cut-off request gets 400");
+    lab.stop().await;
+}
+
+#[tokio::test]
 async fn tcp_garbage_closes_that_connection_only() {
     let mut lab = Lab::start(Duration::from_millis(20)).await;
     let mut bad = TcpStream::connect(lab.gw.sip_tcp_addr).await.expect("tcp");
-    bad.write_all(b"MESSAGE sip:x@y SIP/2.0\r\nContent-Length: ten\r\n\r\n")
-        .await
-        .expect("write");
-    let mut buf = [0u8; 64];
-    let n = tokio::time::timeout(WAIT, bad.read(&mut buf))
+    bad.write_all(
+        b"MESSAGE sip:x@y SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5099;branch=z9hG4bKtcpbad\r\n\
+          From: <sip:alice@sip.test>;tag=t\r\nTo: <sip:x@y>\r\nCall-ID: tcpbad\r\n\
+          CSeq: 3 MESSAGE\r\nContent-Length: ten\r\n\r\n",
+    )
+    .await
+    .expect("write");
+    // RFC 3261 §18.3: 400 for the bad request, then the stream closes (its framing is
+    // lost); read to EOF.
+    let mut got = Vec::new();
+    tokio::time::timeout(WAIT, bad.read_to_end(&mut got))
         .await
         .expect("closed in time")
-        .unwrap_or(0);
-    assert_eq!(n, 0, "framing error closes the stream (RFC 3261 §18.3)");
+        .expect("read");
+    match crate::sip::parse_datagram(&got, &crate::sip::Limits::default()) {
+        Ok(crate::sip::Item::Message(Message::Response(r))) => {
+            assert_eq!(r.status, 400);
+            assert_eq!(r.headers.get("Call-ID"), Some("tcpbad"));
+        }
+        other => panic!("expected a 400, got {other:?}"),
+    }
     // The gateway still serves everyone else.
     let gw = lab.gw.sip_udp_addr;
     let local = lab.ua.local("UDP", lab.ua.addr);

@@ -718,10 +718,18 @@ impl Driver {
         let Dest::TcpConnect(to) = dest else {
             return Err("a TCP endpoint cannot send datagrams".into());
         };
-        if let Some(id) = self.outbound.get(&to)
-            && self.conns.contains_key(id)
-        {
-            return Ok(*id);
+        // A connection whose reader ended (the SUT closed it, e.g. after answering a
+        // framing error with 400, RFC 3261 §18.3) is not reused: bytes written to it
+        // would be lost. Readers are pushed in connection-id order.
+        if let Some(&id) = self.outbound.get(&to) {
+            let open = usize::try_from(id)
+                .ok()
+                .and_then(|i| self.readers.0.get(i))
+                .is_some_and(|r| !r.is_finished());
+            if open && self.conns.contains_key(&id) {
+                return Ok(id);
+            }
+            self.conns.remove(&id);
         }
         let s = TcpStream::connect(to)
             .await
@@ -810,6 +818,52 @@ mod tests {
                 .values()
                 .all(|r| r.addr.ip().is_loopback() && r.addr.port() != 0)
         );
+    }
+
+    /// After the SUT closes the actor's connection (RFC 3261 §18.3: it must, after a
+    /// framing error), the next send opens a new connection instead of writing into the
+    /// dead one, where the bytes would be lost.
+    #[tokio::test]
+    async fn a_connection_the_sut_closed_is_replaced() {
+        use tokio::io::AsyncReadExt;
+        let text = "title = \"t\"\ncovers = [\"IM-01\"]\n\n[sip.alice]\nuri = \"sip:alice@a.test\"\ntransport = \"tcp\"\n\n[[step]]\nexpect_none = \"alice\"\n";
+        let cat = crate::harness::catalogue::Catalogue::builtin().expect("catalogue");
+        let scenario = crate::harness::load::load_str(text, std::path::Path::new("t.toml"), &cat)
+            .expect("loads");
+        let sockets = SipSockets::bind(&scenario, &BTreeMap::new())
+            .await
+            .expect("bind");
+        let emit: Emit = Arc::new(|_| true);
+        let eps = start(sockets, emit, Instant::now(), Timers::default());
+        let ep = eps.first().expect("one endpoint");
+        let sut = TcpListener::bind("127.0.0.1:0").await.expect("sut");
+        let dest = Dest::TcpConnect(sut.local_addr().expect("addr"));
+        let send = |bytes: &'static [u8]| {
+            let (done, wait) = oneshot::channel();
+            let _ = ep.commands.send(Command::Raw {
+                bytes: bytes.to_vec(),
+                dest,
+                done,
+            });
+            wait
+        };
+        let first = send(b"one");
+        let (mut c1, _) = sut.accept().await.expect("first connection");
+        assert_eq!(first.await.expect("answered"), Ok(()));
+        let mut buf = [0u8; 16];
+        let n = c1.read(&mut buf).await.expect("read");
+        assert_eq!(buf.get(..n), Some(&b"one"[..]));
+        drop(c1);
+        // Let the actor's reader see the close.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let second = send(b"two");
+        let (mut c2, _) = tokio::time::timeout(std::time::Duration::from_secs(2), sut.accept())
+            .await
+            .expect("a new connection")
+            .expect("accept");
+        assert_eq!(second.await.expect("answered"), Ok(()));
+        let n = c2.read(&mut buf).await.expect("read");
+        assert_eq!(buf.get(..n), Some(&b"two"[..]));
     }
 
     #[rstest]

@@ -137,6 +137,31 @@ impl SipState {
     }
 }
 
+/// The text of a `raw = true` send with its variables substituted as in
+/// [`sip_match::substitute_payload`] (an XML body XML-escaped), but every byte between
+/// them — line ends, the blank line before the body — exactly as written: a raw step
+/// exists to send framing that is wrong on purpose (RFC 3261 §7, §18.3).
+fn substitute_raw(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, crate::harness::template::TemplateError> {
+    use crate::harness::template::{substitute, substitute_plain};
+    let (head, body) = sip_match::split_head_body(text);
+    let mut out = substitute_plain(head, lookup)?;
+    if let Some(b) = body {
+        let blank = text
+            .get(head.len()..text.len().saturating_sub(b.len()))
+            .unwrap_or_default();
+        out.push_str(blank);
+        if sip_match::body_is_xml(b) {
+            out.push_str(&substitute(b, lookup)?);
+        } else {
+            out.push_str(&substitute_plain(b, lookup)?);
+        }
+    }
+    Ok(out)
+}
+
 impl Runner<'_> {
     pub(super) fn sip_absorb(&mut self, ev: SipEvent) {
         match ev {
@@ -369,11 +394,13 @@ impl Runner<'_> {
         text: &str,
         raw: bool,
     ) -> StepResult {
+        if raw {
+            let bytes = substitute_raw(text, &|n| self.lookup(n))
+                .map_err(|e| Self::broken(step, format!("sip: {e}")))?;
+            return self.sip_send_raw(step, actor, bytes.into_bytes()).await;
+        }
         let text = sip_match::substitute_payload(text, &|n| self.lookup(n))
             .map_err(|e| Self::broken(step, format!("sip: {e}")))?;
-        if raw {
-            return self.sip_send_raw(step, actor, text.into_bytes()).await;
-        }
         let msg = sip_match::payload_message(&text)
             .map_err(|e| Self::broken(step, format!("sip: not a SIP message: {e}")))?;
         match msg {
@@ -1082,6 +1109,23 @@ or = ["{nothing}"]
         let f = result.failure.expect("a failure");
         assert_eq!(f.step, 2);
         assert!(f.got.contains("header CSeq"), "{}", f.got);
+    }
+
+    #[rstest::rstest]
+    #[case::crlf(
+        "M sip:{x}@h SIP/2.0\r\nV: a\r\n\r\nbody {x}",
+        "M sip:bob@h SIP/2.0\r\nV: a\r\n\r\nbody bob"
+    )]
+    #[case::bare_lf("M sip:{x}@h\nV: a\n\nbody", "M sip:bob@h\nV: a\n\nbody")]
+    #[case::cr_only_blank("M sip:h\r\n\r\r\n<b>{x}</b>", "M sip:h\r\n\r\r\n<b>bob</b>")]
+    #[case::no_body("M sip:h\r\nV: {x}", "M sip:h\r\nV: bob")]
+    #[case::head_cut_off("M sip:h\r\nContent-Type: text/pl", "M sip:h\r\nContent-Type: text/pl")]
+    fn raw_text_keeps_every_separator(#[case] text: &str, #[case] want: &str) {
+        let lookup = |n: &str| (n == "x").then(|| "bob".to_string());
+        assert_eq!(
+            super::substitute_raw(text, &lookup).expect("substitutes"),
+            want
+        );
     }
 
     #[tokio::test]

@@ -66,6 +66,9 @@ pub struct StreamDecoder {
     pos: usize,
     /// How far the search for the end of the head has got (absolute index in `buf`).
     scanned: usize,
+    /// Where the message being decoded starts (== `pos` between messages): what
+    /// [`Self::unread`] hands back after a framing error or a cut-off end of stream.
+    msg_start: usize,
     state: State,
     limits: Limits,
 }
@@ -105,6 +108,7 @@ impl StreamDecoder {
             buf: Vec::new(),
             pos: 0,
             scanned: 0,
+            msg_start: 0,
             state: State::ExpectMessage,
             limits,
         }
@@ -115,10 +119,14 @@ impl StreamDecoder {
         if matches!(self.state, State::Failed(_)) {
             return;
         }
-        if self.pos > COMPACT_MIN && self.pos * 2 > self.buf.len() {
-            self.buf.drain(..self.pos);
-            self.scanned -= self.pos.min(self.scanned);
-            self.pos = 0;
+        // Only what lies before the message in progress may go: it is handed back
+        // whole by `unread`.
+        let done = self.msg_start.min(self.pos);
+        if done > COMPACT_MIN && done * 2 > self.buf.len() {
+            self.buf.drain(..done);
+            self.scanned -= done.min(self.scanned);
+            self.pos -= done;
+            self.msg_start -= done;
         }
         self.buf.extend_from_slice(bytes);
     }
@@ -126,25 +134,44 @@ impl StreamDecoder {
     /// True while a single CRLF waits at a message boundary: it is a pong unless the next
     /// bytes make it a ping. A driver that sent a ping may treat this as the pong.
     pub fn pending_crlf(&self) -> bool {
-        matches!(self.state, State::ExpectMessage) && self.unread() == b"\r\n"
+        matches!(self.state, State::ExpectMessage) && self.rest() == b"\r\n"
+    }
+
+    /// The bytes from the start of the message being decoded to the end of what was fed:
+    /// after [`Self::next`] failed, the message the error names and all that followed it;
+    /// at end of stream, the message [`Self::finish`] reports as cut off. The decoder
+    /// hands them back because a receiver must still answer a bad request with 400
+    /// where it can form a response (RFC 3261 §18.3, §21.4.1), which needs its head,
+    /// before closing a stream whose framing is lost. Empty between messages.
+    pub fn unread(&self) -> &[u8] {
+        match self.state {
+            State::ExpectMessage => {
+                let rest = self.rest();
+                if rest.iter().all(|&b| b == b'\r' || b == b'\n') {
+                    &[]
+                } else {
+                    rest
+                }
+            }
+            _ => self.buf.get(self.msg_start..).unwrap_or_default(),
+        }
     }
 
     /// At end of stream: an error if a message was cut off (RFC 3261 §18.3).
     pub fn finish(&self) -> Result<(), ParseError> {
         match &self.state {
             State::Failed(e) => Err(e.clone()),
-            State::ExpectMessage if self.unread().iter().all(|&b| b == b'\r' || b == b'\n') => {
-                Ok(())
-            }
+            State::ExpectMessage if self.rest().iter().all(|&b| b == b'\r' || b == b'\n') => Ok(()),
             State::ExpectBody { len, .. } => Err(ParseError::BodyShorterThanContentLength {
                 declared: *len,
-                available: self.unread().len(),
+                available: self.rest().len(),
             }),
             _ => Err(ParseError::Truncated),
         }
     }
 
-    fn unread(&self) -> &[u8] {
+    /// What follows the consumed bytes.
+    fn rest(&self) -> &[u8] {
         self.buf.get(self.pos..).unwrap_or_default()
     }
 
@@ -174,15 +201,18 @@ impl StreamDecoder {
                 State::ExpectMessage => {
                     // RFC 3261 §7.5: CRLFs before a start line are ignored on streams;
                     // RFC 5626 §3.5.1 gives them keep-alive meaning.
-                    let unread = self.unread();
+                    self.msg_start = self.pos;
+                    let unread = self.rest();
                     if unread.starts_with(b"\r\n\r\n") {
                         self.pos += 4;
+                        self.msg_start = self.pos;
                         return Ok(Some(Item::Keepalive(Keepalive::Ping)));
                     }
                     match unread {
                         [] | [b'\r'] | [b'\r', b'\n'] | [b'\r', b'\n', b'\r'] => return Ok(None),
                         [b'\r', b'\n', ..] => {
                             self.pos += 2;
+                            self.msg_start = self.pos;
                             return Ok(Some(Item::Keepalive(Keepalive::Pong)));
                         }
                         [b'\r', ..] | [b'\n', ..] => {
@@ -239,9 +269,11 @@ impl StreamDecoder {
                     };
                     let message = head.into_message(body.to_vec());
                     self.pos += len;
+                    self.msg_start = self.pos;
                     if self.pos == self.buf.len() {
                         self.buf.clear();
                         self.pos = 0;
+                        self.msg_start = 0;
                         // Idle streams stay small after one large message.
                         if self.buf.capacity() > IDLE_CAPACITY {
                             self.buf.shrink_to(IDLE_CAPACITY);
@@ -422,9 +454,87 @@ mod tests {
         let mut d = StreamDecoder::default();
         d.feed(input.as_bytes());
         assert_eq!(d.next(), Err(e.clone()));
+        assert_eq!(
+            d.unread(),
+            input.as_bytes(),
+            "the bad message is handed back"
+        );
         d.feed(OK.as_bytes());
         assert_eq!(d.next(), Err(e.clone()), "the stream stays dead");
         assert_eq!(d.finish(), Err(e));
+    }
+
+    /// A good message, then a bad one, in one feed: the good one comes out, then the
+    /// error, and `unread` is the bad message with everything after it (RFC 3261 §18.3:
+    /// the receiver answers it with 400 from its head before closing).
+    #[rstest]
+    #[case::garbage_content_length(
+        "MESSAGE sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bKx\r\nContent-Length: ten\r\n\r\nbody"
+    )]
+    #[case::negative_content_length("MESSAGE sip:a@b SIP/2.0\r\nContent-Length: -3\r\n\r\n")]
+    #[case::missing_content_length("MESSAGE sip:a@b SIP/2.0\r\nCall-ID: x\r\n\r\nbody")]
+    #[case::garbage_start_line("\u{1}\u{2} nonsense\r\nCall-ID: x\r\n\r\n")]
+    #[case::huge_header(&format!("MESSAGE sip:a@b SIP/2.0\r\nX-Big: {}\r\nl: 0\r\n\r\n", "x".repeat(9000)))]
+    #[case::bare_lf("MESSAGE sip:a@b SIP/2.0\nCall-ID: x\n")]
+    fn errors_hand_back_the_bad_message(#[case] bad: &str) {
+        let after = "OPTIONS sip:c@d SIP/2.0\r\nl: 0\r\n\r\n";
+        let mut d = StreamDecoder::default();
+        d.feed(format!("\r\n\r\n{OK}{bad}{after}").as_bytes());
+        assert_eq!(d.next(), Ok(Some(Item::Keepalive(Keepalive::Ping))));
+        assert!(matches!(
+            d.next(),
+            Ok(Some(Item::Message(Message::Response(_))))
+        ));
+        assert!(d.next().is_err());
+        let unread = d.unread();
+        assert!(
+            unread.starts_with(bad.as_bytes()),
+            "{:?}",
+            String::from_utf8_lossy(unread)
+        );
+        assert!(unread.ends_with(after.as_bytes()));
+        // Bytes fed after the error are not kept: the stream is dead.
+        d.feed(b"more");
+        assert!(d.unread().ends_with(after.as_bytes()));
+    }
+
+    #[test]
+    fn unread_is_empty_between_messages_and_whole_while_one_is_cut_off() {
+        let mut d = StreamDecoder::default();
+        assert_eq!(d.unread(), b"");
+        d.feed(OK.as_bytes());
+        d.feed(b"\r\n");
+        assert!(matches!(d.next(), Ok(Some(Item::Message(_)))));
+        assert_eq!(d.next(), Ok(None));
+        assert_eq!(d.unread(), b"", "a pending CRLF is no message");
+        let cut = &MESSAGE.as_bytes()[..MESSAGE.len() - 3];
+        let mut d = StreamDecoder::default();
+        d.feed(cut);
+        assert_eq!(d.next(), Ok(None));
+        assert!(d.finish().is_err());
+        assert_eq!(d.unread(), cut, "head and partial body, not just the body");
+    }
+
+    #[test]
+    fn compaction_keeps_the_message_in_progress() {
+        // 100 responses and the head of a MESSAGE in one feed: the responses come out,
+        // the head is parsed (the read position moves past it) and the body is awaited.
+        let head_end = MESSAGE.find("\r\n\r\n").map_or(0, |i| i + 4);
+        let mut d = StreamDecoder::default();
+        let mut first = OK.repeat(100);
+        first.push_str(&MESSAGE[..head_end + 2]);
+        d.feed(first.as_bytes());
+        let mut out = Vec::new();
+        drain(&mut d, &mut out);
+        assert_eq!(out.len(), 100);
+        // The next feed compacts the consumed responses, never the MESSAGE's head.
+        d.feed(&MESSAGE.as_bytes()[head_end + 2..MESSAGE.len() - 1]);
+        assert_eq!(d.next(), Ok(None));
+        assert!(d.buf.len() < MESSAGE.len(), "compacted");
+        assert_eq!(d.unread(), &MESSAGE.as_bytes()[..MESSAGE.len() - 1]);
+        d.feed(&MESSAGE.as_bytes()[MESSAGE.len() - 1..]);
+        assert!(matches!(d.next(), Ok(Some(Item::Message(_)))));
+        assert_eq!(d.unread(), b"");
     }
 
     #[test]

@@ -42,6 +42,15 @@ pub enum SipCodeRule {
         /// Every code the RFC allows.
         alternatives: &'static [u16],
     },
+    /// Table 2's code cannot be sent as RFC 3261 requires it, so another is (documented
+    /// at the row). Table 2 is a SHOULD ("the mapping ... SHOULD be as described"), the
+    /// base protocol's rule a MUST.
+    Deviation {
+        /// What Table 2 lists.
+        table: u16,
+        /// What this implementation sends instead.
+        sent: u16,
+    },
 }
 
 /// RFC 7247 §7.1, Table 2 ("Mapping of XMPP Error Conditions to SIP Response Codes"),
@@ -85,6 +94,22 @@ pub enum SipCodeRule {
 /// Choices: `service-unavailable` → **403**, because 405 obliges an `Allow` header
 /// (RFC 3261 §21.4.6) that a translator cannot fill truthfully. `unexpected-request`
 /// → **491**, which keeps the two tables symmetric (Table 3 maps 491 back).
+///
+/// Deviation: `not-authorized` → **403**, not Table 2's 401. A 401 is a challenge: RFC
+/// 3261 §21.4.2 says "the response MUST include a WWW-Authenticate header field
+/// containing a challenge applicable to the requested resource" (also §20.44, §22.1),
+/// and a client answers it by retrying with credentials (§22.2). A gateway has no
+/// challenge to give — the XMPP side refused the *sender*, at a server whose
+/// credentials the SIP user does not have and the gateway could not check — so a
+/// made-up challenge would only make the client retry in vain, and a 401 without one
+/// breaks a MUST. 403 (§21.4.4: "Authorization will not help, and the request SHOULD
+/// NOT be repeated") is what the SIP client can act on. The XMPP `<text/>`, if any,
+/// still travels as a Warning (ERR-08). Table 3 keeps 401 → `not-authorized`.
+///
+/// `<gone/>` and `<redirect/>` carry the new address as an XMPP URI (RFC 6120
+/// §8.3.3.5, §8.3.3.14); [`redirect_contact`] turns it into the Contact a 301/302 needs
+/// (RFC 3261 §21.3.2, §21.3.3). A `<gone/>` whose address cannot be mapped counts as one
+/// without an address (410): a 301 with no Contact tells the client nothing.
 pub const XMPP_TO_SIP: &[(StanzaCondition, SipCodeRule)] = {
     use SipCodeRule::*;
     use StanzaCondition as C;
@@ -129,7 +154,13 @@ pub const XMPP_TO_SIP: &[(StanzaCondition, SipCodeRule)] = {
             },
         ),
         (C::NotAllowed, Code(403)),
-        (C::NotAuthorized, Code(401)),
+        (
+            C::NotAuthorized,
+            Deviation {
+                table: 401,
+                sent: 403,
+            },
+        ),
         (C::PolicyViolation, Code(403)),
         (
             C::RecipientUnavailable,
@@ -322,7 +353,46 @@ pub fn xmpp_to_sip_with(cond: StanzaCondition, ctx: &XmppErrorContext<'_>) -> u1
             }
         }
         SipCodeRule::Choice { chosen, .. } => chosen,
+        SipCodeRule::Deviation { sent, .. } => sent,
     }
+}
+
+/// The Contact header value (`<uri>`) for the new address in a `<gone/>` or
+/// `<redirect/>` (RFC 6120 §8.3.3.5, §8.3.3.14), which a 301 or 302 must carry for the
+/// client to retry there (RFC 3261 §21.3.2, §21.3.3, §8.1.3.4).
+///
+/// - An XMPP URI (RFC 5122 §2.2: `xmpp:` [`//` authority `/`] JID [`?`query]
+///   [`#`fragment]) is percent-decoded to the JID and mapped by RFC 7247 §6.5
+///   ([`jid_to_sip`]): `xmpp:romeo@example.net` → `<sip:romeo@example.net>`.
+/// - A `sip:`/`sips:` URI is used as it is.
+/// - Anything else (another scheme, a bare word, a URI that does not map) gives `None`.
+///
+/// [`jid_to_sip`]: crate::translate::address::jid_to_sip
+pub fn redirect_contact(target: &str) -> Option<String> {
+    use crate::translate::address::{JidParts, Scheme, jid_to_sip, percent_decode};
+    let t = target.trim();
+    if t.is_empty()
+        || t.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
+    {
+        return None;
+    }
+    let (scheme, rest) = t.split_once(':')?;
+    if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
+        return (!rest.is_empty()).then(|| format!("<{t}>"));
+    }
+    if !scheme.eq_ignore_ascii_case("xmpp") {
+        return None;
+    }
+    // RFC 5122 §2.2: an authority component names the account to act as, not the target.
+    let path = match rest.strip_prefix("//") {
+        Some(auth_and_path) => auth_and_path.split_once('/').map(|(_, p)| p)?,
+        None => rest,
+    };
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let jid = JidParts::parse(&percent_decode(path, "localpart").ok()?).ok()?;
+    jid.local.as_ref()?;
+    jid_to_sip(&jid, Scheme::Sip).ok().map(|u| format!("<{u}>"))
 }
 
 /// The new address carried by a `<gone/>` (or `<redirect/>`) condition inside an
@@ -425,7 +495,7 @@ mod tests {
     #[case(C::JidMalformed, 400, 400)]
     #[case(C::NotAcceptable, 406, 606)]
     #[case(C::NotAllowed, 403, 403)]
-    #[case(C::NotAuthorized, 401, 401)]
+    #[case(C::NotAuthorized, 403, 403)]
     #[case(C::PolicyViolation, 403, 403)]
     #[case(C::RecipientUnavailable, 480, 600)]
     #[case(C::Redirect, 302, 302)]
@@ -449,6 +519,60 @@ mod tests {
             assert_eq!(n, 1, "{c} must have exactly one row");
         }
         assert_eq!(XMPP_TO_SIP.len(), C::ALL.len());
+    }
+
+    #[test]
+    fn not_authorized_deviates_from_table_2_to_403() {
+        // RFC 3261 §21.4.2: a 401 must carry a challenge the gateway cannot give.
+        let rule = XMPP_TO_SIP
+            .iter()
+            .find(|(c, _)| *c == C::NotAuthorized)
+            .map(|(_, r)| *r);
+        assert_eq!(
+            rule,
+            Some(SipCodeRule::Deviation {
+                table: 401,
+                sent: 403
+            })
+        );
+        for full in [true, false] {
+            assert_eq!(xmpp_to_sip(C::NotAuthorized, full, None), 403);
+        }
+        // The reverse direction keeps Table 3.
+        assert_eq!(sip_to_xmpp(401), C::NotAuthorized);
+    }
+
+    #[rstest]
+    #[case::xmpp("xmpp:romeo@example.net", Some("<sip:romeo@example.net>"))]
+    #[case::xmpp_resource(
+        "xmpp:romeo@example.net/orchard",
+        Some("<sip:romeo@example.net;gr=orchard>")
+    )]
+    #[case::xmpp_authority(
+        "xmpp://guest@example.com/romeo@example.net",
+        Some("<sip:romeo@example.net>")
+    )]
+    #[case::xmpp_query(
+        "xmpp:romeo@example.net?message;body=hi",
+        Some("<sip:romeo@example.net>")
+    )]
+    #[case::xmpp_fragment("xmpp:romeo@example.net#x", Some("<sip:romeo@example.net>"))]
+    #[case::xmpp_percent("xmpp:r%C3%B6meo@example.net", Some("<sip:r%C3%B6meo@example.net>"))]
+    #[case::xmpp_escaped("xmpp:o\\27malley@example.net", Some("<sip:o'malley@example.net>"))]
+    #[case::xmpp_upper_scheme("XMPP:romeo@example.net", Some("<sip:romeo@example.net>"))]
+    #[case::padded("  xmpp:romeo@example.net \n", Some("<sip:romeo@example.net>"))]
+    #[case::sip("sip:romeo@sip.example.net", Some("<sip:romeo@sip.example.net>"))]
+    #[case::sips("sips:romeo@sip.example.net", Some("<sips:romeo@sip.example.net>"))]
+    #[case::domain_only("xmpp:example.net", None)]
+    #[case::http("https://example.net/romeo", None)]
+    #[case::bare_jid("romeo@example.net", None)]
+    #[case::empty("", None)]
+    #[case::angle("sip:a@b>x", None)]
+    #[case::space("sip:a@b c", None)]
+    #[case::bad_percent("xmpp:r%ZZ@example.net", None)]
+    #[case::authority_only("xmpp://guest@example.com", None)]
+    fn contact_for_a_new_address(#[case] target: &str, #[case] want: Option<&str>) {
+        assert_eq!(redirect_contact(target).as_deref(), want);
     }
 
     #[test]

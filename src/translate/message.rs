@@ -79,6 +79,11 @@ impl MessageError {
             }
             MessageError::Address(_) => StanzaCondition::JidMalformed,
             MessageError::TooLarge(_) => StanzaCondition::PolicyViolation,
+            // RFC 6121 §8.5.2.2.1, §8.5.3.1 (IM-13): groupchat to a user (not a room)
+            // gets an error, which SHOULD be service-unavailable.
+            MessageError::UnsupportedKind(MessageKind::Groupchat) => {
+                StanzaCondition::ServiceUnavailable
+            }
             MessageError::UnsupportedKind(_) => StanzaCondition::FeatureNotImplemented,
             MessageError::UnsupportedContentType(_) | MessageError::UnsupportedCharset(_) => {
                 StanzaCondition::NotAcceptable
@@ -433,7 +438,10 @@ pub fn sip_to_xmpp_message(sip: &SipMessage) -> Result<XmppMessage, MessageError
     refuse_sips(header_uri(&sip.to))?;
     check_content_type(&sip.content_type)?;
     let from = sip_to_jid(header_uri(&sip.from))?;
-    let to = sip_to_jid(header_uri(&sip.request_uri))?;
+    // The Request-URI is a bare URI, not a header value: its `;gr=` is a URI parameter
+    // (RFC 3261 §19.1.1), not a header parameter as in an addr-spec From/To (§20), so it
+    // keeps the GRUU that names the XMPP resource (RFC 7247 §6.3).
+    let to = sip_to_jid(sip.request_uri.trim())?;
     if sip.body.is_empty() {
         return Err(MessageError::NoBody);
     }
@@ -566,6 +574,11 @@ mod tests {
             xmpp_to_sip_message(&err, "c"),
             Err(MessageError::UnsupportedKind(MessageKind::Error))
         );
+        let mut gc = base.clone();
+        gc.kind = MessageKind::Groupchat;
+        let e = xmpp_to_sip_message(&gc, "c").expect_err("groupchat");
+        assert_eq!(e, MessageError::UnsupportedKind(MessageKind::Groupchat));
+        assert_eq!(e.condition(), StanzaCondition::ServiceUnavailable); // IM-13
         let mut empty = base.clone();
         empty.bodies.clear();
         assert_eq!(xmpp_to_sip_message(&empty, "c"), Err(MessageError::NoBody));
@@ -608,6 +621,23 @@ mod tests {
             XmppMessage::from_element(&parse_document(&xml).expect("xml"), None).expect("msg");
         assert_eq!(back, m);
         assert_eq!(back.bodies[0].1, TRICKY);
+    }
+
+    // RFC 7247 §6.3: a GRUU in the Request-URI names the resource (ERR-02's full-JID
+    // case needs it); URI parameters other than `gr` are dropped.
+    #[rstest]
+    #[case::bare("sip:juliet@x.test", "juliet@x.test")]
+    #[case::gruu("sip:juliet@x.test;gr=balcony", "juliet@x.test/balcony")]
+    #[case::gruu_and_transport(
+        "sip:juliet@x.test;transport=tcp;gr=balcony",
+        "juliet@x.test/balcony"
+    )]
+    #[case::other_params("sip:juliet@x.test;transport=udp", "juliet@x.test")]
+    fn request_uri_gruu_gives_a_full_jid(#[case] ruri: &str, #[case] to: &str) {
+        let mut s = sip("hi");
+        s.request_uri = ruri.into();
+        let m = sip_to_xmpp_message(&s).expect("map");
+        assert_eq!(m.to.to_string(), to);
     }
 
     #[rstest]
