@@ -513,8 +513,26 @@ fn match_headers(ts: &[HeaderTemplate], m: &Message, caps: &mut Captures) -> Res
         }
     }
     for name in names {
-        let wanted: Vec<&HeaderTemplate> =
-            ts.iter().filter(|h| names_equal(&h.name, name)).collect();
+        // A list header's template line stands for its elements, as a message's line does
+        // (RFC 3261 §7.3.1: `Allow: A, B` and two `Allow` lines are the same message).
+        let wanted: Vec<HeaderTemplate> = ts
+            .iter()
+            .filter(|h| names_equal(&h.name, name))
+            .flat_map(|h| {
+                if is_list_header(name) && !h.absent {
+                    split_list(&h.raw)
+                        .into_iter()
+                        .map(|v| HeaderTemplate {
+                            name: h.name.clone(),
+                            raw: v.to_string(),
+                            absent: false,
+                        })
+                        .collect()
+                } else {
+                    vec![h.clone()]
+                }
+            })
+            .collect();
         let actual = actual_values(m, name);
         if wanted.iter().any(|h| h.absent) {
             if let Some(v) = actual.first() {
@@ -527,7 +545,7 @@ fn match_headers(ts: &[HeaderTemplate], m: &Message, caps: &mut Captures) -> Res
             continue;
         }
         let mut next = 0usize;
-        for w in wanted {
+        for w in &wanted {
             let mut closest = None;
             let mut found = None;
             for (i, a) in actual.iter().enumerate().skip(next) {
@@ -990,6 +1008,33 @@ Content-Length: 0
     fn response_matching(#[case] tpl: &str, #[case] ok: bool) {
         let t = prepare(tpl, &vars).expect("template parses");
         let r = match_message(&t, &msg(OK));
+        assert_eq!(r.is_ok(), ok, "{tpl}: {r:?}");
+    }
+
+    const ALLOW_SPLIT: &str = "SIP/2.0 405 Method Not Allowed
+Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1
+From: <sip:alice@sip.test>;tag=a1
+To: <sip:alice@sip.test>;tag=j9
+Call-ID: abc@h
+CSeq: 2 REGISTER
+Allow: MESSAGE
+Allow: SUBSCRIBE, NOTIFY
+Content-Length: 0
+
+";
+
+    /// RFC 3261 §7.3.1: a list header's elements are the same whether on one line or several.
+    #[rstest]
+    #[case("SIP/2.0 405\nAllow: MESSAGE, SUBSCRIBE, NOTIFY", true)]
+    #[case("SIP/2.0 405\nAllow: MESSAGE\nAllow: SUBSCRIBE\nAllow: NOTIFY", true)]
+    #[case("SIP/2.0 405\nAllow: MESSAGE, {any}", true)]
+    #[case("SIP/2.0 405\nAllow: {any}", true)]
+    #[case("SIP/2.0 405\nAllow: MESSAGE, OPTIONS", false)]
+    #[case("SIP/2.0 405\nAllow: NOTIFY, MESSAGE", false)]
+    #[case("SIP/2.0 405\nAllow: {absent}", false)]
+    fn list_headers_match_by_element(#[case] tpl: &str, #[case] ok: bool) {
+        let t = prepare(tpl, &vars).expect("template parses");
+        let r = match_message(&t, &msg(ALLOW_SPLIT));
         assert_eq!(r.is_ok(), ok, "{tpl}: {r:?}");
     }
 

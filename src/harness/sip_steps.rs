@@ -278,6 +278,50 @@ impl Runner<'_> {
         }
     }
 
+    /// Move the first queued response that `fits` to the front of `actor`'s inbox, when
+    /// only responses stand before it; wait for one (until `deadline`) while every queued
+    /// unit is a response that does not fit. A request in the way stops the search.
+    async fn sip_hoist_response(
+        &mut self,
+        actor: &str,
+        deadline: tokio::time::Instant,
+        fits: impl Fn(&Message) -> bool,
+    ) {
+        loop {
+            let Some(st) = self.sip.actors.get_mut(actor) else {
+                return;
+            };
+            // Nothing queued yet: wait for the first unit, then look again.
+            let mut waiting = true;
+            let mut found = None;
+            for (i, r) in st.inbox.iter().enumerate() {
+                match &r.item {
+                    Incoming::Message(m @ Message::Response(_)) => {
+                        if fits(m) {
+                            found = Some(i);
+                            break;
+                        }
+                    }
+                    _ => {
+                        waiting = false;
+                        break;
+                    }
+                }
+            }
+            if let Some(i) = found {
+                if i > 0
+                    && let Some(r) = st.inbox.remove(i)
+                {
+                    st.inbox.push_front(r);
+                }
+                return;
+            }
+            if !waiting || !self.pump(deadline).await {
+                return;
+            }
+        }
+    }
+
     pub(super) async fn sip_expect(
         &mut self,
         step: &Step,
@@ -310,6 +354,17 @@ impl Runner<'_> {
             shown.push_str(a.trim());
         }
         let deadline = tokio::time::Instant::now() + timeout;
+        // Responses of different transactions have no order between them (RFC 3261 §17:
+        // each transaction matches its own; over TCP one may come on a new connection,
+        // §18.2.2): a response step takes the first queued response that fits, wherever it
+        // is behind other responses. Requests keep their order.
+        if matches!(tpl.start, sip_match::StartTemplate::Response { .. }) {
+            self.sip_hoist_response(actor, deadline, |m| {
+                sip_match::match_message(&tpl, m).is_ok()
+                    || alts.iter().any(|a| sip_match::match_message(a, m).is_ok())
+            })
+            .await;
+        }
         let Some(r) = self.sip_next(actor, deadline).await else {
             if nothing_ok {
                 return Ok(());

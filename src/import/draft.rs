@@ -231,6 +231,17 @@ pub fn draft(trace: &Trace) -> Draft {
     }
 }
 
+/// A Contact the harness made for its actor: a loopback address with this run's port
+/// (`<sip:alice@127.0.0.1:40123>`).
+fn is_run_contact(value: &str) -> bool {
+    value.split("@127.").skip(1).any(|rest| {
+        rest.split(['>', ';', ' ', ','])
+            .next()
+            .and_then(|host| host.rsplit_once(':'))
+            .is_some_and(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
+    })
+}
+
 fn lower(s: &str) -> String {
     s.to_ascii_lowercase()
 }
@@ -584,6 +595,15 @@ impl<'a> Engine<'a> {
             }
             (Dir::FromSut, Kind::Header) if self.accept_sasl(i, r, skip) => {
                 let st = DraftStep::new("accept_sasl", &r.stream).str("timeout", timeout_for(gap));
+                self.push(st);
+            }
+            // A SIP actor's deliberately broken message (`raw = true` when it was sent by
+            // a scenario, or bytes a capture's SIP peer sent that do not parse): replayed
+            // byte for byte.
+            (Dir::ToSut, Kind::Undecodable) if self.is_sip_actor(&r.actor) => {
+                let st = DraftStep::new("send", &r.actor)
+                    .str("sip", self.send_text(&r.text()))
+                    .with("raw", Value::Bool(true));
                 self.push(st);
             }
             (
@@ -975,7 +995,8 @@ impl<'a> Engine<'a> {
                 continue;
             }
             // The actor's own Contact carries this run's port: the harness writes its own.
-            if (n == "contact" || n == "m") && value.contains("127.") {
+            // A Contact the scenario wrote itself (no port of this run) stays.
+            if (n == "contact" || n == "m") && is_run_contact(value) {
                 continue;
             }
             for v in sip_tokens(value) {
