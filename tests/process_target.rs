@@ -578,3 +578,63 @@ fn bad_services_are_errors_at_load_naming_the_line() {
         );
     }
 }
+
+/// The shipped Prosody-with-our-gateway target over the whole suite: every SIP scenario
+/// passes through real Prosody's S2S and component port, every known Prosody deviation is
+/// a waived `xfail`, and nothing fails, errors or passes unexpectedly (exit 0).
+#[test]
+fn the_whole_suite_against_prosody_with_our_gateway_as_its_component() {
+    if require_prosody().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_fedcheck"))
+        .current_dir(root())
+        .args([
+            "run",
+            "--target",
+            "fixtures/targets/prosody-component.toml",
+            "--json",
+        ])
+        .arg(dir.path().join("report.json"))
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).expect("json"))
+            .expect("JSON parses");
+    let summary = &json["summary"];
+    let bad: Vec<String> = json["outcomes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|o| matches!(o["verdict"].as_str(), Some("fail" | "error" | "xpass")))
+        .map(|o| {
+            format!(
+                "{} {} {}: {} {}",
+                o["verdict"], o["scenario"], o["cell"], o["reason"], o["failure"]
+            )
+        })
+        .collect();
+    assert!(bad.is_empty(), "{}\n{stdout}", bad.join("\n"));
+    assert_eq!(out.status.code(), Some(0), "{summary}\n{stdout}");
+    assert!(summary["xfail"].as_u64().unwrap_or(0) > 0, "{summary}");
+    // The SIP side ran and held: every SIP scenario passes.
+    let sip: Vec<&serde_json::Value> = json["outcomes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|o| {
+            let s = o["scenario"].as_str().unwrap_or_default();
+            ["/im/", "/presence/", "/errors/", "/addr/"]
+                .iter()
+                .any(|d| s.contains(d))
+        })
+        .collect();
+    assert!(sip.len() >= 40, "{}", sip.len());
+    for o in sip {
+        assert_eq!(o["verdict"], "pass", "{}", o["scenario"]);
+        let n = o["normalised"].as_str().unwrap_or_default();
+        assert!(!n.contains("prosody.test"), "{n}");
+    }
+}

@@ -117,12 +117,21 @@ pub fn describe_exit(status: &ExitStatus) -> String {
     }
 }
 
-/// A loopback address with a port the kernel just handed out. The listener is closed again
-/// before the SUT binds it: racy in theory, but a SUT needs the number in its config before
-/// it starts.
+/// A loopback address with a port the kernel just handed out, free for TCP and for UDP (a
+/// SIP listener takes both; the SIP actors' UDP sockets share the ephemeral range). The
+/// sockets are closed again before the SUT binds it: racy in theory, but a SUT needs the
+/// number in its config before it starts.
 pub fn free_loopback_addr() -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-    listener.local_addr()
+    let mut last = None;
+    for _ in 0..32 {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let addr = listener.local_addr()?;
+        match std::net::UdpSocket::bind(addr) {
+            Ok(_) => return Ok(addr),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free loopback port")))
 }
 
 /// A directory under the system temp dir, removed (with its contents) on drop.
