@@ -329,6 +329,30 @@ fn the_prosody_target_runs_real_prosody() {
     )
     .remove(0);
     assert_eq!(o.verdict, Verdict::XFail, "{}", details(&o));
+    // Prosody's allowed orders, expressed as branches: a stanza error on its outbound
+    // stream passes; its db:result already answered during the inbound dialback passes
+    // db-02 and leaves db-05 unobservable.
+    for (s, want, says) in [
+        (
+            "scenarios/s2s/addrs-01-malformed-to.toml",
+            Verdict::Pass,
+            "the branch on in_verify matched",
+        ),
+        (
+            "scenarios/s2s/db-02-initiator-request.toml",
+            Verdict::Pass,
+            "the branch on out matched",
+        ),
+        (
+            "scenarios/s2s/db-05-unsolicited-result-ignored.toml",
+            Verdict::Inconclusive,
+            "the branch on out matched",
+        ),
+    ] {
+        let o = run(&target, &root().join(s)).remove(0);
+        assert_eq!(o.verdict, want, "{s}: {}", details(&o));
+        assert!(o.normalised.contains(says), "{}", o.normalised);
+    }
 }
 
 /// The CLI end to end with the Prosody target: exit 0 (every deviation is waived), and the

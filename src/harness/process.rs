@@ -121,18 +121,39 @@ pub fn describe_exit(status: &ExitStatus) -> String {
 /// SIP listener takes both; the SIP actors' UDP sockets share the ephemeral range). The
 /// sockets are closed again before the SUT binds it: racy in theory, but a SUT needs the
 /// number in its config before it starts.
+///
+/// The port is drawn at random from [`SUT_PORTS`], below Linux's ephemeral range
+/// (32768–60999 by default): the actors' listeners and sockets bind port 0, so between the
+/// choice and the SUT's bind no actor of a parallel scenario can be handed the same port
+/// (its listener would then answer the other SUT's readiness probe).
 pub fn free_loopback_addr() -> std::io::Result<SocketAddr> {
     let mut last = None;
-    for _ in 0..32 {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-        let addr = listener.local_addr()?;
+    for _ in 0..64 {
+        let mut r = [0u8; 2];
+        getrandom::fill(&mut r).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let span = SUT_PORTS.end - SUT_PORTS.start;
+        let port = SUT_PORTS.start + u16::from_le_bytes(r) % span;
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let tcp = match TcpListener::bind(addr) {
+            Ok(l) => l,
+            Err(e) => {
+                last = Some(e);
+                continue;
+            }
+        };
         match std::net::UdpSocket::bind(addr) {
-            Ok(_) => return Ok(addr),
+            Ok(_) => {
+                drop(tcp);
+                return Ok(addr);
+            }
             Err(e) => last = Some(e),
         }
     }
     Err(last.unwrap_or_else(|| std::io::Error::other("no free loopback port")))
 }
+
+/// Where [`free_loopback_addr`] draws SUT ports from.
+pub const SUT_PORTS: std::ops::Range<u16> = 20000..32000;
 
 /// A directory under the system temp dir, removed (with its contents) on drop.
 #[derive(Debug)]
