@@ -350,7 +350,7 @@ fn import_a_report_outcome_then_run_the_draft() {
     let text = std::fs::read_to_string(&draft).expect("the draft was written");
     assert!(text.contains("covers = []"), "{text}");
     assert!(
-        text.contains("[sip.alice]\nuri = \"sip:alice@sip.sut.test\"\ntransport = \"tcp\""),
+        text.contains("[sip.alice]\nuri = \"sip:alice@{gw}\"\ntransport = \"tcp\""),
         "{text}"
     );
     let again = run_ok(fedcheck().arg("run").arg(&draft));

@@ -329,6 +329,30 @@ fn the_prosody_target_runs_real_prosody() {
     )
     .remove(0);
     assert_eq!(o.verdict, Verdict::XFail, "{}", details(&o));
+    // Prosody's allowed orders, expressed as branches: a stanza error on its outbound
+    // stream passes; its db:result already answered during the inbound dialback passes
+    // db-02 and leaves db-05 unobservable.
+    for (s, want, says) in [
+        (
+            "scenarios/s2s/addrs-01-malformed-to.toml",
+            Verdict::Pass,
+            "the branch on in_verify matched",
+        ),
+        (
+            "scenarios/s2s/db-02-initiator-request.toml",
+            Verdict::Pass,
+            "the branch on out matched",
+        ),
+        (
+            "scenarios/s2s/db-05-unsolicited-result-ignored.toml",
+            Verdict::Inconclusive,
+            "the branch on out matched",
+        ),
+    ] {
+        let o = run(&target, &root().join(s)).remove(0);
+        assert_eq!(o.verdict, want, "{s}: {}", details(&o));
+        assert!(o.normalised.contains(says), "{}", o.normalised);
+    }
 }
 
 /// The CLI end to end with the Prosody target: exit 0 (every deviation is waived), and the
@@ -368,4 +392,310 @@ fn fedcheck_run_against_prosody_writes_reports() {
         junit.contains("<skipped message=\"expected failure:"),
         "{junit}"
     );
+}
+
+/// The proxy's config with a component port and the gateway's component, and the
+/// gateway's config with its SIP next hops from `@SIP_ROUTES@` (TOML syntax: the
+/// reference gateway's own `sip_routes` format).
+const PROXY_WITH_GW_TEMPLATE: &str = r#"domains = [@DOMAIN@]
+listen = "127.0.0.1:@PORT_S2S@"
+component_listen = "127.0.0.1:@PORT_COMPONENT@"
+dialback_secret = "process-target-test"
+routes = @ROUTES@
+[[component]]
+domain = @SIP_DOMAIN@
+secret = "process-target-gw"
+[timeouts]
+connect = "2s"
+dialback = "3s"
+establish = "5s"
+"#;
+
+const GATEWAY_TEMPLATE: &str = r#"component_domain = @SIP_DOMAIN@
+component_secret = "process-target-gw"
+proxy_component_addr = "127.0.0.1:@PORT_COMPONENT@"
+sip_listen_udp = "127.0.0.1:@PORT_SIP@"
+sip_listen_tcp = "127.0.0.1:@PORT_SIP@"
+sip_routes = @SIP_ROUTES@
+[timers]
+reconnect_min = "50ms"
+reconnect_max = "200ms"
+"#;
+
+/// A process target with a SIP side: our proxy and gateway, `process_section` being the
+/// `[process]` table's own keys, plus `extra` TOML.
+fn write_sip_target(dir: &Path, process_section: &str, extra: &str) -> PathBuf {
+    std::fs::write(dir.join("proxy.toml.in"), PROXY_WITH_GW_TEMPLATE).expect("template");
+    std::fs::write(dir.join("gateway.toml.in"), GATEWAY_TEMPLATE).expect("template");
+    let file = format!(
+        r#"name = "proxy and gateway as processes"
+kind = "process"
+capabilities = ["dialback", "s2s-in", "s2s-out", "sip"]
+scenario_root = "{scenarios}"
+
+[xmpp]
+domain = "px.example.test"
+s2s = "127.0.0.1:{{port:s2s}}"
+
+[sip]
+domain = "sip.px.example.test"
+udp = "127.0.0.1:{{port:sip}}"
+tcp = "127.0.0.1:{{port:sip}}"
+
+[process]
+ports = ["s2s", "component", "sip"]
+ready_timeout = "5s"
+stop_timeout = "1s"
+env = {{ FEDCHECK_BIN = "{bin}" }}
+{process_section}
+
+[[process.config]]
+template = "proxy.toml.in"
+output = "proxy.toml"
+syntax = "toml"
+
+[[process.config]]
+template = "gateway.toml.in"
+output = "gateway.toml"
+syntax = "toml"
+
+[routes]
+"remote.test" = "auto"
+{extra}"#,
+        scenarios = root().join("scenarios").display(),
+        bin = env!("CARGO_BIN_EXE_fedcheck"),
+    );
+    let path = dir.join("target.toml");
+    std::fs::write(&path, file).expect("target file");
+    path
+}
+
+/// The gateway as a `[[process.service]]` of the proxy: started with `{fedcheck}` once the
+/// proxy is ready, ready itself once its component link is up; the harness renders
+/// `@SIP_ROUTES@` with the SIP actors' sockets, and the scenarios reach the gateway at
+/// `[sip]` udp/tcp.
+const GATEWAY_SERVICE: &str = r#"
+[[process.service]]
+name = "gateway"
+command = ["{fedcheck}", "gateway", "--config", "{dir}/gateway.toml"]
+ready = ["127.0.0.1:{port:sip}"]
+ready_log = ["component link ready"]
+
+[[process.service.config]]
+template = "gateway.toml.in"
+output = "gateway.toml"
+syntax = "toml"
+"#;
+
+#[test]
+fn sip_scenarios_run_against_a_process_target_with_a_gateway_service() {
+    fedcheck::harness::process::set_fedcheck_bin(env!("CARGO_BIN_EXE_fedcheck"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = Target::from_file(&write_sip_target(
+        dir.path(),
+        r#"command = ["{fedcheck}", "proxy", "--config", "proxy.toml"]
+ready = ["127.0.0.1:{port:s2s}", "127.0.0.1:{port:component}"]"#,
+        GATEWAY_SERVICE,
+    ))
+    .expect("target");
+    assert_eq!(
+        target.gateway_domain().as_deref(),
+        Some("sip.px.example.test")
+    );
+    for s in [
+        "scenarios/im/im-01-xmpp-message-to-sip.toml",
+        "scenarios/im/im-05-sip-message-to-xmpp.toml",
+    ] {
+        for o in run(&target, &root().join(s)) {
+            assert_eq!(o.verdict, Verdict::Pass, "{s}: {}", details(&o));
+            assert!(o.normalised.contains("@{gw}"), "{}", o.normalised);
+            assert!(!o.normalised.contains("example.test"), "{}", o.normalised);
+            assert!(o.sut_log.contains("gateway.stderr.log"), "{}", o.sut_log);
+        }
+    }
+}
+
+/// A service that dies while a scenario runs is the SUT dying: the scenario fails naming
+/// the service, its signal and its last log lines.
+#[test]
+fn a_service_killed_mid_scenario_is_a_fail_naming_it() {
+    fedcheck::harness::process::set_fedcheck_bin(env!("CARGO_BIN_EXE_fedcheck"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = Target::from_file(&write_sip_target(
+        dir.path(),
+        r#"command = ["{fedcheck}", "proxy", "--config", "proxy.toml"]"#,
+        r#"
+[[process.service]]
+name = "gateway"
+command = ["sh", "-c", "\"$GW\" gateway --config gateway.toml & sleep 0.5; echo 'gateway about to crash' >&2; kill -SEGV $$"]
+env = { GW = "{fedcheck}" }
+
+[[process.service.config]]
+template = "gateway.toml.in"
+output = "gateway.toml"
+syntax = "toml"
+"#,
+    ))
+    .expect("target");
+    let scenario = dir.path().join("slow.toml");
+    std::fs::write(
+        &scenario,
+        r#"title = "open a stream and wait"
+covers = ["STR-02"]
+
+[xmpp.rx]
+domain = "remote.test"
+
+[[step]]
+connect = "in"
+actor = "rx"
+
+[[step]]
+expect_none = "in"
+window = "1500ms"
+"#,
+    )
+    .expect("scenario");
+    let o = run(&target, &scenario).remove(0);
+    assert_eq!(o.verdict, Verdict::Fail, "{}", details(&o));
+    let reason = o.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains(
+            "the SUT process `gateway` was killed by signal 11 (SIGSEGV) during the scenario"
+        ),
+        "{reason}"
+    );
+    assert!(reason.contains("gateway about to crash"), "{reason}");
+}
+
+#[test]
+fn bad_services_are_errors_at_load_naming_the_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (service, want) in [
+        ("name = \"a b\"\ncommand = [\"x\"]", "letters, digits"),
+        ("name = \"gw\"\ncommand = []", "must name a program"),
+        ("name = \"gw\"\ncommand = [\"{nope}\"]", "unknown variable"),
+        (
+            "name = \"gw\"\ncommand = [\"x\"]\n[[process.service]]\nname = \"gw\"\ncommand = [\"y\"]",
+            "declared twice",
+        ),
+    ] {
+        let path = write_target(
+            dir.path(),
+            RUN_PROXY,
+            &format!("[[process.service]]\n{service}\n"),
+        );
+        let err = Target::from_file(&path).expect_err(service).to_string();
+        assert!(err.contains(want), "{service}: {err}");
+        // file:line:col, the line being the service's `name`.
+        let line: usize = err
+            .split("target.toml:")
+            .nth(1)
+            .and_then(|r| r.split(':').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no file:line in {err}"));
+        let text = std::fs::read_to_string(&path).expect("target file");
+        let at = text.lines().nth(line - 1).unwrap_or_default();
+        assert!(
+            at.starts_with("name = "),
+            "{service}: line {line} is {at:?}"
+        );
+    }
+}
+
+/// The shipped Prosody-with-our-gateway target over the whole suite: every SIP scenario
+/// passes through real Prosody's S2S and component port, every known Prosody deviation is
+/// a waived `xfail`, and nothing fails, errors or passes unexpectedly (exit 0).
+#[test]
+fn the_whole_suite_against_prosody_with_our_gateway_as_its_component() {
+    if require_prosody().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_fedcheck"))
+        .current_dir(root())
+        .args([
+            "run",
+            "--target",
+            "fixtures/targets/prosody-component.toml",
+            "--json",
+        ])
+        .arg(dir.path().join("report.json"))
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).expect("json"))
+            .expect("JSON parses");
+    let summary = &json["summary"];
+    let bad: Vec<String> = json["outcomes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|o| matches!(o["verdict"].as_str(), Some("fail" | "error" | "xpass")))
+        .map(|o| {
+            format!(
+                "{} {} {}: {} {}",
+                o["verdict"], o["scenario"], o["cell"], o["reason"], o["failure"]
+            )
+        })
+        .collect();
+    assert!(bad.is_empty(), "{}\n{stdout}", bad.join("\n"));
+    assert_eq!(out.status.code(), Some(0), "{summary}\n{stdout}");
+    assert!(summary["xfail"].as_u64().unwrap_or(0) > 0, "{summary}");
+    // The SIP side ran and held: every SIP scenario passes.
+    let sip: Vec<&serde_json::Value> = json["outcomes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|o| {
+            let s = o["scenario"].as_str().unwrap_or_default();
+            ["/im/", "/presence/", "/errors/", "/addr/"]
+                .iter()
+                .any(|d| s.contains(d))
+        })
+        .collect();
+    assert!(sip.len() >= 40, "{}", sip.len());
+    // Real STARTTLS and SASL EXTERNAL with the run's test CA (`pki = true`): the cell of
+    // the negotiation matrix whose policy this Prosody configuration has.
+    let tls = json["outcomes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|o| {
+            o["scenario"] == "scenarios/tls/ms-09-negotiation-matrix.toml"
+                && o["cell"] == "dialback=true,peer=cert,sasl=optional,tls=optional"
+        })
+        .expect("the ms-09 cell ran");
+    assert_eq!(tls["verdict"], "pass", "{}", tls["reason"]);
+    let n = tls["normalised"].as_str().unwrap_or_default();
+    assert!(n.contains("peer certificate: trusted"), "{n}");
+    assert!(
+        n.contains("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"),
+        "{n}"
+    );
+    for o in sip {
+        assert_eq!(o["verdict"], "pass", "{}", o["scenario"]);
+        let n = o["normalised"].as_str().unwrap_or_default();
+        // Domains are normalised in addresses (attributes, SIP headers), not inside
+        // character data such as the new address a <gone/> carries (ERR-07).
+        let addresses = n.lines().filter(|l| !l.contains("<gone "));
+        assert!(
+            !addresses.clone().any(|l| l.contains("prosody.test")),
+            "{n}"
+        );
+    }
+}
+
+#[test]
+fn pki_needs_a_fresh_sut_per_scenario() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_target_with(dir.path(), RUN_PROXY, "lifecycle = \"run\"\npki = true", "");
+    let err = Target::from_file(&path).expect_err("pki with run lifecycle");
+    assert!(
+        err.to_string().contains("process.pki needs lifecycle"),
+        "{err}"
+    );
+    let path = write_target_with(dir.path(), RUN_PROXY, "pki = true", "");
+    assert!(Target::from_file(&path).is_ok());
 }

@@ -41,6 +41,9 @@ pub struct SutEndpoints {
     pub component: Option<SocketAddr>,
     /// Its SIP listeners (the gateway's), for SIP actors.
     pub sip: SipSut,
+    /// The gateway's domain (`{gw}` in scenarios): SIP users are `sip:user@D` and appear in
+    /// XMPP as `user@D` (RFC 7247 §6). `None` for a SUT without a SIP side.
+    pub gw_domain: Option<String>,
 }
 
 /// Errors that make a run `error` rather than `fail`: the scenario or the harness is broken.
@@ -60,6 +63,8 @@ pub enum RunError {
 enum StepEnd {
     Failed(Failure),
     Broken(RunError),
+    /// A `branch` with `end` matched: the scenario ends here with this verdict.
+    Ended(Verdict, String),
 }
 
 type StepResult = Result<(), StepEnd>;
@@ -296,10 +301,21 @@ pub struct ActorListeners {
 
 impl ActorListeners {
     /// Bind one listener per XMPP actor: at `fixed[domain]` if given (a third-party SUT
-    /// configured to dial it there), else on an ephemeral loopback port.
+    /// configured to dial it there), else on an ephemeral loopback port; the SIP actors'
+    /// sockets likewise from the same map.
     pub async fn bind(
         scenario: &Scenario,
         fixed: &BTreeMap<String, SocketAddr>,
+    ) -> Result<Self, RunError> {
+        Self::bind_all(scenario, fixed, fixed).await
+    }
+
+    /// As [`ActorListeners::bind`], with the SIP actors' fixed addresses (a target's
+    /// `[sip.routes]`) apart from the XMPP ones.
+    pub async fn bind_all(
+        scenario: &Scenario,
+        fixed: &BTreeMap<String, SocketAddr>,
+        sip_fixed: &BTreeMap<String, SocketAddr>,
     ) -> Result<Self, RunError> {
         let mut listeners = BTreeMap::new();
         for a in &scenario.actors {
@@ -311,7 +327,7 @@ impl ActorListeners {
                 listeners.insert(a.name.clone(), TcpListener::bind(addr).await?);
             }
         }
-        let sip = SipSockets::bind(scenario, fixed).await?;
+        let sip = SipSockets::bind(scenario, sip_fixed).await?;
         Ok(ActorListeners { listeners, sip })
     }
 
@@ -458,6 +474,14 @@ impl<'a> Runner<'a> {
                     result.reason = Some(e.to_string());
                     break;
                 }
+                Err(StepEnd::Ended(verdict, why)) => {
+                    self.note(&format!("step {}: {why}", step.index + 1));
+                    if verdict != Verdict::Pass {
+                        result.reason = Some(why);
+                    }
+                    result.verdict = verdict;
+                    break;
+                }
             }
         }
         self.drain_leftovers();
@@ -488,9 +512,10 @@ impl<'a> Runner<'a> {
     }
 
     fn note(&mut self, text: &str) {
-        // Notes are free text: write the SUT's domain as `{sut}`, as the normaliser does for
-        // addresses, so a transcript reads the same against every target.
-        let text = mask_domain(text, &self.sut.domain);
+        // Notes are free text: write the SUT's domain as `{sut}` (and the gateway's as
+        // `{gw}`), as the normaliser does for addresses, so a transcript reads the same
+        // against every target.
+        let text = self.mask_domains(text);
         let text = text.as_str();
         let at = self.now();
         self.transcript.push(
@@ -607,6 +632,15 @@ impl<'a> Runner<'a> {
 
     // ---- variables -------------------------------------------------------------------
 
+    /// The gateway's domain as `{gw}`, then the SUT's as `{sut}`, in free text.
+    fn mask_domains(&self, text: &str) -> String {
+        let text = match &self.sut.gw_domain {
+            Some(gw) => mask_domain(text, gw, "{gw}"),
+            None => text.to_string(),
+        };
+        mask_domain(&text, &self.sut.domain, "{sut}")
+    }
+
     fn lookup(&self, name: &str) -> Option<String> {
         if name == "sut" {
             return Some(self.sut.domain.clone());
@@ -640,11 +674,18 @@ impl<'a> Runner<'a> {
         if let Some(v) = self.captures.get(name) {
             return Some(v.clone());
         }
-        self.scenario
+        let actor = self
+            .scenario
             .actors
             .iter()
             .find(|a| a.name == name)
-            .map(|a| a.variable().to_string())
+            .map(|a| a.variable().to_string());
+        // `{gw}`: the gateway's domain, unless an actor of the scenario is named `gw`
+        // (component scenarios predate the built-in).
+        match actor {
+            None if name == "gw" => self.sut.gw_domain.clone(),
+            other => other,
+        }
     }
 
     fn actor_identity(&self, actor: &str) -> Option<(String, String)> {
@@ -1061,20 +1102,7 @@ impl<'a> Runner<'a> {
         };
         match template::match_unit(&tpl, &ev, exact) {
             Ok(caps) => {
-                for fresh in template::fresh_names(text) {
-                    if let Some((_, v)) = caps.iter().find(|(k, _)| *k == fresh) {
-                        let this =
-                            header_seen(name, self.transcript.entries.len().saturating_sub(1));
-                        if let Some(prev) = self.seen.get(v).filter(|p| **p != this) {
-                            return Err(self.failure(
-                                step,
-                                name,
-                                format!("{text}\n  with a {{new:{fresh}}} value never seen before (RFC 6120 §4.7.3)"),
-                                format!("{}\n  the value {v:?} was already seen as {prev}", template::describe_event(&ev)),
-                            ));
-                        }
-                    }
-                }
+                self.check_fresh(step, name, text, &caps, &ev)?;
                 self.record_captures(caps);
                 Ok(())
             }
@@ -1093,6 +1121,179 @@ impl<'a> Runner<'a> {
                 ))
             }
         }
+    }
+
+    /// `{new:NAME}` captures must hold a value never seen before in the scenario.
+    fn check_fresh(
+        &self,
+        step: &Step,
+        name: &str,
+        text: &str,
+        caps: &[(String, String)],
+        ev: &Event,
+    ) -> StepResult {
+        for fresh in template::fresh_names(text) {
+            if let Some((_, v)) = caps.iter().find(|(k, _)| *k == fresh) {
+                let this = header_seen(name, self.transcript.entries.len().saturating_sub(1));
+                if let Some(prev) = self.seen.get(v).filter(|p| **p != this) {
+                    return Err(self.failure(
+                        step,
+                        name,
+                        format!("{text}\n  with a {{new:{fresh}}} value never seen before (RFC 6120 §4.7.3)"),
+                        format!("{}\n  the value {v:?} was already seen as {prev}", template::describe_event(ev)),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `expect` with branches: the first unit on the step's stream or on a branch's stream
+    /// decides. On the step's stream it must match the template, an `or` alternative or a
+    /// branch of that stream; on a branch's stream one of that stream's branches. A matched
+    /// branch with `end` ends the scenario (docs/scenarios.md "Branches").
+    #[allow(clippy::too_many_arguments)]
+    async fn expect_branches(
+        &mut self,
+        step: &Step,
+        name: &str,
+        text: &str,
+        or: &[String],
+        branches: &[super::load::Branch],
+        timeout: Duration,
+        exact: bool,
+    ) -> StepResult {
+        let mut shown =
+            template::substitute(text, &|n| self.lookup(n)).unwrap_or_else(|_| text.to_string());
+        for a in or {
+            shown.push_str("\n  or ");
+            shown.push_str(a.trim());
+        }
+        for b in branches {
+            let t = template::substitute(&b.template, &|n| self.lookup(n))
+                .unwrap_or_else(|_| b.template.clone());
+            shown.push_str(&format!("\n  or on {}: {}", b.stream, t.trim()));
+        }
+        let shown = shown.trim().to_string();
+        let mut streams: Vec<&str> = vec![name];
+        for b in branches {
+            if !streams.contains(&b.stream.as_str()) {
+                streams.push(&b.stream);
+            }
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let ready = streams.iter().copied().find(|s| {
+                self.streams.get(*s).is_some_and(|st| {
+                    st.inbox
+                        .iter()
+                        .any(|r| !matches!(r.unit, Unit::Whitespace(_)))
+                })
+            });
+            if let Some(s) = ready {
+                let now = tokio::time::Instant::now();
+                let Some(r) = self.next_unit(s, now).await else {
+                    continue;
+                };
+                // A branch's stream closing decides nothing: the step's own stream may
+                // still bring what it waits for.
+                if s != name && matches!(r.unit, Unit::Eof | Unit::Reset) {
+                    continue;
+                }
+                return self.decide_branch(step, name, s, &r, text, or, branches, exact, &shown);
+            }
+            let all_closed = streams
+                .iter()
+                .all(|s| self.streams.get(*s).is_none_or(|st| st.eof));
+            if all_closed || !self.pump(deadline).await {
+                if or.iter().any(|a| a.trim() == NOTHING) {
+                    return Ok(());
+                }
+                return Err(self.failure(
+                    step,
+                    name,
+                    shown,
+                    format!(
+                        "nothing on {} after {}",
+                        streams.join(" or "),
+                        fmt_dur(timeout)
+                    ),
+                ));
+            }
+        }
+    }
+
+    /// Match the unit that arrived first on stream `on` against what the step allows there.
+    #[allow(clippy::too_many_arguments)]
+    fn decide_branch(
+        &mut self,
+        step: &Step,
+        name: &str,
+        on: &str,
+        r: &Received,
+        text: &str,
+        or: &[String],
+        branches: &[super::load::Branch],
+        exact: bool,
+        shown: &str,
+    ) -> StepResult {
+        let Some(ev) = unit_event(&r.unit) else {
+            if on == name
+                && matches!(r.unit, Unit::Eof | Unit::Reset)
+                && or.iter().any(|a| a.trim() == NOTHING)
+            {
+                return Ok(());
+            }
+            return Err(self.failure(step, on, shown, describe_unit(&r.unit)));
+        };
+        let mut mismatch = None;
+        if on == name {
+            let tpl = self.prepare_tpl(step, name, text)?;
+            match template::match_unit(&tpl, &ev, exact) {
+                Ok(caps) => {
+                    self.check_fresh(step, name, text, &caps, &ev)?;
+                    self.record_captures(caps);
+                    return Ok(());
+                }
+                Err(m) => mismatch = Some(m),
+            }
+            for a in or.iter().filter(|a| a.trim() != NOTHING) {
+                let t = self.prepare_tpl(step, name, a)?;
+                if template::match_unit(&t, &ev, exact).is_ok() {
+                    return Ok(());
+                }
+            }
+        }
+        for b in branches.iter().filter(|b| b.stream == on) {
+            let t = self.prepare_tpl(step, on, &b.template)?;
+            if template::match_unit(&t, &ev, exact).is_err() {
+                continue;
+            }
+            let why = match &b.note {
+                Some(n) => format!("the branch on {on} matched: {n}"),
+                None => format!("the branch on {on} matched"),
+            };
+            return match b.end {
+                super::load::BranchEnd::Continue => {
+                    self.note(&format!("step {}: {why}", step.index + 1));
+                    Ok(())
+                }
+                super::load::BranchEnd::Pass => Err(StepEnd::Ended(
+                    Verdict::Pass,
+                    format!(
+                        "{why}; the scenario ends here (the remaining steps are the other branch)"
+                    ),
+                )),
+                super::load::BranchEnd::Inconclusive => {
+                    Err(StepEnd::Ended(Verdict::Inconclusive, why))
+                }
+            };
+        }
+        let got = match mismatch {
+            Some(m) => format!("{}\n  mismatch: {m}", template::describe_event(&ev)),
+            None => template::describe_event(&ev),
+        };
+        Err(self.failure(step, on, shown, got))
     }
 
     async fn expect_no_connection(
@@ -1788,7 +1989,7 @@ impl<'a> Runner<'a> {
             .get(name)
             .map(|st| st.actor.clone())
             .unwrap_or_default();
-        let peer = mask_domain(&tls_io::describe_verdict(&s.verdict), &self.sut.domain);
+        let peer = self.mask_domains(&tls_io::describe_verdict(&s.verdict));
         let unit = Unit::Tls {
             version: s.version.clone(),
             alpn: s.alpn.clone(),
@@ -2092,10 +2293,22 @@ impl<'a> Runner<'a> {
                 stream,
                 template,
                 or,
+                branches,
+                timeout,
+                exact,
+            } if branches.is_empty() => {
+                self.expect(step, stream, template, or, *timeout, *exact)
+                    .await
+            }
+            Action::Expect {
+                stream,
+                template,
+                or,
+                branches,
                 timeout,
                 exact,
             } => {
-                self.expect(step, stream, template, or, *timeout, *exact)
+                self.expect_branches(step, stream, template, or, branches, *timeout, *exact)
                     .await
             }
             Action::StartTls { stream, timeout } => self.starttls(step, stream, *timeout).await,
@@ -2201,9 +2414,9 @@ fn assign(
     false
 }
 
-/// Replace whole-domain occurrences of `domain` in `text` with `{sut}` (not inside a longer
-/// name such as `gw.sut.test`).
-fn mask_domain(text: &str, domain: &str) -> String {
+/// Replace whole-domain occurrences of `domain` in `text` with `label` (`{sut}`, `{gw}`),
+/// not inside a longer name such as `gw.sut.test`.
+fn mask_domain(text: &str, domain: &str, label: &str) -> String {
     if domain.is_empty() {
         return text.to_string();
     }
@@ -2217,7 +2430,7 @@ fn mask_domain(text: &str, domain: &str) -> String {
         if before.is_some_and(part_of_name) || after.is_some_and(|c| part_of_name(c) && c != '.') {
             out.push_str(domain);
         } else {
-            out.push_str("{sut}");
+            out.push_str(label);
         }
         rest = &rest[i + domain.len()..];
     }
@@ -2332,14 +2545,21 @@ mod tests {
     #[test]
     fn masks_only_whole_domains() {
         assert_eq!(
-            mask_domain("rx → sut.test (x)", "sut.test"),
+            mask_domain("rx → sut.test (x)", "sut.test", "{sut}"),
             "rx → {sut} (x)"
         );
         assert_eq!(
-            mask_domain("gw.sut.test and sut.test.", "sut.test"),
+            mask_domain("gw.sut.test and sut.test.", "sut.test", "{sut}"),
             "gw.sut.test and {sut}."
         );
-        assert_eq!(mask_domain("romeo@sut.test/r", "sut.test"), "romeo@{sut}/r");
-        assert_eq!(mask_domain("sut.tester", "sut.test"), "sut.tester");
+        assert_eq!(
+            mask_domain("romeo@sut.test/r", "sut.test", "{sut}"),
+            "romeo@{sut}/r"
+        );
+        assert_eq!(mask_domain("sut.tester", "sut.test", "{sut}"), "sut.tester");
+        assert_eq!(
+            mask_domain("remote.test → sip.sut.test", "sip.sut.test", "{gw}"),
+            "remote.test → {gw}"
+        );
     }
 }

@@ -18,11 +18,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
+use toml::Spanned;
 
 use super::bundled_sip;
 use super::load::{self, Negotiation, Partner, Scenario};
 use super::process::{self, ConfigFile, ProcessSpec, RunningProcess, StartInputs, Syntax, Value};
 use super::run::{ActorListeners, RunError, SutEndpoints};
+use super::sip_actor::{SipRoute, SipSut, SipTransport};
 use super::tls_io::RunPki;
 use super::waivers::{self, Waiver};
 use crate::proxy;
@@ -78,13 +80,52 @@ struct TargetFile {
     scenario_root: Option<String>,
     #[serde(default)]
     process: Option<ProcessSection>,
+    /// The SUT's SIP side (its gateway): domain, listeners, next hops.
+    #[serde(default)]
+    sip: Option<SipSection>,
+    /// `kind = "container"`: the image the SUT runs from.
+    #[serde(default)]
+    container: Option<ContainerSection>,
     #[serde(default)]
     expected_failure: Vec<Waiver>,
 }
 
+/// `[container]`: a container target's image (docs/targets.md "kind = container").
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct ContainerSection {
+    image: String,
+    #[serde(default)]
+    tag: Option<String>,
+    #[serde(default)]
+    command: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    /// Scratch-dir path → path inside the container (bind mounts).
+    #[serde(default)]
+    mounts: BTreeMap<String, String>,
+}
+
+/// `[sip]`: where the SUT's gateway takes SIP and which domain its SIP users have.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SipSection {
+    domain: Spanned<String>,
+    #[serde(default)]
+    udp: Option<Spanned<String>>,
+    #[serde(default)]
+    tcp: Option<Spanned<String>>,
+    /// SIP domain → where the SUT sends SIP for it (`"auto"`, `"IP:port"`, either with an
+    /// optional `;transport=udp|tcp`).
+    #[serde(default)]
+    routes: BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ProcessSection {
+    /// Required for `kind = "process"`; a container target runs its image instead.
+    #[serde(default)]
     command: Vec<String>,
     #[serde(default)]
     env: BTreeMap<String, String>,
@@ -112,6 +153,39 @@ struct ProcessSection {
     /// A command printing the SUT's version on its first line (for reports).
     #[serde(default)]
     version_command: Option<Vec<String>>,
+    /// Text that must appear in the main command's logs before it counts as ready.
+    #[serde(default)]
+    ready_log: Vec<String>,
+    /// Write the run's test PKI into the scratch dir for scenarios that negotiate TLS.
+    #[serde(default)]
+    pki: bool,
+    /// Further processes of the SUT (`[[process.service]]`).
+    #[serde(default)]
+    service: Vec<ServiceSection>,
+}
+
+/// `[[process.service]]`: another process of the SUT, started after the main command.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceSection {
+    name: Spanned<String>,
+    command: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    cwd: Option<String>,
+    #[serde(default)]
+    ready: Vec<String>,
+    #[serde(default)]
+    ready_files: Vec<String>,
+    #[serde(default)]
+    ready_log: Vec<String>,
+    #[serde(default)]
+    ready_timeout: Option<String>,
+    #[serde(default)]
+    log_files: Vec<String>,
+    #[serde(default)]
+    config: Vec<ConfigSection>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -170,6 +244,8 @@ pub struct RemoteTarget {
     pub endpoints: SutEndpoints,
     pub capabilities: Vec<String>,
     pub routes: BTreeMap<String, SocketAddr>,
+    /// Where the SUT sends SIP for each simulated SIP domain (`[sip.routes]`).
+    pub sip_routes: BTreeMap<String, SocketAddr>,
     pub partners: BTreeMap<String, Partner>,
     pub waivers: Vec<Waiver>,
 }
@@ -180,6 +256,26 @@ pub enum Route {
     Fixed(SocketAddr),
     /// A free loopback port chosen when the SUT starts.
     Auto,
+}
+
+/// A process target's SIP side (`[sip]`).
+#[derive(Debug, Clone)]
+pub struct SipSpec {
+    /// The gateway's domain (`{gw}`): SIP users are `sip:user@D`, in XMPP `user@D`.
+    pub domain: String,
+    /// Address templates (`127.0.0.1:{port:sip}`), expanded per start.
+    pub udp: Option<String>,
+    pub tcp: Option<String>,
+    /// SIP domain → next hop the SUT is configured with.
+    pub routes: BTreeMap<String, SipRouteSpec>,
+}
+
+/// One `[sip.routes]` entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SipRouteSpec {
+    pub route: Route,
+    /// `;transport=` of the entry (default UDP, RFC 3261 §18.1.1).
+    pub transport: SipTransport,
 }
 
 #[derive(Debug, Clone)]
@@ -193,6 +289,10 @@ pub struct ProcessTarget {
     pub component: Option<String>,
     pub capabilities: Vec<String>,
     pub routes: BTreeMap<String, Route>,
+    /// The per-partner policies its configuration gives each simulated domain.
+    pub partners: BTreeMap<String, Partner>,
+    /// The SUT's SIP side, if it has one.
+    pub sip: Option<SipSpec>,
     pub spec: ProcessSpec,
     pub lifecycle: Lifecycle,
     pub stop_timeout: Duration,
@@ -209,6 +309,7 @@ pub struct Shared {
     process: RunningProcess,
     endpoints: SutEndpoints,
     routes: BTreeMap<String, SocketAddr>,
+    sip_routes: BTreeMap<String, SocketAddr>,
 }
 
 impl Target {
@@ -224,6 +325,7 @@ impl Target {
         match self {
             Target::Bundled => "bundled",
             Target::Remote(_) => "remote",
+            Target::Process(p) if p.spec.container.is_some() => "container",
             Target::Process(_) => "process",
         }
     }
@@ -287,6 +389,15 @@ impl Target {
         }
     }
 
+    /// The SUT's gateway domain (`{gw}`), if it has a SIP side.
+    pub fn gateway_domain(&self) -> Option<String> {
+        match self {
+            Target::Bundled => Some(bundled_sip::BUNDLED_SIP_DOMAIN.to_string()),
+            Target::Remote(r) => r.endpoints.gw_domain.clone(),
+            Target::Process(p) => p.sip.as_ref().map(|s| s.domain.clone()),
+        }
+    }
+
     /// Domains the SUT serves, for normalisation.
     pub fn domains(&self) -> Vec<String> {
         match self {
@@ -307,7 +418,10 @@ impl Target {
                     Target::Remote(r) => {
                         r.partners.get(domain).copied().unwrap_or(Partner::DEFAULT)
                     }
-                    _ => Partner::DEFAULT,
+                    Target::Process(p) => {
+                        p.partners.get(domain).copied().unwrap_or(Partner::DEFAULT)
+                    }
+                    Target::Bundled => Partner::DEFAULT,
                 };
                 (have != *partner).then(|| {
                     format!(
@@ -335,7 +449,12 @@ impl Target {
             Target::Bundled => true,
             Target::Remote(_) => false,
             Target::Process(p) => {
-                p.lifecycle == Lifecycle::Scenario && p.routes.values().all(|r| *r == Route::Auto)
+                p.lifecycle == Lifecycle::Scenario
+                    && p.routes.values().all(|r| *r == Route::Auto)
+                    && p.sip
+                        .iter()
+                        .flat_map(|s| s.routes.values())
+                        .all(|r| r.route == Route::Auto)
             }
         }
     }
@@ -386,11 +505,59 @@ impl Target {
             }
             Ok(sa)
         };
-        if f.kind != "process" && f.process.is_some() {
+        if !matches!(f.kind.as_str(), "process" | "container") && f.process.is_some() {
             return Err(bad(format!(
-                "a [process] section needs kind = \"process\", not {:?}",
+                "a [process] section needs kind = \"process\" or \"container\", not {:?}",
                 f.kind
             )));
+        }
+        if f.kind != "container" && f.container.is_some() {
+            return Err(bad(format!(
+                "a [container] section needs kind = \"container\", not {:?}",
+                f.kind
+            )));
+        }
+        let sip = match &f.sip {
+            Some(section) if f.kind == "bundled" => {
+                return Err(at(
+                    text,
+                    path,
+                    section.domain.span().start,
+                    "the bundled target's SIP side is built in: no [sip] section".into(),
+                ));
+            }
+            Some(section) => Some(sip_spec(section, &f.kind, text, path)?),
+            None => None,
+        };
+        if f.kind != "bundled" && sip.is_none() && f.capabilities.iter().any(|c| c == "sip") {
+            let line = crate::proxy::config::find_line(text, "sip", Some("capabilities"));
+            return Err(TargetError::Syntax {
+                path: path.to_path_buf(),
+                line,
+                col: 1,
+                message: "capability \"sip\" needs a [sip] section (the gateway's domain and where it takes SIP)".into(),
+            });
+        }
+        // The per-partner policies the SUT is configured with (MS-06..MS-09).
+        let mut partners = BTreeMap::new();
+        for (d, p) in &f.partners {
+            let neg = |v: &Option<String>, d0: Negotiation, what: &str| match v.as_deref() {
+                None => Ok(d0),
+                Some(x) => Negotiation::parse(x).ok_or_else(|| {
+                    bad(format!(
+                        "partners.\"{d}\".{what} = {x:?}: required, optional or not_supported"
+                    ))
+                }),
+            };
+            partners.insert(
+                d.clone(),
+                Partner {
+                    tls: neg(&p.tls, Partner::DEFAULT.tls, "tls")?,
+                    sasl: neg(&p.sasl, Partner::DEFAULT.sasl, "sasl")?,
+                    dialback: p.dialback.unwrap_or(Partner::DEFAULT.dialback),
+                    keepalive: p.keepalive.unwrap_or(Partner::DEFAULT.keepalive),
+                },
+            );
         }
         match f.kind.as_str() {
             "bundled" => Ok(Target::Bundled),
@@ -406,50 +573,78 @@ impl Target {
                         .as_deref()
                         .map(|c| addr("xmpp.component", c))
                         .transpose()?,
-                    sip: Default::default(),
+                    sip: SipSut {
+                        udp: sip
+                            .as_ref()
+                            .and_then(|s| s.udp.as_deref())
+                            .and_then(|a| a.parse().ok()),
+                        tcp: sip
+                            .as_ref()
+                            .and_then(|s| s.tcp.as_deref())
+                            .and_then(|a| a.parse().ok()),
+                    },
+                    gw_domain: sip.as_ref().map(|s| s.domain.clone()),
                 };
                 let mut routes = BTreeMap::new();
                 for (d, a) in &f.routes {
                     routes.insert(d.clone(), loopback(d, a)?);
                 }
-                let mut partners = BTreeMap::new();
-                for (d, p) in &f.partners {
-                    let neg = |v: &Option<String>, d0: Negotiation, what: &str| {
-                        match v.as_deref() {
-                        None => Ok(d0),
-                        Some(x) => Negotiation::parse(x)
-                            .ok_or_else(|| bad(format!("partners.\"{d}\".{what} = {x:?}: required, optional or not_supported"))),
-                    }
-                    };
-                    partners.insert(
-                        d.clone(),
-                        Partner {
-                            tls: neg(&p.tls, Partner::DEFAULT.tls, "tls")?,
-                            sasl: neg(&p.sasl, Partner::DEFAULT.sasl, "sasl")?,
-                            dialback: p.dialback.unwrap_or(Partner::DEFAULT.dialback),
-                            keepalive: p.keepalive.unwrap_or(Partner::DEFAULT.keepalive),
-                        },
-                    );
-                }
+                let sip_routes = sip
+                    .iter()
+                    .flat_map(|s| &s.routes)
+                    .filter_map(|(d, r)| match r.route {
+                        Route::Fixed(a) => Some((d.clone(), a)),
+                        Route::Auto => None,
+                    })
+                    .collect();
                 Ok(Target::Remote(Box::new(RemoteTarget {
                     name: f.name,
                     description: f.description,
                     endpoints,
                     capabilities: f.capabilities,
                     routes,
+                    sip_routes,
                     partners,
                     waivers: f.expected_failure,
                 })))
             }
-            "process" => {
+            kind @ ("process" | "container") => {
                 let x = f
                     .xmpp
-                    .ok_or_else(|| bad("a process target needs an [xmpp] section".into()))?;
-                let p = f
-                    .process
-                    .ok_or_else(|| bad("a process target needs a [process] section".into()))?;
-                if p.command.is_empty() {
+                    .ok_or_else(|| bad(format!("a {kind} target needs an [xmpp] section")))?;
+                let container = match (&f.container, kind) {
+                    (Some(c), _) => {
+                        if c.image.trim().is_empty() {
+                            return Err(bad("container.image must name an image".into()));
+                        }
+                        Some(super::container::ContainerSpec {
+                            image: c.image.clone(),
+                            tag: c.tag.clone().unwrap_or_else(|| "latest".into()),
+                            command: c.command.clone(),
+                            env: c.env.clone(),
+                            mounts: c.mounts.clone(),
+                        })
+                    }
+                    (None, "container") => {
+                        return Err(bad("a container target needs a [container] section".into()));
+                    }
+                    (None, _) => None,
+                };
+                let p = match (f.process, kind) {
+                    (Some(p), _) => p,
+                    (None, "container") => ProcessSection::default(),
+                    (None, _) => {
+                        return Err(bad("a process target needs a [process] section".into()));
+                    }
+                };
+                if container.is_none() && p.command.is_empty() {
                     return Err(bad("process.command must name a program".into()));
+                }
+                if container.is_some() && !p.command.is_empty() {
+                    return Err(bad(
+                        "a container target runs its image: give container.command, not process.command"
+                            .into(),
+                    ));
                 }
                 let mut routes = BTreeMap::new();
                 for (d, a) in &f.routes {
@@ -470,6 +665,59 @@ impl Target {
                         .chain(x.component.clone())
                         .collect()
                 });
+                let mut services = Vec::new();
+                for svc in &p.service {
+                    let name = svc.name.get_ref();
+                    let here = |m: String| at(text, path, svc.name.span().start, m);
+                    let name_ok = !name.is_empty()
+                        && name
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+                    if !name_ok {
+                        return Err(here(format!(
+                            "process.service name {name:?}: letters, digits, '-' and '_' only (it names log files)"
+                        )));
+                    }
+                    if services
+                        .iter()
+                        .any(|s: &process::ServiceSpec| s.name == *name)
+                    {
+                        return Err(here(format!("process.service {name:?} is declared twice")));
+                    }
+                    if svc.command.is_empty() {
+                        return Err(here(format!(
+                            "process.service {name:?}: command must name a program"
+                        )));
+                    }
+                    services.push(process::ServiceSpec {
+                        name: name.clone(),
+                        command: svc.command.clone(),
+                        env: svc.env.clone(),
+                        cwd: svc.cwd.clone(),
+                        configs: svc
+                            .config
+                            .iter()
+                            .map(|c| ConfigFile {
+                                template: target_dir.join(&c.template),
+                                output: c.output.clone(),
+                                syntax: c.syntax,
+                            })
+                            .collect(),
+                        ready_addrs: svc.ready.clone(),
+                        ready_files: svc.ready_files.clone(),
+                        ready_log: svc.ready_log.clone(),
+                        ready_timeout: svc
+                            .ready_timeout
+                            .as_ref()
+                            .map(|v| {
+                                load::parse_duration(v).map_err(|e| {
+                                    here(format!("process.service {name:?} ready_timeout: {e}"))
+                                })
+                            })
+                            .transpose()?,
+                        log_files: svc.log_files.clone(),
+                    });
+                }
                 let spec = ProcessSpec {
                     command: p.command,
                     env: p.env,
@@ -503,13 +751,23 @@ impl Target {
                         DEFAULT_READY_TIMEOUT,
                     )?,
                     log_files: p.log_files,
+                    ready_log: p.ready_log,
+                    services,
+                    pki: p.pki,
+                    container,
                     target_dir,
                 };
+                if p.pki && p.lifecycle == Lifecycle::Run {
+                    return Err(bad(
+                        "process.pki needs lifecycle = \"scenario\": each scenario's test CA is new, so the SUT must start with it".into(),
+                    ));
+                }
                 // Catch a bad `{…}` early, with placeholder values for the ports.
                 let probe = process::ExpandContext {
                     dir: PathBuf::from("/"),
                     target_dir: spec.target_dir.clone(),
                     domain: x.domain.clone(),
+                    gw: sip.as_ref().map(|s| s.domain.clone()),
                     ports: spec.ports.iter().map(|n| (n.clone(), 1)).collect(),
                 };
                 for s in spec
@@ -521,6 +779,46 @@ impl Target {
                 {
                     process::expand(s, &probe).map_err(|e| bad(e.to_string()))?;
                 }
+                if let Some(c) = &spec.container {
+                    for v in c.command.iter().chain(c.env.values()) {
+                        process::expand(v, &probe).map_err(|e| bad(format!("container: {e}")))?;
+                    }
+                }
+                for (svc, file) in spec.services.iter().zip(&p.service) {
+                    for v in svc
+                        .command
+                        .iter()
+                        .chain(&svc.ready_addrs)
+                        .chain(&svc.ready_files)
+                        .chain(&svc.log_files)
+                        .chain(svc.env.values())
+                        .chain(svc.cwd.iter())
+                    {
+                        process::expand(v, &probe).map_err(|e| {
+                            at(
+                                text,
+                                path,
+                                file.name.span().start,
+                                format!("process.service {:?}: {e}", svc.name),
+                            )
+                        })?;
+                    }
+                }
+                // The SIP listeners must be addresses once the ports are filled in.
+                if let Some(section) = &f.sip {
+                    for v in section.udp.iter().chain(section.tcp.iter()) {
+                        let e = process::expand(v.get_ref(), &probe)
+                            .map_err(|e| e.to_string())
+                            .and_then(|a| {
+                                a.parse::<SocketAddr>()
+                                    .map(|_| ())
+                                    .map_err(|_| format!("{a:?} is not an IP:port address"))
+                            });
+                        if let Err(e) = e {
+                            return Err(at(text, path, v.span().start, format!("sip: {e}")));
+                        }
+                    }
+                }
                 Ok(Target::Process(Box::new(ProcessTarget {
                     name: f.name,
                     description: f.description,
@@ -529,6 +827,8 @@ impl Target {
                     component: x.component,
                     capabilities: f.capabilities,
                     routes,
+                    partners,
+                    sip,
                     stop_timeout: duration(
                         "process.stop_timeout",
                         &p.stop_timeout,
@@ -542,7 +842,7 @@ impl Target {
                 })))
             }
             other => Err(bad(format!(
-                "kind = {other:?}: expected \"bundled\", \"remote\" or \"process\""
+                "kind = {other:?}: expected \"bundled\", \"remote\", \"process\" or \"container\""
             ))),
         }
     }
@@ -575,19 +875,21 @@ impl RunningSut {
     pub async fn died(&mut self) -> Option<SutDied> {
         match self {
             RunningSut::Process { process, .. } => {
-                let status = process.exited()?;
+                let d = process.died()?;
                 Some(SutDied {
-                    how: process::describe_exit(&status),
-                    log: process.log_tail(process::LOG_TAIL_LINES),
+                    how: d.describe(),
+                    log: process.log_tail_of(d.process.as_deref(), process::LOG_TAIL_LINES),
                 })
             }
             RunningSut::Shared(m) => {
                 let mut guard = m.lock().await;
                 let s = guard.as_mut()?;
-                let status = s.process.exited()?;
+                let d = s.process.died()?;
                 let died = SutDied {
-                    how: process::describe_exit(&status),
-                    log: s.process.log_tail(process::LOG_TAIL_LINES),
+                    how: d.describe(),
+                    log: s
+                        .process
+                        .log_tail_of(d.process.as_deref(), process::LOG_TAIL_LINES),
                 };
                 *guard = None;
                 Some(died)
@@ -651,9 +953,11 @@ impl From<process::ProcessError> for PrepareError {
             | process::ProcessError::NotReady { ref log, .. } => PrepareError::SutDown {
                 log: log.clone(),
                 message: match &e {
-                    process::ProcessError::Exited { status, .. } => format!(
+                    process::ProcessError::Exited {
+                        status, process, ..
+                    } => format!(
                         "the SUT process {} before it was ready",
-                        process::describe_exit(status)
+                        process::describe_death(process.as_deref(), status)
                     ),
                     other => other.to_string(),
                 },
@@ -717,6 +1021,7 @@ async fn prepare_sut(
                 s2s: running.s2s_addr,
                 component: running.component_addr,
                 sip: Default::default(),
+                gw_domain: Some(bundled_sip::BUNDLED_SIP_DOMAIN.to_string()),
             };
             if bundled_sip::wanted(scenario)
                 && let Some(component_addr) = running.component_addr
@@ -742,7 +1047,7 @@ async fn prepare_sut(
             Ok((endpoints, listeners, RunningSut::Bundled(running)))
         }
         Target::Remote(r) => {
-            let listeners = ActorListeners::bind(scenario, &r.routes).await?;
+            let listeners = ActorListeners::bind_all(scenario, &r.routes, &r.sip_routes).await?;
             Ok((r.endpoints.clone(), listeners, RunningSut::Remote))
         }
         Target::Process(p) if p.lifecycle == Lifecycle::Scenario => {
@@ -754,7 +1059,8 @@ async fn prepare_sut(
                     Route::Auto => None,
                 })
                 .collect();
-            let listeners = ActorListeners::bind(scenario, &fixed).await?;
+            let listeners =
+                ActorListeners::bind_all(scenario, &fixed, &p.fixed_sip_routes()).await?;
             let bound = listeners.routes(scenario)?;
             let mut routes = BTreeMap::new();
             for (d, r) in &p.routes {
@@ -766,7 +1072,11 @@ async fn prepare_sut(
                 };
                 routes.insert(d.clone(), a);
             }
-            let running = RunningProcess::start(&p.spec, &p.inputs(routes)).await?;
+            let sip = p.sip_inputs(scenario, &listeners.sip_routes())?;
+            let tls = p.tls_files(pki)?;
+            let mut inputs = p.inputs(routes, sip);
+            inputs.tls = tls;
+            let running = RunningProcess::start_retrying(&p.spec, &inputs).await?;
             let endpoints = p.endpoints(&running)?;
             Ok((
                 endpoints,
@@ -780,12 +1090,12 @@ async fn prepare_sut(
         Target::Process(p) => {
             let mut guard = p.shared.lock().await;
             if let Some(s) = guard.as_mut()
-                && let Some(status) = s.process.exited()
+                && let Some(d) = s.process.died()
             {
                 tracing::warn!(
-                    "target `{}`: the SUT {} between scenarios; restarting it",
+                    "target `{}`: the SUT process {} between scenarios; restarting it",
                     p.name,
-                    process::describe_exit(&status)
+                    d.describe()
                 );
                 *guard = None;
             }
@@ -798,16 +1108,35 @@ async fn prepare_sut(
                     };
                     routes.insert(d.clone(), a);
                 }
-                let running = RunningProcess::start(&p.spec, &p.inputs(routes.clone())).await?;
+                // One SUT for every scenario: its SIP next hops are chosen once, and each
+                // scenario's SIP actors bind there.
+                let mut sip_hops = BTreeMap::new();
+                for (d, r) in p.sip.iter().flat_map(|s| &s.routes) {
+                    let addr = match r.route {
+                        Route::Fixed(a) => a,
+                        Route::Auto => process::free_loopback_addr().map_err(RunError::Io)?,
+                    };
+                    sip_hops.insert(
+                        d.clone(),
+                        SipRoute {
+                            addr,
+                            transport: r.transport,
+                        },
+                    );
+                }
+                let sip = p.sip_inputs_from(sip_hops.clone(), None)?;
+                let running =
+                    RunningProcess::start_retrying(&p.spec, &p.inputs(routes.clone(), sip)).await?;
                 let endpoints = p.endpoints(&running)?;
                 *guard = Some(Shared {
                     process: running,
                     endpoints,
                     routes,
+                    sip_routes: sip_hops.into_iter().map(|(d, r)| (d, r.addr)).collect(),
                 });
             }
-            let (endpoints, routes) = match guard.as_ref() {
-                Some(s) => (s.endpoints.clone(), s.routes.clone()),
+            let (endpoints, routes, sip_routes) = match guard.as_ref() {
+                Some(s) => (s.endpoints.clone(), s.routes.clone(), s.sip_routes.clone()),
                 None => {
                     return Err(
                         RunError::Io(std::io::Error::other("the SUT is not running")).into(),
@@ -815,19 +1144,121 @@ async fn prepare_sut(
                 }
             };
             drop(guard);
-            let listeners = ActorListeners::bind(scenario, &routes).await?;
+            let listeners = ActorListeners::bind_all(scenario, &routes, &sip_routes).await?;
             Ok((endpoints, listeners, RunningSut::Shared(p.shared.clone())))
         }
     }
 }
 
 impl ProcessTarget {
-    fn inputs(&self, routes: BTreeMap<String, SocketAddr>) -> StartInputs {
+    fn inputs(
+        &self,
+        routes: BTreeMap<String, SocketAddr>,
+        sip: Option<process::SipInputs>,
+    ) -> StartInputs {
         StartInputs {
             domain: self.domain.clone(),
             routes,
             ports: BTreeMap::new(),
+            sip,
+            tls: None,
         }
+    }
+
+    /// The run's certificates as files for the SUT (`process.pki`): its domain's chain and
+    /// key, the gateway domain's (a component serves S2S under its own name), the CA.
+    fn tls_files(&self, pki: Option<&RunPki>) -> Result<Option<process::TlsFiles>, PrepareError> {
+        let (true, Some(pki)) = (self.spec.pki, pki) else {
+            return Ok(None);
+        };
+        let mut files = vec![
+            (format!("{}.crt", self.domain), pki.sut.chain_pem.clone()),
+            (format!("{}.key", self.domain), pki.sut.key_pem.clone()),
+            (process::CA_FILE.to_string(), pki.ca.cert_pem().to_string()),
+        ];
+        if let Some(sip) = &self.sip {
+            let leaf = pki.ca.valid(&sip.domain).map_err(|e| {
+                PrepareError::Harness(RunError::Io(std::io::Error::other(e.to_string())))
+            })?;
+            files.push((format!("{}.crt", sip.domain), leaf.chain_pem));
+            files.push((format!("{}.key", sip.domain), leaf.key_pem));
+        }
+        Ok(Some(process::TlsFiles { files }))
+    }
+
+    /// `[sip.routes]` entries with a fixed address: the SIP actors of those domains bind there.
+    fn fixed_sip_routes(&self) -> BTreeMap<String, SocketAddr> {
+        self.sip
+            .iter()
+            .flat_map(|s| &s.routes)
+            .filter_map(|(d, r)| match r.route {
+                Route::Fixed(a) => Some((d.clone(), a)),
+                Route::Auto => None,
+            })
+            .collect()
+    }
+
+    /// The SIP next hops of one per-scenario start: the actors' sockets, then the declared
+    /// routes no actor plays (a port nobody listens on for `auto`).
+    fn sip_inputs(
+        &self,
+        scenario: &Scenario,
+        bound: &BTreeMap<String, SipRoute>,
+    ) -> Result<Option<process::SipInputs>, PrepareError> {
+        if self.sip.is_none() {
+            return Ok(None);
+        }
+        let mut hops = bound.clone();
+        for (d, r) in self.sip.iter().flat_map(|s| &s.routes) {
+            if hops.contains_key(d) {
+                continue;
+            }
+            let addr = match r.route {
+                Route::Fixed(a) => a,
+                Route::Auto => process::free_loopback_addr().map_err(RunError::Io)?,
+            };
+            hops.insert(
+                d.clone(),
+                SipRoute {
+                    addr,
+                    transport: r.transport,
+                },
+            );
+        }
+        // `@SIP_ROUTE@` is the first SIP actor's socket (file order).
+        let first = scenario.actors.iter().find_map(|a| match &a.kind {
+            super::load::ActorKind::Sip(s) => bound.get(&s.domain).copied(),
+            _ => None,
+        });
+        self.sip_inputs_from(hops, first)
+    }
+
+    /// `first` (or the first declared route, or a port nobody listens on) as `@SIP_ROUTE@`.
+    fn sip_inputs_from(
+        &self,
+        routes: BTreeMap<String, SipRoute>,
+        first: Option<SipRoute>,
+    ) -> Result<Option<process::SipInputs>, PrepareError> {
+        let Some(sip) = &self.sip else {
+            return Ok(None);
+        };
+        let route = match first.or_else(|| {
+            sip.routes
+                .keys()
+                .next()
+                .and_then(|d| routes.get(d).copied())
+        }) {
+            Some(r) => r,
+            None => SipRoute {
+                addr: process::free_loopback_addr().map_err(RunError::Io)?,
+                transport: SipTransport::Udp,
+            },
+        };
+        Ok(Some(process::SipInputs {
+            domain: sip.domain.clone(),
+            route,
+            routes,
+        }))
     }
 
     /// The SUT's addresses for this start (its ports are chosen per start).
@@ -851,7 +1282,21 @@ impl ProcessTarget {
                 .as_deref()
                 .map(|c| addr("xmpp.component", c))
                 .transpose()?,
-            sip: Default::default(),
+            sip: SipSut {
+                udp: self
+                    .sip
+                    .as_ref()
+                    .and_then(|s| s.udp.as_deref())
+                    .map(|a| addr("sip.udp", a))
+                    .transpose()?,
+                tcp: self
+                    .sip
+                    .as_ref()
+                    .and_then(|s| s.tcp.as_deref())
+                    .map(|a| addr("sip.tcp", a))
+                    .transpose()?,
+            },
+            gw_domain: self.sip.as_ref().map(|s| s.domain.clone()),
         })
     }
 }
@@ -921,6 +1366,109 @@ fn partner_config(p: &Partner) -> proxy::PartnerConfig {
         dialback: Some(p.dialback),
         keepalive: Some(p.keepalive),
     }
+}
+
+/// An error about the value at byte `offset` of the target file, as `file:line:col`.
+fn at(text: &str, path: &Path, offset: usize, message: String) -> TargetError {
+    let (line, col) = line_col(text, offset);
+    TargetError::Syntax {
+        path: path.to_path_buf(),
+        line,
+        col,
+        message,
+    }
+}
+
+/// Validate `[sip]`: a domain name, at least one listener, next hops on loopback (`auto`
+/// only where fedcheck starts the SUT). A remote target's listeners are addresses already;
+/// a process target's are templates checked once its ports are known.
+fn sip_spec(s: &SipSection, kind: &str, text: &str, path: &Path) -> Result<SipSpec, TargetError> {
+    let err = |span: std::ops::Range<usize>, m: String| at(text, path, span.start, m);
+    let domain = s.domain.get_ref().trim().to_ascii_lowercase();
+    let domain_ok = !domain.is_empty()
+        && domain
+            .split('.')
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    if !domain_ok {
+        return Err(err(
+            s.domain.span(),
+            format!(
+                "sip.domain = {:?} is not a domain name (the SIP users' host, RFC 3261 §19.1.1)",
+                s.domain.get_ref()
+            ),
+        ));
+    }
+    if s.udp.is_none() && s.tcp.is_none() {
+        return Err(err(
+            s.domain.span(),
+            "[sip] needs `udp` and/or `tcp`: where the SUT takes SIP".into(),
+        ));
+    }
+    if kind == "remote" {
+        for (what, v) in [("udp", &s.udp), ("tcp", &s.tcp)] {
+            if let Some(v) = v
+                && v.get_ref().parse::<SocketAddr>().is_err()
+            {
+                return Err(err(
+                    v.span(),
+                    format!("sip.{what} = {:?} is not an IP:port address", v.get_ref()),
+                ));
+            }
+        }
+    }
+    let mut routes = BTreeMap::new();
+    for (d, v) in &s.routes {
+        let raw = v.get_ref().trim();
+        let (hop, params) = raw.split_once(';').unwrap_or((raw, ""));
+        let transport = match params.trim() {
+            "" | "transport=udp" => SipTransport::Udp,
+            "transport=tcp" => SipTransport::Tcp,
+            other => {
+                return Err(err(
+                    v.span(),
+                    format!(
+                        "sip.routes.\"{d}\": unknown parameter {other:?} (only transport=udp|tcp)"
+                    ),
+                ));
+            }
+        };
+        let route = if hop == "auto" {
+            if kind != "process" {
+                return Err(err(
+                    v.span(),
+                    format!("sip.routes.\"{d}\" = \"auto\": only a process target chooses ports"),
+                ));
+            }
+            Route::Auto
+        } else {
+            match hop.parse::<SocketAddr>() {
+                Ok(a) if a.ip().is_loopback() => Route::Fixed(a),
+                Ok(_) => {
+                    return Err(err(
+                        v.span(),
+                        format!(
+                            "sip.routes.\"{d}\" = {raw:?}: simulated SIP peers listen on loopback only"
+                        ),
+                    ));
+                }
+                Err(_) => {
+                    return Err(err(
+                        v.span(),
+                        format!(
+                            "sip.routes.\"{d}\" = {raw:?}: expected \"auto\" or IP:port, optionally ;transport=udp|tcp"
+                        ),
+                    ));
+                }
+            }
+        };
+        routes.insert(d.to_ascii_lowercase(), SipRouteSpec { route, transport });
+    }
+    Ok(SipSpec {
+        domain,
+        udp: s.udp.as_ref().map(|v| v.get_ref().clone()),
+        tcp: s.tcp.as_ref().map(|v| v.get_ref().clone()),
+        routes,
+    })
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {

@@ -110,8 +110,14 @@ fn sip_units(flow: &Flow, out: &mut Vec<Unit>) {
     let limits = crate::sip::Limits::default();
     match flow.transport {
         Transport::Udp => {
+            // RFC 3261 §17.1.2.2 / §17.2.2: a retransmission is the same datagram again
+            // (same branch, same bytes); the transaction layer absorbs it.
+            let mut seen: std::collections::HashSet<(Side, &[u8])> = Default::default();
             for c in &flow.chunks {
                 let kind = match crate::sip::parse_datagram(&c.bytes, &limits) {
+                    Ok(crate::sip::Item::Message(_)) if !seen.insert((c.from, &c.bytes)) => {
+                        Kind::SipRetransmission
+                    }
                     Ok(crate::sip::Item::Message(_)) => Kind::Sip,
                     Ok(crate::sip::Item::Keepalive(_)) => continue,
                     Err(_) => Kind::Undecodable,

@@ -102,12 +102,18 @@ impl ProsodyC2s {
             ready_files: vec!["prosody.sock".into()],
             ready_timeout: READY_TIMEOUT,
             log_files: vec!["prosody.log".into()],
+            ready_log: Vec::new(),
+            services: Vec::new(),
+            pki: false,
+            container: None,
             target_dir: PathBuf::from(PROSODY_FIXTURES),
         };
         let inputs = StartInputs {
             domain: domain.to_owned(),
             routes,
             ports: BTreeMap::new(),
+            sip: None,
+            tls: None,
         };
         let process = RunningProcess::start(&spec, &inputs)
             .await

@@ -206,6 +206,10 @@ impl ProsodyConfig {
             ready_files: vec!["prosody.sock".into()],
             ready_timeout: READY_TIMEOUT,
             log_files: vec!["prosody.log".into()],
+            ready_log: Vec::new(),
+            services: Vec::new(),
+            pki: false,
+            container: None,
             target_dir: PathBuf::from(FIXTURE_DIR),
         }
     }
@@ -354,6 +358,8 @@ impl Prosody {
             domain: config.domain.clone(),
             routes: config.routes.clone(),
             ports: BTreeMap::from([("s2s".to_string(), config.s2s_addr.port())]),
+            sip: None,
+            tls: None,
         };
         let process = RunningProcess::start(&config.spec(bin), &inputs).await?;
         // Prosody indexes `certs/` beside its config; an empty one keeps the log free of a
@@ -510,6 +516,7 @@ mod tests {
             dir: PathBuf::from("/d"),
             target_dir: PathBuf::from("/t"),
             domain: cfg.domain.clone(),
+            gw: None,
             ports: BTreeMap::from([("s2s".to_string(), 5999)]),
         };
         let addrs: Vec<String> = spec
