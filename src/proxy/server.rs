@@ -57,6 +57,21 @@ pub enum ProxyError {
 
 type OutKey = (String, Option<String>);
 
+/// Outbound channels by remote domain (lowercase), then by [`OutKey`]'s local part. Looked
+/// up by `&str` for every stanza routed out, so no key is built per stanza (DESIGN §6);
+/// a remote has one entry unless its policy needs a stream per local domain.
+type OutMap = HashMap<String, Vec<(Option<String>, mpsc::Sender<Box<OutCmd>>)>>;
+
+/// `s` in ASCII lowercase, copied only when it has capitals (domains are compared
+/// case-insensitively, RFC 7622 §3.2; nearly all arrive lowercase already).
+fn lowercase(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
 // Channel messages travel boxed: a bounded tokio channel allocates a block of 32 slots
 // when it is created, so every stream would otherwise hold 32 whole commands even when
 // idle (DESIGN §6); a box keeps a slot at one pointer.
@@ -94,7 +109,7 @@ struct Shared {
     /// multiplexes all our domains by dialback (XEP-0220 §2.6.1), `Some` for a partner whose
     /// policy rules dialback out: SASL authenticates only the stream's `from` (RFC 6120
     /// §6.3.8), so each of our domains needs its own stream to such a partner.
-    outbound: Mutex<HashMap<OutKey, mpsc::Sender<Box<OutCmd>>>>,
+    outbound: Mutex<OutMap>,
     linked: Mutex<HashMap<String, mpsc::Sender<CompCmd>>>,
     /// Each task holds a clone; shutdown waits for all to drop. `None` once shutting down.
     tracker: Mutex<Option<mpsc::Sender<()>>>,
@@ -558,6 +573,18 @@ struct Drained {
     upgrade: bool,
 }
 
+impl Drained {
+    /// Gather a `Transmit`: the first is taken as it is, later ones are appended, so a
+    /// single write costs no copy.
+    fn add(&mut self, b: Vec<u8>) {
+        if self.wbuf.is_empty() {
+            self.wbuf = b;
+        } else {
+            self.wbuf.extend_from_slice(&b);
+        }
+    }
+}
+
 async fn flush(conn: &mut Conn, d: &mut Drained) -> bool {
     if d.wbuf.is_empty() {
         return true;
@@ -666,7 +693,7 @@ async fn inbound_task(
         let mut d = Drained::default();
         while let Some(o) = s.poll_output() {
             match o {
-                Output::Transmit(b) => d.wbuf.extend_from_slice(&b),
+                Output::Transmit(b) => d.add(b),
                 Output::VerifyRequest(req) => shared.request_verify(req, tx.clone()),
                 Output::Stanza(el) => shared.route(el),
                 Output::PairVerified {
@@ -785,7 +812,7 @@ async fn outbound_task(
         let mut d = Drained::default();
         while let Some(o) = s.poll_output() {
             match o {
-                Output::Transmit(b) => d.wbuf.extend_from_slice(&b),
+                Output::Transmit(b) => d.add(b),
                 Output::VerifyResult {
                     originating,
                     receiving,
@@ -928,7 +955,7 @@ async fn component_task(
         let mut d = Drained::default();
         while let Some(o) = s.poll_output() {
             match o {
-                Output::Transmit(b) => d.wbuf.extend_from_slice(&b),
+                Output::Transmit(b) => d.add(b),
                 Output::ComponentReady(domain) => {
                     let mut linked = lock(&shared.linked);
                     if linked.get(&domain).is_some_and(|t| !t.is_closed()) {
@@ -966,6 +993,20 @@ async fn component_task(
 
 // ---------------------------------------------------------------- router
 
+/// Where [`Shared::route`] sends a stanza.
+enum Dest {
+    /// A linked component (`None`: not linked now).
+    Component(Option<mpsc::Sender<CompCmd>>),
+    /// The proxy's own domain ([`Shared::local_service`]).
+    Own,
+    /// Back to its sender with this error.
+    Bounce(StanzaCondition),
+    Remote {
+        from_domain: String,
+        tx: mpsc::Sender<Box<OutCmd>>,
+    },
+}
+
 impl Shared {
     fn is_component(&self, d: &str) -> bool {
         self.components.iter().any(|c| c.domain == d)
@@ -976,32 +1017,53 @@ impl Shared {
     }
 
     /// Deliver a stanza (in `jabber:server`) whose addresses were checked by its session.
+    /// The destination is decided while the addresses are borrowed from the stanza, so
+    /// routing copies neither the stanza nor its domains (DESIGN §6).
     fn route(self: &Arc<Self>, el: Element) {
-        let Some(to) = el
-            .attr("to")
-            .and_then(jid_domain)
-            .map(str::to_ascii_lowercase)
-        else {
-            debug!("dropping a stanza without a usable 'to'");
-            return;
-        };
-        if self.is_component(&to) {
-            let tx = lock(&self.linked).get(&to).cloned();
-            let res = match tx {
-                Some(tx) => tx
-                    .try_send(CompCmd::Stanza(el))
-                    .map_err(|e| match e.into_inner() {
-                        CompCmd::Stanza(el) => el,
-                    }),
-                None => Err(el),
-            };
-            if let Err(el) = res {
-                self.bounce_back(&el, StanzaCondition::ServiceUnavailable);
+        let dest = match el.attr("to").and_then(jid_domain).map(lowercase) {
+            None => {
+                debug!("dropping a stanza without a usable 'to'");
+                return;
             }
-        } else if self.is_own(&to) {
-            self.local_service(el);
-        } else {
-            self.send_remote(&to, el);
+            Some(to) if self.is_component(&to) => {
+                Dest::Component(lock(&self.linked).get(to.as_ref()).cloned())
+            }
+            Some(to) if self.is_own(&to) => Dest::Own,
+            Some(to) => match self.remote_channel(&to, &el) {
+                Some(d) => d,
+                None => return,
+            },
+        };
+        match dest {
+            Dest::Component(tx) => {
+                let res = match tx {
+                    Some(tx) => {
+                        tx.try_send(CompCmd::Stanza(el))
+                            .map_err(|e| match e.into_inner() {
+                                CompCmd::Stanza(el) => el,
+                            })
+                    }
+                    None => Err(el),
+                };
+                if let Err(el) = res {
+                    self.bounce_back(&el, StanzaCondition::ServiceUnavailable);
+                }
+            }
+            Dest::Own => self.local_service(el),
+            Dest::Bounce(c) => self.bounce_back(&el, c),
+            Dest::Remote { from_domain, tx } => {
+                if let Err(e) = tx.try_send(Box::new(OutCmd::Stanza { from_domain, el })) {
+                    let full = matches!(e, mpsc::error::TrySendError::Full(_));
+                    if let OutCmd::Stanza { el, .. } = *e.into_inner() {
+                        let c = if full {
+                            StanzaCondition::ResourceConstraint
+                        } else {
+                            StanzaCondition::RemoteServerTimeout
+                        };
+                        self.bounce_back(&el, c);
+                    }
+                }
+            }
         }
     }
 
@@ -1017,7 +1079,7 @@ impl Shared {
     /// RFC 6121 §8.5.1).
     fn local_service(self: &Arc<Self>, el: Element) {
         let to = el.attr("to").unwrap_or("");
-        let to_domain = !to.contains('@') && !to.contains('/');
+        let to_domain = !to.bytes().any(|b| b == b'@' || b == b'/');
         let ty = el.attr("type").unwrap_or("");
         if el.name == "iq" {
             if ty == "result" || ty == "error" {
@@ -1026,7 +1088,7 @@ impl Shared {
             }
             if ty == "get" && to_domain {
                 if el.child(ns::PING, "ping").is_some() {
-                    return self.route(iq_result(&el, None));
+                    return self.route(into_iq_result(el));
                 }
                 if el.child(ns::DISCO_INFO, "query").is_some() {
                     let q = Element::new(ns::DISCO_INFO, "query")
@@ -1050,37 +1112,26 @@ impl Shared {
         self.bounce_back(&el, StanzaCondition::ServiceUnavailable);
     }
 
-    fn send_remote(self: &Arc<Self>, remote: &str, el: Element) {
+    /// Where a stanza for the remote domain `remote` goes; `None`: it is dropped (logged).
+    fn remote_channel(self: &Arc<Self>, remote: &str, el: &Element) -> Option<Dest> {
         let Some(from_domain) = el
             .attr("from")
             .and_then(jid_domain)
             .map(str::to_ascii_lowercase)
         else {
             debug!("dropping an outgoing stanza without a usable 'from'");
-            return;
+            return None;
         };
         if !self.local.serves(&from_domain) {
             // Never relay for a third domain (RFC 6120 §10.4 security warning).
             warn!(%from_domain, %remote, "refusing to relay a stanza not from a served domain");
-            return;
+            return None;
         }
-        match self.outbound_for(remote, &from_domain) {
+        Some(match self.outbound_for(remote, &from_domain) {
             // ERR-11 / RFC 6120 §10.4.3: no route is "not found".
-            None => self.bounce_back(&el, StanzaCondition::RemoteServerNotFound),
-            Some(tx) => {
-                if let Err(e) = tx.try_send(Box::new(OutCmd::Stanza { from_domain, el })) {
-                    let full = matches!(e, mpsc::error::TrySendError::Full(_));
-                    if let OutCmd::Stanza { el, .. } = *e.into_inner() {
-                        let c = if full {
-                            StanzaCondition::ResourceConstraint
-                        } else {
-                            StanzaCondition::RemoteServerTimeout
-                        };
-                        self.bounce_back(&el, c);
-                    }
-                }
-            }
-        }
+            None => Dest::Bounce(StanzaCondition::RemoteServerNotFound),
+            Some(tx) => Dest::Remote { from_domain, tx },
+        })
     }
 
     /// XEP-0220 §2.1.2 step 2 over our outbound stream to the originating domain (created
@@ -1115,26 +1166,33 @@ impl Shared {
         remote: &str,
         local: &str,
     ) -> Option<mpsc::Sender<Box<OutCmd>>> {
-        let remote = remote.to_ascii_lowercase();
+        let remote = lowercase(remote);
         let p = self.local.policy(&remote);
         let per_domain = !(p.may_tls_dialback() || p.may_tcp_dialback());
-        let key: OutKey = (
-            remote.clone(),
-            per_domain.then(|| local.to_ascii_lowercase()),
-        );
+        let local = per_domain.then(|| lowercase(local));
         let mut map = lock(&self.outbound);
-        if let Some(tx) = map.get(&key).filter(|t| !t.is_closed()) {
+        let open = map
+            .get(remote.as_ref())
+            .and_then(|v| v.iter().find(|(l, _)| l.as_deref() == local.as_deref()))
+            .map(|(_, t)| t)
+            .filter(|t| !t.is_closed());
+        if let Some(tx) = open {
             return Some(tx.clone());
         }
         let addr = self
             .routes
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&remote)
+            .get(remote.as_ref())
             .cloned()?;
         let t = lock(&self.tracker).clone()?;
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
-        map.insert(key.clone(), tx.clone());
+        let key: OutKey = (remote.into_owned(), local.map(std::borrow::Cow::into_owned));
+        let entry = map.entry(key.0.clone()).or_default();
+        match entry.iter_mut().find(|(l, _)| *l == key.1) {
+            Some(e) => e.1 = tx.clone(),
+            None => entry.push((key.1.clone(), tx.clone())),
+        }
         tokio::spawn(outbound_task(self.clone(), key, addr, tx.clone(), rx, t));
         Some(tx)
     }
@@ -1149,8 +1207,11 @@ impl Shared {
     ) {
         {
             let mut map = lock(&self.outbound);
-            if map.get(key).is_some_and(|t| t.same_channel(me)) {
-                map.remove(key);
+            if let Some(v) = map.get_mut(&key.0) {
+                v.retain(|(l, t)| !(*l == key.1 && t.same_channel(me)));
+                if v.is_empty() {
+                    map.remove(&key.0);
+                }
             }
         }
         rx.close();
@@ -1185,4 +1246,70 @@ fn iq_result(req: &Element, payload: Option<Element>) -> Element {
         e = e.with_child(p);
     }
     e
+}
+
+/// [`iq_result`] without a payload, made from the request itself: its strings are reused
+/// rather than copied, since a ping answer is the proxy's most frequent stanza (DESIGN §6).
+fn into_iq_result(mut req: Element) -> Element {
+    let mut attrs = std::mem::take(&mut req.attrs);
+    let mut take = |name: &str| {
+        attrs
+            .iter()
+            .position(|a| a.ns.is_empty() && a.name == name)
+            .map(|i| attrs.remove(i))
+    };
+    let (ty, to, from, id) = (take("type"), take("to"), take("from"), take("id"));
+    attrs.clear();
+    let mut ty = ty.unwrap_or_else(|| crate::xmpp::element::Attr {
+        ns: String::new(),
+        name: "type".into(),
+        value: String::new(),
+    });
+    ty.value.clear();
+    ty.value.push_str("result");
+    attrs.push(ty);
+    let rename = |mut a: crate::xmpp::element::Attr, name: &str| {
+        a.name.clear();
+        a.name.push_str(name);
+        a
+    };
+    match (to, from) {
+        (Some(mut to), Some(mut from)) => {
+            std::mem::swap(&mut to.value, &mut from.value);
+            attrs.push(from);
+            attrs.push(to);
+        }
+        (Some(to), None) => attrs.push(rename(to, "from")),
+        (None, Some(from)) => attrs.push(rename(from, "to")),
+        (None, None) => {}
+    }
+    attrs.extend(id);
+    req.attrs = attrs;
+    req.name.clear();
+    req.name.push_str("iq");
+    req.prefix = None;
+    req.children.clear();
+    req
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+    use crate::xmpp::codec::parse_element;
+    use crate::xmpp::element::NsContext;
+    use rstest::rstest;
+
+    /// The in-place answer is the same element [`iq_result`] builds.
+    #[rstest]
+    #[case("<iq type='get' id='b1' from='r0.test' to='p.test'><ping xmlns='urn:xmpp:ping'/></iq>")]
+    #[case(
+        "<iq to='p.test' type='get' xml:lang='en' x='1' from='a@r0.test/r'><ping xmlns='urn:xmpp:ping'/></iq>"
+    )]
+    #[case("<iq type='get' to='p.test'><ping xmlns='urn:xmpp:ping'/></iq>")]
+    #[case("<iq from='r0.test' id='z'>text<ping xmlns='urn:xmpp:ping'/></iq>")]
+    #[case("<s:iq xmlns:s='jabber:server' id='q' type='get'/>")]
+    fn ping_answer_in_place(#[case] xml: &str) {
+        let req = parse_element(xml, &NsContext::new(ns::SERVER)).expect("well-formed");
+        assert_eq!(into_iq_result(req.clone()), iq_result(&req, None));
+    }
 }
