@@ -431,7 +431,23 @@ impl Decoder {
             self.scan = self.consumed;
             self.lex = Lex::Content;
         }
-        while let Some(&b) = self.buf.get(self.scan) {
+        loop {
+            // A quoted attribute value ends only at its quote: skip to it in one search
+            // (the size limit sees the skipped bytes as lexed).
+            if let Lex::Tag { quote, .. } = self.lex
+                && quote != 0
+            {
+                let rest = self.buf.get(self.scan..).unwrap_or(&[]);
+                self.scan += rest.iter().position(|&c| c == quote).unwrap_or(rest.len());
+                if self.scan - self.unit_start > MAX_HEADER_BYTES {
+                    return Err(CodecError::HeaderTooLarge {
+                        limit: MAX_HEADER_BYTES,
+                    });
+                }
+            }
+            let Some(&b) = self.buf.get(self.scan) else {
+                break;
+            };
             let off = self.scan - self.unit_start;
             self.scan += 1;
             if off >= MAX_HEADER_BYTES {
@@ -1146,6 +1162,9 @@ struct Parser<'a> {
     s: &'a str,
     b: &'a [u8],
     pos: usize,
+    /// The attribute list of the previous start tag, emptied: reused by the next one, so
+    /// a unit allocates one list however many tags it has.
+    spare: Vec<RawAttr<'a>>,
 }
 
 impl<'a> Parser<'a> {
@@ -1154,6 +1173,7 @@ impl<'a> Parser<'a> {
             s,
             b: s.as_bytes(),
             pos: 0,
+            spare: Vec::new(),
         }
     }
 
@@ -1394,7 +1414,8 @@ impl<'a> Parser<'a> {
     /// After `<`: name, attributes, `>` or `/>`.
     fn start_tag(&mut self) -> Result<RawTag<'a>, CodecError> {
         let name = self.qname()?;
-        let mut attrs: Vec<RawAttr<'a>> = Vec::new();
+        let mut attrs = std::mem::take(&mut self.spare);
+        attrs.clear();
         loop {
             let ws = self.skip_ws();
             if self.eat("/>") {
@@ -1524,7 +1545,7 @@ impl<'a> Parser<'a> {
         tag: RawTag<'a>,
         scopes: &mut Scopes<'_, 'a>,
         parent: ScopeMark,
-    ) -> Result<(Element, ScopeMark), CodecError> {
+    ) -> Result<(Element, ScopeMark, Vec<RawAttr<'a>>), CodecError> {
         scopes.truncate(parent);
         let mut prefixes = parent.prefixes;
         let mut plain = 0;
@@ -1573,7 +1594,7 @@ impl<'a> Parser<'a> {
         let mut el = Element::new(ns, tag.name.local);
         el.prefix = tag.name.prefix.map(String::from);
         el.attrs.reserve_exact(plain);
-        for a in attrs {
+        for a in attrs.drain(..) {
             let ans = match (a.name.prefix, a.name.local) {
                 (None, "xmlns") | (Some("xmlns"), _) => continue,
                 (None, _) => "",
@@ -1593,7 +1614,7 @@ impl<'a> Parser<'a> {
                 value: a.value.into_owned(),
             });
         }
-        Ok((el, mine))
+        Ok((el, mine, attrs))
     }
 
     /// One complete element starting at `<`, in scope `ctx`.
@@ -1606,7 +1627,8 @@ impl<'a> Parser<'a> {
             let tag = self.start_tag()?;
             let (qname, empty) = (tag.name.raw, tag.empty);
             let parent = stack.last().map_or(scopes.root(), |f| f.scope);
-            let (el, scope) = Self::resolve(tag, &mut scopes, parent)?;
+            let (el, scope, spare) = Self::resolve(tag, &mut scopes, parent)?;
+            self.spare = spare;
             if stack.len() + 1 > limits.max_depth {
                 return Err(CodecError::TooDeep {
                     limit: limits.max_depth,
@@ -1738,7 +1760,7 @@ impl<'a> Parser<'a> {
         let base = NsContext::default();
         let mut scopes = Scopes::new(&base);
         let root_scope = scopes.root();
-        let (root, _) = Self::resolve(tag, &mut scopes, root_scope)?;
+        let (root, _, _) = Self::resolve(tag, &mut scopes, root_scope)?;
         // RFC 6120 §4.8.1: the root is `stream` in the streams namespace.
         if !root.is(ns::STREAM, "stream") {
             return Err(CodecError::BadStreamRoot {
