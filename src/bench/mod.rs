@@ -43,6 +43,49 @@ pub const MAX_STANZAS: usize = 2_000_000;
 /// Stream set-ups in flight at once (keeps the proxy's accept backlog from overflowing).
 const SETUP_CONCURRENCY: usize = 32;
 const PROXY_DOMAIN: &str = "proxy.bench.test";
+/// A command prefix to run the proxy under, split at whitespace (for profiling, e.g.
+/// `valgrind --tool=callgrind --callgrind-out-file=proxy.cg`). When set, the proxy is
+/// given longer to start, is stopped with SIGINT (so the tool can write its output) rather
+/// than killed, and the suite rate is skipped: such a run profiles the proxy only.
+pub const WRAPPER_ENV: &str = "FEDCHECK_BENCH_PROXY_WRAPPER";
+
+/// A command run at each phase boundary, with the phase that just ended (`start`,
+/// `setup`, `warmup`, `load`) and the proxy's pid appended, split at whitespace; e.g.
+/// `callgrind_control --dump` under a callgrind wrapper, to get one profile per phase.
+pub const PHASE_HOOK_ENV: &str = "FEDCHECK_BENCH_PHASE_HOOK";
+
+/// Run the [`PHASE_HOOK_ENV`] command, if any, and wait (bounded) for it.
+async fn phase_hook(phase: &str, pid: u32) {
+    let Ok(cmd) = std::env::var(PHASE_HOOK_ENV) else {
+        return;
+    };
+    let mut words = cmd.split_whitespace();
+    let Some(prog) = words.next() else {
+        return;
+    };
+    let run = tokio::process::Command::new(prog)
+        .args(words)
+        .arg(phase)
+        .arg(pid.to_string())
+        .stdout(Stdio::null())
+        .status();
+    if let Ok(Err(e)) | Err(e) = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))
+    {
+        tracing::warn!(error = %e, "the phase hook failed");
+    }
+}
+
+/// The wrapper command prefix, if [`WRAPPER_ENV`] names one.
+fn wrapper() -> Option<Vec<String>> {
+    let w: Vec<String> = std::env::var(WRAPPER_ENV)
+        .ok()?
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    (!w.is_empty()).then_some(w)
+}
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -288,7 +331,7 @@ pub async fn run(opts: &Options, catalogue: Arc<Catalogue>) -> Result<Report, Be
         return Err(BenchError::BadOptions);
     }
     let mut raw = measure_proxy(opts).await?;
-    if let Some(dir) = &opts.scenarios {
+    if let Some(dir) = opts.scenarios.as_ref().filter(|_| wrapper().is_none()) {
         let files = suite::discover(std::slice::from_ref(dir))?;
         if !files.is_empty() {
             let started = Instant::now();
@@ -423,6 +466,20 @@ impl Drop for ProxyProcess {
 }
 
 impl ProxyProcess {
+    /// SIGINT (the proxy's orderly shutdown), then wait (bounded) for it to exit, so a
+    /// profiler it runs under can write its output.
+    async fn interrupt(&mut self) {
+        let sent = tokio::process::Command::new("kill")
+            .arg("-INT")
+            .arg(self.pid.to_string())
+            .status()
+            .await
+            .is_ok_and(|s| s.success());
+        if sent {
+            let _ = tokio::time::timeout(Duration::from_secs(300), self.child.wait()).await;
+        }
+    }
+
     fn log_tail(&self) -> String {
         let log = self
             .files
@@ -464,7 +521,16 @@ async fn spawn_proxy(opts: &Options, cfg: &str) -> Result<(ProxyProcess, SocketA
     let log_path = dir.join(format!("{stamp}.log"));
     std::fs::write(&cfg_path, cfg).map_err(io("writing the proxy config"))?;
     let log = std::fs::File::create(&log_path).map_err(io("creating the proxy log"))?;
-    let child = tokio::process::Command::new(&opts.proxy_exe)
+    let wrap = wrapper();
+    let mut cmd = match wrap.as_deref() {
+        Some([tool, args @ ..]) => {
+            let mut c = tokio::process::Command::new(tool);
+            c.args(args).arg(&opts.proxy_exe);
+            c
+        }
+        _ => tokio::process::Command::new(&opts.proxy_exe),
+    };
+    let child = cmd
         .arg("--log")
         .arg("warn")
         .arg("proxy")
@@ -489,8 +555,9 @@ async fn spawn_proxy(opts: &Options, cfg: &str) -> Result<(ProxyProcess, SocketA
         .find_map(|l| l.strip_prefix("listen = \""))
         .and_then(|l| l.trim_end_matches('"').parse().ok())
         .ok_or_else(|| BenchError::Proxy("no listen address in the config".into()))?;
-    // Poll (bounded) until the proxy listens: no fixed sleep.
-    for _ in 0..250 {
+    // Poll (bounded) until the proxy listens: no fixed sleep. A profiler starts slowly.
+    let polls = if wrap.is_some() { 6000 } else { 250 };
+    for _ in 0..polls {
         if let Ok(Some(st)) = p.child.try_wait() {
             return Err(BenchError::Proxy(format!(
                 "exited ({st}): {}",
@@ -503,7 +570,8 @@ async fn spawn_proxy(opts: &Options, cfg: &str) -> Result<(ProxyProcess, SocketA
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Err(BenchError::Proxy(format!(
-        "not listening on {addr} after 5 s: {}",
+        "not listening on {addr} after {} s: {}",
+        polls / 50,
         p.log_tail()
     )))
 }
@@ -544,7 +612,7 @@ async fn measure_proxy(opts: &Options) -> Result<Raw, BenchError> {
         .map_err(io("binding the authoritative listener"))?;
     let route = auth.local_addr().map_err(io("authoritative address"))?;
     let listen = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-    let (proxy, addr) = spawn_proxy(opts, &config_text(listen, &remotes, route)).await?;
+    let (mut proxy, addr) = spawn_proxy(opts, &config_text(listen, &remotes, route)).await?;
     let g = Gen::new(
         Plan {
             proxy_domain: PROXY_DOMAIN.into(),
@@ -560,6 +628,9 @@ async fn measure_proxy(opts: &Options) -> Result<Raw, BenchError> {
     g.set_phase(Phase::Done);
     holders.abort_all();
     server.abort();
+    if wrapper().is_some() {
+        proxy.interrupt().await;
+    }
     drop(proxy);
     result
 }
@@ -574,6 +645,7 @@ async fn phases(
     let (n, m) = (opts.streams, opts.stanzas);
     let mut raw = Raw::default();
     let (c0, r0) = quiet_sample(proxy.pid).await?;
+    phase_hook("start", proxy.pid).await;
     raw.rss_base_kib = r0;
 
     // 1. set-up
@@ -620,6 +692,7 @@ async fn phases(
         Ok(None) => {}
     }
     let (c1, r1) = quiet_sample(proxy.pid).await?;
+    phase_hook("setup", proxy.pid).await;
     raw.rss_after_setup_kib = r1;
 
     // 2. warm-up: one ping per stream
@@ -634,6 +707,7 @@ async fn phases(
         return Err(load_err("warm-up", g, got, n));
     }
     let (c2, r2) = quiet_sample(proxy.pid).await?;
+    phase_hook("warmup", proxy.pid).await;
     raw.rss_idle_kib = r2;
 
     // 3. load
@@ -651,6 +725,7 @@ async fn phases(
         return Err(load_err("load", g, got - n.min(got), m));
     }
     let (c3, r3) = quiet_sample(proxy.pid).await?;
+    phase_hook("load", proxy.pid).await;
     raw.rss_after_load_kib = r3;
 
     raw.setup_cpu_ns = c1.ns().saturating_sub(c0.ns());

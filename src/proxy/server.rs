@@ -57,6 +57,21 @@ pub enum ProxyError {
 
 type OutKey = (String, Option<String>);
 
+/// Outbound channels by remote domain (lowercase), then by [`OutKey`]'s local part. Looked
+/// up by `&str` for every stanza routed out, so no key is built per stanza (DESIGN §6);
+/// a remote has one entry unless its policy needs a stream per local domain.
+type OutMap = HashMap<String, Vec<(Option<String>, mpsc::Sender<Box<OutCmd>>)>>;
+
+/// `s` in ASCII lowercase, copied only when it has capitals (domains are compared
+/// case-insensitively, RFC 7622 §3.2; nearly all arrive lowercase already).
+fn lowercase(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
 // Channel messages travel boxed: a bounded tokio channel allocates a block of 32 slots
 // when it is created, so every stream would otherwise hold 32 whole commands even when
 // idle (DESIGN §6); a box keeps a slot at one pointer.
@@ -94,7 +109,7 @@ struct Shared {
     /// multiplexes all our domains by dialback (XEP-0220 §2.6.1), `Some` for a partner whose
     /// policy rules dialback out: SASL authenticates only the stream's `from` (RFC 6120
     /// §6.3.8), so each of our domains needs its own stream to such a partner.
-    outbound: Mutex<HashMap<OutKey, mpsc::Sender<Box<OutCmd>>>>,
+    outbound: Mutex<OutMap>,
     linked: Mutex<HashMap<String, mpsc::Sender<CompCmd>>>,
     /// Each task holds a clone; shutdown waits for all to drop. `None` once shutting down.
     tracker: Mutex<Option<mpsc::Sender<()>>>,
@@ -267,12 +282,13 @@ enum Kind {
 
 async fn accept_loop(shared: Arc<Shared>, l: TcpListener, kind: Kind, t: mpsc::Sender<()>) {
     let mut stop = shared.shutdown.clone();
+    let mut ids = IdPool::new();
     loop {
         tokio::select! {
             r = l.accept() => match r {
                 Ok((sock, peer)) => {
                     let _ = sock.set_nodelay(true);
-                    let Some(id) = fresh_id() else {
+                    let Some(id) = ids.fresh_id() else {
                         warn!(%peer, "no randomness for a stream id; dropping connection");
                         continue;
                     };
@@ -302,11 +318,36 @@ async fn accept_loop(shared: Arc<Shared>, l: TcpListener, kind: Kind, t: mpsc::S
     }
 }
 
-/// RFC 6120 §4.7.3 (DB-16): 128 random bits, hex.
-fn fresh_id() -> Option<String> {
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).ok()?;
-    Some(hex::encode(b))
+/// Stream ids, RFC 6120 §4.7.3 (DB-16): 128 random bits each, hex. The bytes come from
+/// the OS 16 ids at a time, one `getrandom` per 16 accepted streams instead of one each
+/// (DESIGN §6); every id still gets OS randomness no other id used.
+struct IdPool {
+    bytes: [u8; 16 * ID_BATCH],
+    used: usize,
+}
+
+const ID_BATCH: usize = 16;
+
+impl IdPool {
+    fn new() -> Self {
+        IdPool {
+            bytes: [0; 16 * ID_BATCH],
+            used: 16 * ID_BATCH,
+        }
+    }
+
+    fn fresh_id(&mut self) -> Option<String> {
+        if self.used + 16 > self.bytes.len() {
+            getrandom::fill(&mut self.bytes).ok()?;
+            self.used = 0;
+        }
+        let b = self.bytes.get_mut(self.used..self.used + 16)?;
+        self.used += 16;
+        let id = hex::encode(&*b);
+        // Nothing of a handed-out id stays behind in the pool.
+        b.fill(0);
+        Some(id)
+    }
 }
 
 /// One timer entry per stream, moved only when the session's next deadline moves
@@ -422,21 +463,47 @@ impl AsyncWrite for Conn {
 
 /// What woke a stream task's read side.
 enum ReadEv {
-    /// Plain socket readable: read with [`read_now`].
-    Readable,
+    /// This many bytes from a plain socket, in the runtime thread's [`READ_SCRATCH`].
+    Scratch(usize),
+    /// Bytes read into a buffer of their own (only if the scratch was busy; never seen).
+    Owned(Vec<u8>),
     /// Decrypted bytes in the task's TLS buffer.
     Data(usize),
     Eof,
 }
 
-/// Wait until the connection has something (cancel-safe: `readable()` and a TLS
+/// Read a plain socket into the thread's [`READ_SCRATCH`], borrowed only for this poll.
+/// `poll_read` (unlike `readable()` + `try_read`) lets tokio take a short read as proof
+/// the socket is drained, so a read event costs one `recv` instead of a second one that
+/// only returns `EAGAIN` (DESIGN §6: fewer syscalls per stanza).
+fn poll_plain(s: &mut TcpStream, cx: &mut Context<'_>) -> Poll<ReadEv> {
+    let done = |r: std::io::Result<()>, n: usize| match r {
+        Ok(()) if n > 0 => None,
+        _ => Some(ReadEv::Eof),
+    };
+    READ_SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            let mut rb = ReadBuf::new(&mut buf);
+            let r = std::task::ready!(Pin::new(&mut *s).poll_read(cx, &mut rb));
+            let n = rb.filled().len();
+            Poll::Ready(done(r, n).unwrap_or(ReadEv::Scratch(n)))
+        }
+        Err(_) => {
+            let mut own = vec![0u8; READ_BUF];
+            let mut rb = ReadBuf::new(&mut own);
+            let r = std::task::ready!(Pin::new(&mut *s).poll_read(cx, &mut rb));
+            let n = rb.filled().len();
+            own.truncate(n);
+            Poll::Ready(done(r, n).unwrap_or(ReadEv::Owned(own)))
+        }
+    })
+}
+
+/// Wait until the connection has something (cancel-safe: a pending `poll_read` and a TLS
 /// `read()` lose nothing when dropped).
 async fn wait_read(conn: &mut Conn, tls_buf: &mut Vec<u8>) -> ReadEv {
     match conn {
-        Conn::Plain(s) => match s.readable().await {
-            Ok(()) => ReadEv::Readable,
-            Err(_) => ReadEv::Eof,
-        },
+        Conn::Plain(s) => std::future::poll_fn(|cx| poll_plain(s, cx)).await,
         Conn::Tls(t) => {
             if tls_buf.len() < READ_BUF {
                 tls_buf.resize(READ_BUF, 0);
@@ -454,18 +521,23 @@ async fn wait_read(conn: &mut Conn, tls_buf: &mut Vec<u8>) -> ReadEv {
     }
 }
 
-/// Feed what [`wait_read`] found into a session.
+/// Feed what [`wait_read`] found into a session. Called right after `wait_read` returned,
+/// in the same poll of the same task, so the thread's scratch still holds those bytes: no
+/// other task has run on this thread in between.
 fn feed_read(
-    conn: &Conn,
     ev: ReadEv,
     tls_buf: &[u8],
     feed: &mut dyn FnMut(Input<'_>) -> Result<(), S2sError>,
 ) -> Result<(), S2sError> {
-    match (ev, conn) {
-        (ReadEv::Readable, Conn::Plain(s)) => read_now(s, feed),
-        (ReadEv::Data(n), _) => feed(Input::Data(tls_buf.get(..n).unwrap_or(&[]))),
-        (ReadEv::Readable, _) => Ok(()),
-        (ReadEv::Eof, _) => feed(Input::Eof),
+    match ev {
+        ReadEv::Scratch(n) => READ_SCRATCH.with(|cell| match cell.try_borrow() {
+            Ok(buf) => feed(Input::Data(buf.get(..n).unwrap_or(&[]))),
+            // Only if a session fed from here read again on the same thread (none does).
+            Err(_) => feed(Input::Eof),
+        }),
+        ReadEv::Owned(b) => feed(Input::Data(&b)),
+        ReadEv::Data(n) => feed(Input::Data(tls_buf.get(..n).unwrap_or(&[]))),
+        ReadEv::Eof => feed(Input::Eof),
     }
 }
 
@@ -558,12 +630,26 @@ struct Drained {
     upgrade: bool,
 }
 
+impl Drained {
+    /// Gather a `Transmit`: the first is taken as it is, later ones are appended, so a
+    /// single write costs no copy.
+    fn add(&mut self, b: Vec<u8>) {
+        if self.wbuf.is_empty() {
+            self.wbuf = b;
+        } else {
+            self.wbuf.extend_from_slice(&b);
+        }
+    }
+}
+
 async fn flush(conn: &mut Conn, d: &mut Drained) -> bool {
     if d.wbuf.is_empty() {
         return true;
     }
     let ok = conn.write_all(&d.wbuf).await.is_ok() && conn.flush().await.is_ok();
-    d.wbuf.clear();
+    // Released, not cleared: the task waits for its next event with `d` alive, and an
+    // idle stream should hold no write buffer (DESIGN §6).
+    d.wbuf = Vec::new();
     ok
 }
 
@@ -572,7 +658,7 @@ async fn flush_plain(sock: &mut TcpStream, d: &mut Drained) -> bool {
         return true;
     }
     let ok = sock.write_all(&d.wbuf).await.is_ok();
-    d.wbuf.clear();
+    d.wbuf = Vec::new();
     ok
 }
 
@@ -666,7 +752,7 @@ async fn inbound_task(
         let mut d = Drained::default();
         while let Some(o) = s.poll_output() {
             match o {
-                Output::Transmit(b) => d.wbuf.extend_from_slice(&b),
+                Output::Transmit(b) => d.add(b),
                 Output::VerifyRequest(req) => shared.request_verify(req, tx.clone()),
                 Output::Stanza(el) => shared.route(el),
                 Output::PairVerified {
@@ -714,7 +800,7 @@ async fn inbound_task(
         timer.arm(s.poll_timeout());
         let r = tokio::select! {
             ev = wait_read(&mut conn, &mut tls_buf) => {
-                feed_read(&conn, ev, &tls_buf, &mut |i| s.handle_input(Instant::now(), i))
+                feed_read(ev, &tls_buf, &mut |i| s.handle_input(Instant::now(), i))
             }
             Some(cmd) = rx.recv() => {
                 let InCmd::VerifyResult { originating, receiving, result } = *cmd;
@@ -785,7 +871,7 @@ async fn outbound_task(
         let mut d = Drained::default();
         while let Some(o) = s.poll_output() {
             match o {
-                Output::Transmit(b) => d.wbuf.extend_from_slice(&b),
+                Output::Transmit(b) => d.add(b),
                 Output::VerifyResult {
                     originating,
                     receiving,
@@ -838,7 +924,7 @@ async fn outbound_task(
         timer.arm(s.poll_timeout());
         let r = tokio::select! {
             ev = wait_read(&mut conn, &mut tls_buf) => {
-                feed_read(&conn, ev, &tls_buf, &mut |i| s.handle_input(Instant::now(), i))
+                feed_read(ev, &tls_buf, &mut |i| s.handle_input(Instant::now(), i))
             }
             Some(cmd) = rx.recv() => {
                 let now = Instant::now();
@@ -928,7 +1014,7 @@ async fn component_task(
         let mut d = Drained::default();
         while let Some(o) = s.poll_output() {
             match o {
-                Output::Transmit(b) => d.wbuf.extend_from_slice(&b),
+                Output::Transmit(b) => d.add(b),
                 Output::ComponentReady(domain) => {
                     let mut linked = lock(&shared.linked);
                     if linked.get(&domain).is_some_and(|t| !t.is_closed()) {
@@ -966,6 +1052,20 @@ async fn component_task(
 
 // ---------------------------------------------------------------- router
 
+/// Where [`Shared::route`] sends a stanza.
+enum Dest {
+    /// A linked component (`None`: not linked now).
+    Component(Option<mpsc::Sender<CompCmd>>),
+    /// The proxy's own domain ([`Shared::local_service`]).
+    Own,
+    /// Back to its sender with this error.
+    Bounce(StanzaCondition),
+    Remote {
+        from_domain: String,
+        tx: mpsc::Sender<Box<OutCmd>>,
+    },
+}
+
 impl Shared {
     fn is_component(&self, d: &str) -> bool {
         self.components.iter().any(|c| c.domain == d)
@@ -976,32 +1076,53 @@ impl Shared {
     }
 
     /// Deliver a stanza (in `jabber:server`) whose addresses were checked by its session.
+    /// The destination is decided while the addresses are borrowed from the stanza, so
+    /// routing copies neither the stanza nor its domains (DESIGN §6).
     fn route(self: &Arc<Self>, el: Element) {
-        let Some(to) = el
-            .attr("to")
-            .and_then(jid_domain)
-            .map(str::to_ascii_lowercase)
-        else {
-            debug!("dropping a stanza without a usable 'to'");
-            return;
-        };
-        if self.is_component(&to) {
-            let tx = lock(&self.linked).get(&to).cloned();
-            let res = match tx {
-                Some(tx) => tx
-                    .try_send(CompCmd::Stanza(el))
-                    .map_err(|e| match e.into_inner() {
-                        CompCmd::Stanza(el) => el,
-                    }),
-                None => Err(el),
-            };
-            if let Err(el) = res {
-                self.bounce_back(&el, StanzaCondition::ServiceUnavailable);
+        let dest = match el.attr("to").and_then(jid_domain).map(lowercase) {
+            None => {
+                debug!("dropping a stanza without a usable 'to'");
+                return;
             }
-        } else if self.is_own(&to) {
-            self.local_service(el);
-        } else {
-            self.send_remote(&to, el);
+            Some(to) if self.is_component(&to) => {
+                Dest::Component(lock(&self.linked).get(to.as_ref()).cloned())
+            }
+            Some(to) if self.is_own(&to) => Dest::Own,
+            Some(to) => match self.remote_channel(&to, &el) {
+                Some(d) => d,
+                None => return,
+            },
+        };
+        match dest {
+            Dest::Component(tx) => {
+                let res = match tx {
+                    Some(tx) => {
+                        tx.try_send(CompCmd::Stanza(el))
+                            .map_err(|e| match e.into_inner() {
+                                CompCmd::Stanza(el) => el,
+                            })
+                    }
+                    None => Err(el),
+                };
+                if let Err(el) = res {
+                    self.bounce_back(&el, StanzaCondition::ServiceUnavailable);
+                }
+            }
+            Dest::Own => self.local_service(el),
+            Dest::Bounce(c) => self.bounce_back(&el, c),
+            Dest::Remote { from_domain, tx } => {
+                if let Err(e) = tx.try_send(Box::new(OutCmd::Stanza { from_domain, el })) {
+                    let full = matches!(e, mpsc::error::TrySendError::Full(_));
+                    if let OutCmd::Stanza { el, .. } = *e.into_inner() {
+                        let c = if full {
+                            StanzaCondition::ResourceConstraint
+                        } else {
+                            StanzaCondition::RemoteServerTimeout
+                        };
+                        self.bounce_back(&el, c);
+                    }
+                }
+            }
         }
     }
 
@@ -1017,7 +1138,7 @@ impl Shared {
     /// RFC 6121 §8.5.1).
     fn local_service(self: &Arc<Self>, el: Element) {
         let to = el.attr("to").unwrap_or("");
-        let to_domain = !to.contains('@') && !to.contains('/');
+        let to_domain = !to.bytes().any(|b| b == b'@' || b == b'/');
         let ty = el.attr("type").unwrap_or("");
         if el.name == "iq" {
             if ty == "result" || ty == "error" {
@@ -1026,7 +1147,7 @@ impl Shared {
             }
             if ty == "get" && to_domain {
                 if el.child(ns::PING, "ping").is_some() {
-                    return self.route(iq_result(&el, None));
+                    return self.route(into_iq_result(el));
                 }
                 if el.child(ns::DISCO_INFO, "query").is_some() {
                     let q = Element::new(ns::DISCO_INFO, "query")
@@ -1050,37 +1171,26 @@ impl Shared {
         self.bounce_back(&el, StanzaCondition::ServiceUnavailable);
     }
 
-    fn send_remote(self: &Arc<Self>, remote: &str, el: Element) {
+    /// Where a stanza for the remote domain `remote` goes; `None`: it is dropped (logged).
+    fn remote_channel(self: &Arc<Self>, remote: &str, el: &Element) -> Option<Dest> {
         let Some(from_domain) = el
             .attr("from")
             .and_then(jid_domain)
             .map(str::to_ascii_lowercase)
         else {
             debug!("dropping an outgoing stanza without a usable 'from'");
-            return;
+            return None;
         };
         if !self.local.serves(&from_domain) {
             // Never relay for a third domain (RFC 6120 §10.4 security warning).
             warn!(%from_domain, %remote, "refusing to relay a stanza not from a served domain");
-            return;
+            return None;
         }
-        match self.outbound_for(remote, &from_domain) {
+        Some(match self.outbound_for(remote, &from_domain) {
             // ERR-11 / RFC 6120 §10.4.3: no route is "not found".
-            None => self.bounce_back(&el, StanzaCondition::RemoteServerNotFound),
-            Some(tx) => {
-                if let Err(e) = tx.try_send(Box::new(OutCmd::Stanza { from_domain, el })) {
-                    let full = matches!(e, mpsc::error::TrySendError::Full(_));
-                    if let OutCmd::Stanza { el, .. } = *e.into_inner() {
-                        let c = if full {
-                            StanzaCondition::ResourceConstraint
-                        } else {
-                            StanzaCondition::RemoteServerTimeout
-                        };
-                        self.bounce_back(&el, c);
-                    }
-                }
-            }
-        }
+            None => Dest::Bounce(StanzaCondition::RemoteServerNotFound),
+            Some(tx) => Dest::Remote { from_domain, tx },
+        })
     }
 
     /// XEP-0220 §2.1.2 step 2 over our outbound stream to the originating domain (created
@@ -1115,26 +1225,33 @@ impl Shared {
         remote: &str,
         local: &str,
     ) -> Option<mpsc::Sender<Box<OutCmd>>> {
-        let remote = remote.to_ascii_lowercase();
+        let remote = lowercase(remote);
         let p = self.local.policy(&remote);
         let per_domain = !(p.may_tls_dialback() || p.may_tcp_dialback());
-        let key: OutKey = (
-            remote.clone(),
-            per_domain.then(|| local.to_ascii_lowercase()),
-        );
+        let local = per_domain.then(|| lowercase(local));
         let mut map = lock(&self.outbound);
-        if let Some(tx) = map.get(&key).filter(|t| !t.is_closed()) {
+        let open = map
+            .get(remote.as_ref())
+            .and_then(|v| v.iter().find(|(l, _)| l.as_deref() == local.as_deref()))
+            .map(|(_, t)| t)
+            .filter(|t| !t.is_closed());
+        if let Some(tx) = open {
             return Some(tx.clone());
         }
         let addr = self
             .routes
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&remote)
+            .get(remote.as_ref())
             .cloned()?;
         let t = lock(&self.tracker).clone()?;
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
-        map.insert(key.clone(), tx.clone());
+        let key: OutKey = (remote.into_owned(), local.map(std::borrow::Cow::into_owned));
+        let entry = map.entry(key.0.clone()).or_default();
+        match entry.iter_mut().find(|(l, _)| *l == key.1) {
+            Some(e) => e.1 = tx.clone(),
+            None => entry.push((key.1.clone(), tx.clone())),
+        }
         tokio::spawn(outbound_task(self.clone(), key, addr, tx.clone(), rx, t));
         Some(tx)
     }
@@ -1149,8 +1266,11 @@ impl Shared {
     ) {
         {
             let mut map = lock(&self.outbound);
-            if map.get(key).is_some_and(|t| t.same_channel(me)) {
-                map.remove(key);
+            if let Some(v) = map.get_mut(&key.0) {
+                v.retain(|(l, t)| !(*l == key.1 && t.same_channel(me)));
+                if v.is_empty() {
+                    map.remove(&key.0);
+                }
             }
         }
         rx.close();
@@ -1185,4 +1305,85 @@ fn iq_result(req: &Element, payload: Option<Element>) -> Element {
         e = e.with_child(p);
     }
     e
+}
+
+/// [`iq_result`] without a payload, made from the request itself: its strings are reused
+/// rather than copied, since a ping answer is the proxy's most frequent stanza (DESIGN §6).
+fn into_iq_result(mut req: Element) -> Element {
+    let mut attrs = std::mem::take(&mut req.attrs);
+    let mut take = |name: &str| {
+        attrs
+            .iter()
+            .position(|a| a.ns.is_empty() && a.name == name)
+            .map(|i| attrs.remove(i))
+    };
+    let (ty, to, from, id) = (take("type"), take("to"), take("from"), take("id"));
+    attrs.clear();
+    let mut ty = ty.unwrap_or_else(|| crate::xmpp::element::Attr {
+        ns: String::new(),
+        name: "type".into(),
+        value: String::new(),
+    });
+    ty.value.clear();
+    ty.value.push_str("result");
+    attrs.push(ty);
+    let rename = |mut a: crate::xmpp::element::Attr, name: &str| {
+        a.name.clear();
+        a.name.push_str(name);
+        a
+    };
+    match (to, from) {
+        (Some(mut to), Some(mut from)) => {
+            std::mem::swap(&mut to.value, &mut from.value);
+            attrs.push(from);
+            attrs.push(to);
+        }
+        (Some(to), None) => attrs.push(rename(to, "from")),
+        (None, Some(from)) => attrs.push(rename(from, "to")),
+        (None, None) => {}
+    }
+    attrs.extend(id);
+    req.attrs = attrs;
+    req.name.clear();
+    req.name.push_str("iq");
+    req.prefix = None;
+    req.children.clear();
+    req
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    /// Ids stay 128-bit hex and distinct across pool refills.
+    #[test]
+    fn pooled_ids_are_distinct_hex() {
+        let mut pool = IdPool::new();
+        let ids: Vec<String> = (0..3 * ID_BATCH + 1)
+            .map(|_| pool.fresh_id().expect("OS randomness"))
+            .collect();
+        assert!(
+            ids.iter()
+                .all(|i| i.len() == 32 && i.bytes().all(|b| b.is_ascii_hexdigit()))
+        );
+        let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+    }
+    use crate::xmpp::codec::parse_element;
+    use crate::xmpp::element::NsContext;
+    use rstest::rstest;
+
+    /// The in-place answer is the same element [`iq_result`] builds.
+    #[rstest]
+    #[case("<iq type='get' id='b1' from='r0.test' to='p.test'><ping xmlns='urn:xmpp:ping'/></iq>")]
+    #[case(
+        "<iq to='p.test' type='get' xml:lang='en' x='1' from='a@r0.test/r'><ping xmlns='urn:xmpp:ping'/></iq>"
+    )]
+    #[case("<iq type='get' to='p.test'><ping xmlns='urn:xmpp:ping'/></iq>")]
+    #[case("<iq from='r0.test' id='z'>text<ping xmlns='urn:xmpp:ping'/></iq>")]
+    #[case("<s:iq xmlns:s='jabber:server' id='q' type='get'/>")]
+    fn ping_answer_in_place(#[case] xml: &str) {
+        let req = parse_element(xml, &NsContext::new(ns::SERVER)).expect("well-formed");
+        assert_eq!(into_iq_result(req.clone()), iq_result(&req, None));
+    }
 }

@@ -13,6 +13,7 @@
 //! and character references. Rejecting the DOCTYPE outright is what makes entity-expansion
 //! attacks ("billion laughs") harmless.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::ops::Range;
 
@@ -430,7 +431,23 @@ impl Decoder {
             self.scan = self.consumed;
             self.lex = Lex::Content;
         }
-        while let Some(&b) = self.buf.get(self.scan) {
+        loop {
+            // A quoted attribute value ends only at its quote: skip to it in one search
+            // (the size limit sees the skipped bytes as lexed).
+            if let Lex::Tag { quote, .. } = self.lex
+                && quote != 0
+            {
+                let rest = self.buf.get(self.scan..).unwrap_or(&[]);
+                self.scan += rest.iter().position(|&c| c == quote).unwrap_or(rest.len());
+                if self.scan - self.unit_start > MAX_HEADER_BYTES {
+                    return Err(CodecError::HeaderTooLarge {
+                        limit: MAX_HEADER_BYTES,
+                    });
+                }
+            }
+            let Some(&b) = self.buf.get(self.scan) else {
+                break;
+            };
             let off = self.scan - self.unit_start;
             self.scan += 1;
             if off >= MAX_HEADER_BYTES {
@@ -615,7 +632,25 @@ impl Decoder {
             self.lex = Lex::Lt;
         }
         let max = self.limits.max_stanza_bytes;
-        while let Some(&b) = self.buf.get(self.scan) {
+        loop {
+            // Character data and quoted attribute values hold one byte of interest each
+            // (`<`, the closing quote): skip to it in one search instead of a state step
+            // per byte. The size limit sees every skipped byte as lexed.
+            let skip_to = match self.lex {
+                Lex::Content => Some(b'<'),
+                Lex::Tag { quote, .. } if quote != 0 => Some(quote),
+                _ => None,
+            };
+            if let Some(t) = skip_to {
+                let rest = self.buf.get(self.scan..).unwrap_or(&[]);
+                self.scan += rest.iter().position(|&c| c == t).unwrap_or(rest.len());
+                if self.scan - self.unit_start > max {
+                    return Err(CodecError::StanzaTooLarge { limit: max });
+                }
+            }
+            let Some(&b) = self.buf.get(self.scan) else {
+                break;
+            };
             self.scan += 1;
             if self.scan - self.unit_start > max {
                 // RFC 6120 §13.12: detected while incomplete, so at most `max` bytes are held.
@@ -1036,7 +1071,8 @@ struct QName<'a> {
 
 struct RawAttr<'a> {
     name: QName<'a>,
-    value: String,
+    /// Borrowed from the unit unless references or white space had to be replaced.
+    value: Cow<'a, str>,
 }
 
 struct RawTag<'a> {
@@ -1048,15 +1084,87 @@ struct RawTag<'a> {
 struct Frame<'a> {
     el: Element,
     qname: &'a str,
-    /// Index into the context stack of this element's scope.
-    ctx: usize,
+    /// The element's scope: [`Scopes::binds`] up to this length, this many prefixes.
+    scope: ScopeMark,
     text: String,
+}
+
+/// Where an element's namespace scope ends in a [`Scopes`] stack.
+#[derive(Debug, Clone, Copy)]
+struct ScopeMark {
+    binds: usize,
+    prefixes: usize,
+}
+
+/// The namespace scopes of the open elements of one unit (Namespaces in XML 1.0 §6), as
+/// one stack of the declarations made inside the unit over the context it is parsed in.
+/// Nothing is copied per element: declarations borrow from the unit, so a stanza that
+/// declares a namespace costs no context clone (DESIGN §6).
+struct Scopes<'c, 'a> {
+    base: &'c NsContext,
+    /// Declarations in document order (`None`: the default namespace).
+    binds: Vec<(Option<&'a str>, Cow<'a, str>)>,
+}
+
+impl<'c, 'a> Scopes<'c, 'a> {
+    fn new(base: &'c NsContext) -> Self {
+        Scopes {
+            base,
+            binds: Vec::new(),
+        }
+    }
+
+    /// The scope before any declaration of the unit.
+    fn root(&self) -> ScopeMark {
+        ScopeMark {
+            binds: 0,
+            prefixes: self.base.prefixes.len(),
+        }
+    }
+
+    /// The innermost binding of `prefix` (`None`: the default namespace) within `upto`.
+    fn bound(&self, upto: usize, prefix: Option<&str>) -> Option<&str> {
+        self.binds
+            .get(..upto)
+            .unwrap_or(&[])
+            .iter()
+            .rev()
+            .find(|(p, _)| *p == prefix)
+            .map(|(_, u)| u.as_ref())
+    }
+
+    /// Is `prefix` bound explicitly (the `xml` prefix is bound by definition, and counts
+    /// only when declared, as in [`NsContext::bind`]) within `upto`?
+    fn declared(&self, upto: usize, prefix: &str) -> bool {
+        self.bound(upto, Some(prefix)).is_some()
+            || self.base.prefixes.iter().any(|(p, _)| p == prefix)
+    }
+
+    fn default_ns(&self, upto: usize) -> &str {
+        self.bound(upto, None).unwrap_or(self.base.default.as_str())
+    }
+
+    fn prefix_uri(&self, upto: usize, prefix: &str) -> Option<&str> {
+        if prefix == "xml" {
+            return Some(XML_NS);
+        }
+        self.bound(upto, Some(prefix))
+            .or_else(|| self.base.prefix_uri(prefix))
+    }
+
+    /// Forget the declarations of elements that closed.
+    fn truncate(&mut self, m: ScopeMark) {
+        self.binds.truncate(m.binds);
+    }
 }
 
 struct Parser<'a> {
     s: &'a str,
     b: &'a [u8],
     pos: usize,
+    /// The attribute list of the previous start tag, emptied: reused by the next one, so
+    /// a unit allocates one list however many tags it has.
+    spare: Vec<RawAttr<'a>>,
 }
 
 impl<'a> Parser<'a> {
@@ -1065,6 +1173,7 @@ impl<'a> Parser<'a> {
             s,
             b: s.as_bytes(),
             pos: 0,
+            spare: Vec::new(),
         }
     }
 
@@ -1105,8 +1214,33 @@ impl<'a> Parser<'a> {
     /// XML 1.0 §2.3 Name.
     fn name(&mut self) -> Result<&'a str, CodecError> {
         let rest = self.rest();
+        // ASCII fast path, byte by byte; the first non-ASCII byte goes on by `char`.
         let mut end = 0;
-        for (i, c) in rest.char_indices() {
+        let mut more = false;
+        for &b in rest.as_bytes() {
+            if b >= 0x80 {
+                more = true;
+                break;
+            }
+            let c = char::from(b);
+            let ok = if end == 0 {
+                is_name_start(c)
+            } else {
+                is_name_char(c)
+            };
+            if !ok {
+                break;
+            }
+            end += 1;
+        }
+        let tail = if more {
+            rest.get(end..).unwrap_or("")
+        } else {
+            ""
+        };
+        let ascii = end;
+        for (i, c) in tail.char_indices() {
+            let i = ascii + i;
             let ok = if i == 0 {
                 is_name_start(c)
             } else {
@@ -1131,7 +1265,12 @@ impl<'a> Parser<'a> {
     /// Namespaces in XML 1.0 §4 QName: at most one colon, with non-empty parts.
     fn qname(&mut self) -> Result<QName<'a>, CodecError> {
         let raw = self.name()?;
-        match raw.split_once(':') {
+        // ':' is ASCII: splitting at its byte index keeps both parts whole characters.
+        let colon = raw
+            .bytes()
+            .position(|b| b == b':')
+            .and_then(|i| Some((raw.get(..i)?, raw.get(i + 1..)?)));
+        match colon {
             None => Ok(QName {
                 raw,
                 prefix: None,
@@ -1140,7 +1279,7 @@ impl<'a> Parser<'a> {
             Some((p, l))
                 if !p.is_empty()
                     && !l.is_empty()
-                    && !l.contains(':')
+                    && !l.bytes().any(|b| b == b':')
                     && l.starts_with(is_name_start) =>
             {
                 Ok(QName {
@@ -1198,23 +1337,53 @@ impl<'a> Parser<'a> {
     }
 
     /// Check the characters of a run of ordinary text (XML 1.0 §2.2).
+    /// Byte-wise: in UTF-8 the only characters [`is_xml_char`] rules out are the C0
+    /// controls but tab, LF and CR (one byte each) and U+FFFE / U+FFFF (`EF BF BE`,
+    /// `EF BF BF`); `0xEF` is always a lead byte, so no sequence is misread.
     fn check_chars(run: &str) -> Result<(), CodecError> {
-        match run.chars().find(|&c| !is_xml_char(c)) {
-            Some(c) => Err(nwf(Malformed::BadChar(u32::from(c)))),
-            None => Ok(()),
+        let b = run.as_bytes();
+        for (i, &c) in b.iter().enumerate() {
+            if c < 0x20 && !matches!(c, b'\t' | b'\n' | b'\r') {
+                return Err(nwf(Malformed::BadChar(u32::from(c))));
+            }
+            if c == 0xEF && b.get(i + 1) == Some(&0xBF) {
+                match b.get(i + 2) {
+                    Some(0xBE) => return Err(nwf(Malformed::BadChar(0xFFFE))),
+                    Some(0xBF) => return Err(nwf(Malformed::BadChar(0xFFFF))),
+                    _ => {}
+                }
+            }
         }
+        Ok(())
     }
 
-    /// A quoted attribute value, references decoded, normalised (XML 1.0 §3.3.3).
-    fn attr_value(&mut self) -> Result<String, CodecError> {
+    /// A quoted attribute value, references decoded, normalised (XML 1.0 §3.3.3). Borrowed
+    /// from the unit when nothing needs replacing, as in nearly every stanza.
+    fn attr_value(&mut self) -> Result<Cow<'a, str>, CodecError> {
         let q = match self.peek() {
             Some(q @ (b'\'' | b'"')) => q,
             Some(_) => return Err(nwf(Malformed::Expected('\''))),
             None => return Err(nwf(Malformed::Incomplete)),
         };
         self.pos += 1;
+        let start = self.pos;
+        // Fast path: up to the closing quote, nothing to replace and no byte that could
+        // start a character XML 1.0 §2.2 rules out (a control, or `EF` of U+FFFE/U+FFFF).
+        // Anything else takes the general loop below from the start of the value.
+        while let Some(b) = self.peek() {
+            if b == q {
+                let chunk = self.s.get(start..self.pos).unwrap_or("");
+                self.pos += 1;
+                return Ok(Cow::Borrowed(chunk));
+            }
+            if b < 0x20 || b == 0xEF || b == b'<' || b == b'&' {
+                break;
+            }
+            self.pos += 1;
+        }
+        self.pos = start;
         let mut out = String::new();
-        let mut run = self.pos;
+        let mut run = start;
         loop {
             let Some(b) = self.peek() else {
                 return Err(nwf(Malformed::Incomplete));
@@ -1233,7 +1402,7 @@ impl<'a> Parser<'a> {
                         out.push(' ');
                     }
                     b'\t' | b'\n' => out.push(' '),
-                    _ => return Ok(out),
+                    _ => return Ok(Cow::Owned(out)),
                 }
                 run = self.pos;
             } else {
@@ -1245,7 +1414,8 @@ impl<'a> Parser<'a> {
     /// After `<`: name, attributes, `>` or `/>`.
     fn start_tag(&mut self) -> Result<RawTag<'a>, CodecError> {
         let name = self.qname()?;
-        let mut attrs: Vec<RawAttr<'a>> = Vec::new();
+        let mut attrs = std::mem::take(&mut self.spare);
+        attrs.clear();
         loop {
             let ws = self.skip_ws();
             if self.eat("/>") {
@@ -1368,49 +1538,66 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    /// Resolve a start tag's namespaces in the scope `parent` (Namespaces in XML 1.0 §6).
-    /// Returns the element and the new scope when the tag declares anything.
+    /// Resolve a start tag's namespaces in the scope `parent` of `scopes` (Namespaces in
+    /// XML 1.0 §6): its declarations are pushed onto `scopes`, and the element's own scope
+    /// is returned with it. Attribute values move into the element.
     fn resolve(
-        tag: &RawTag<'a>,
-        parent: &NsContext,
-    ) -> Result<(Element, Option<NsContext>), CodecError> {
-        let mut scope: Option<NsContext> = None;
-        for a in &tag.attrs {
+        tag: RawTag<'a>,
+        scopes: &mut Scopes<'_, 'a>,
+        parent: ScopeMark,
+    ) -> Result<(Element, ScopeMark, Vec<RawAttr<'a>>), CodecError> {
+        scopes.truncate(parent);
+        let mut prefixes = parent.prefixes;
+        let mut plain = 0;
+        let mut attrs = tag.attrs;
+        // Declarations first: they apply to the element's own name and attributes.
+        for a in attrs.iter_mut() {
             let decl = match (a.name.prefix, a.name.local) {
                 (None, "xmlns") => None,
                 (Some("xmlns"), p) => Some(p),
-                _ => continue,
+                _ => {
+                    plain += 1;
+                    continue;
+                }
             };
             check_declaration(decl, &a.value)?;
-            let sc = scope.get_or_insert_with(|| parent.clone());
-            sc.bind(decl.map(String::from), a.value.clone());
-            if sc.prefixes.len() > MAX_NS_PREFIXES {
+            if let Some(p) = decl
+                && !scopes.declared(scopes.binds.len(), p)
+            {
+                prefixes += 1;
+            }
+            scopes.binds.push((decl, std::mem::take(&mut a.value)));
+            if prefixes > MAX_NS_PREFIXES {
                 return Err(CodecError::TooManyNamespaces {
                     limit: MAX_NS_PREFIXES,
                 });
             }
         }
-        let ctx = scope.as_ref().unwrap_or(parent);
-        let lookup = |p: &str| -> Result<String, CodecError> {
+        let mine = ScopeMark {
+            binds: scopes.binds.len(),
+            prefixes,
+        };
+        let sc: &Scopes<'_, 'a> = scopes;
+        let lookup = |p: &str| -> Result<&str, CodecError> {
             if p == "xmlns" {
                 return Err(CodecError::BadNamespaceDeclaration(
                     "element or attribute in the xmlns namespace".into(),
                 ));
             }
-            ctx.prefix_uri(p)
-                .map(String::from)
+            sc.prefix_uri(mine.binds, p)
                 .ok_or_else(|| CodecError::UndeclaredPrefix(p.into()))
         };
         let ns = match tag.name.prefix {
             Some(p) => lookup(p)?,
-            None => ctx.default.clone(),
+            None => sc.default_ns(mine.binds),
         };
         let mut el = Element::new(ns, tag.name.local);
         el.prefix = tag.name.prefix.map(String::from);
-        for a in &tag.attrs {
+        el.attrs.reserve_exact(plain);
+        for a in attrs.drain(..) {
             let ans = match (a.name.prefix, a.name.local) {
                 (None, "xmlns") | (Some("xmlns"), _) => continue,
-                (None, _) => String::new(),
+                (None, _) => "",
                 (Some(p), _) => lookup(p)?,
             };
             // Namespaces in XML 1.0 §6.3: no two attributes with the same expanded name.
@@ -1422,31 +1609,26 @@ impl<'a> Parser<'a> {
                 return Err(nwf(Malformed::DuplicateAttribute(a.name.raw.into())));
             }
             el.attrs.push(Attr {
-                ns: ans,
-                name: a.name.local.into(),
-                value: a.value.clone(),
+                ns: ans.to_string(),
+                name: a.name.local.to_string(),
+                value: a.value.into_owned(),
             });
         }
-        Ok((el, scope))
+        Ok((el, mine, attrs))
     }
 
     /// One complete element starting at `<`, in scope `ctx`.
     fn element(&mut self, ctx: &NsContext, limits: &Limits) -> Result<Element, CodecError> {
-        let mut scopes: Vec<NsContext> = vec![ctx.clone()];
+        let mut scopes = Scopes::new(ctx);
         let mut stack: Vec<Frame<'a>> = Vec::new();
         self.expect('<')?;
         loop {
             // At the name of a start tag.
             let tag = self.start_tag()?;
-            let parent = stack.last().map_or(0, |f| f.ctx);
-            let (el, scope) = Self::resolve(&tag, scopes.get(parent).unwrap_or(ctx))?;
-            let my_ctx = match scope {
-                Some(s) => {
-                    scopes.push(s);
-                    scopes.len() - 1
-                }
-                None => parent,
-            };
+            let (qname, empty) = (tag.name.raw, tag.empty);
+            let parent = stack.last().map_or(scopes.root(), |f| f.scope);
+            let (el, scope, spare) = Self::resolve(tag, &mut scopes, parent)?;
+            self.spare = spare;
             if stack.len() + 1 > limits.max_depth {
                 return Err(CodecError::TooDeep {
                     limit: limits.max_depth,
@@ -1455,17 +1637,17 @@ impl<'a> Parser<'a> {
             if let Some(f) = stack.last_mut() {
                 flush_text(f);
             }
-            if tag.empty {
+            if empty {
                 match stack.last_mut() {
                     Some(f) => f.el.children.push(Node::Element(el)),
                     None => return Ok(el),
                 }
-                scopes.truncate(parent + 1);
+                scopes.truncate(parent);
             } else {
                 stack.push(Frame {
                     el,
-                    qname: tag.name.raw,
-                    ctx: my_ctx,
+                    qname,
+                    scope,
                     text: String::new(),
                 });
             }
@@ -1490,8 +1672,8 @@ impl<'a> Parser<'a> {
                         });
                     }
                     flush_text(&mut f);
-                    let up = stack.last().map_or(0, |p| p.ctx);
-                    scopes.truncate(up + 1);
+                    let up = stack.last().map_or(scopes.root(), |p| p.scope);
+                    scopes.truncate(up);
                     match stack.last_mut() {
                         Some(p) => p.el.children.push(Node::Element(f.el)),
                         None => return Ok(f.el),
@@ -1544,7 +1726,7 @@ impl<'a> Parser<'a> {
             match n {
                 "version" if v != "1.0" => return Err(nwf(Malformed::BadXmlDecl)),
                 "encoding" if !v.eq_ignore_ascii_case("UTF-8") => {
-                    return Err(CodecError::UnsupportedEncoding(v));
+                    return Err(CodecError::UnsupportedEncoding(v.into_owned()));
                 }
                 "standalone" if v != "yes" && v != "no" => return Err(nwf(Malformed::BadXmlDecl)),
                 _ => {}
@@ -1574,7 +1756,11 @@ impl<'a> Parser<'a> {
         if tag.empty {
             return Err(nwf(Malformed::EmptyStreamHeader));
         }
-        let (root, scope) = Self::resolve(&tag, &NsContext::default())?;
+        let qname = tag.name.raw;
+        let base = NsContext::default();
+        let mut scopes = Scopes::new(&base);
+        let root_scope = scopes.root();
+        let (root, _, _) = Self::resolve(tag, &mut scopes, root_scope)?;
         // RFC 6120 §4.8.1: the root is `stream` in the streams namespace.
         if !root.is(ns::STREAM, "stream") {
             return Err(CodecError::BadStreamRoot {
@@ -1582,16 +1768,15 @@ impl<'a> Parser<'a> {
                 name: root.name,
             });
         }
-        let declarations: Vec<(Option<String>, String)> = tag
-            .attrs
+        let declarations: Vec<(Option<String>, String)> = scopes
+            .binds
             .iter()
-            .filter_map(|a| match (a.name.prefix, a.name.local) {
-                (None, "xmlns") => Some((None, a.value.clone())),
-                (Some("xmlns"), p) => Some((Some(p.to_string()), a.value.clone())),
-                _ => None,
-            })
+            .map(|(p, u)| (p.map(String::from), u.to_string()))
             .collect();
-        let ctx = scope.unwrap_or_default();
+        let mut ctx = NsContext::default();
+        for (p, u) in &declarations {
+            ctx.bind(p.clone(), u.clone());
+        }
         let header = StreamHeader {
             stream_prefix: root.prefix.clone(),
             content_ns: ctx.default.clone(),
@@ -1603,7 +1788,7 @@ impl<'a> Parser<'a> {
             declarations,
             attrs: root.attrs,
         };
-        Ok((header, tag.name.raw.to_string(), ctx))
+        Ok((header, qname.to_string(), ctx))
     }
 }
 
@@ -2227,6 +2412,78 @@ mod tests {
         assert!(matches!(ev.as_slice(), [Event::Header(_)]));
         let (ev, err) = decode_all(format!("\n {HDR}").as_bytes());
         assert_eq!((ev.len(), err), (1, None));
+    }
+
+    /// A declaration's scope is its element and the element's descendants only
+    /// (Namespaces in XML 1.0 §6.1), also after siblings that redeclared the prefix.
+    #[test]
+    fn declarations_are_scoped_to_their_element() {
+        let ctx = NsContext::new("jabber:server").with_prefix("p", "urn:outer");
+        let el = parse_element(
+            "<a xmlns:p='urn:one'><p:b/><c xmlns:p='urn:two' xmlns='urn:c'><p:d p:x='1'/><e/></c>\
+             <p:f/><g/></a>",
+            &ctx,
+        )
+        .expect("well-formed");
+        let kids: Vec<&Element> = el.elements().collect();
+        let got: Vec<(&str, &str)> = kids
+            .iter()
+            .map(|e| (e.ns.as_str(), e.name.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("urn:one", "b"),
+                ("urn:c", "c"),
+                ("urn:one", "f"),
+                ("jabber:server", "g")
+            ]
+        );
+        let inner: Vec<&Element> = kids.get(1).expect("c").elements().collect();
+        assert_eq!(inner.first().map(|e| e.ns.as_str()), Some("urn:two"));
+        assert_eq!(
+            inner.first().and_then(|e| e.attr_ns("urn:two", "x")),
+            Some("1")
+        );
+        assert_eq!(inner.get(1).map(|e| e.ns.as_str()), Some("urn:c"));
+        // Out of scope again after `</a>`-level siblings: the context's own binding.
+        let after = parse_element("<p:z/>", &ctx).expect("bound by the context");
+        assert_eq!(after.ns, "urn:outer");
+        assert!(matches!(
+            parse_element("<a><b xmlns:q='urn:q'/><q:c/></a>", &ctx),
+            Err(CodecError::UndeclaredPrefix(p)) if p == "q"
+        ));
+    }
+
+    /// The prefix limit counts distinct prefixes in scope: redeclaring one does not add,
+    /// and closed elements give theirs back.
+    #[test]
+    fn prefix_limit_counts_prefixes_in_scope() {
+        let ctx = NsContext::new("jabber:server").with_prefix("stream", ns::STREAM);
+        let decls = |n: usize, tag: &str| {
+            let mut t = format!("<{tag}");
+            for i in 0..n {
+                t.push_str(&format!(" xmlns:p{i}='urn:{i}'"));
+            }
+            t.push_str("/>");
+            t
+        };
+        // The context holds one prefix already.
+        let fits = format!(
+            "<a>{}{}</a>",
+            decls(MAX_NS_PREFIXES - 1, "b"),
+            decls(MAX_NS_PREFIXES - 1, "c")
+        );
+        assert!(parse_element(&fits, &ctx).is_ok());
+        let redeclared = format!(
+            "<a xmlns:stream='urn:x'>{}</a>",
+            decls(MAX_NS_PREFIXES - 1, "b")
+        );
+        assert!(parse_element(&redeclared, &ctx).is_ok());
+        assert!(matches!(
+            parse_element(&decls(MAX_NS_PREFIXES, "b"), &ctx),
+            Err(CodecError::TooManyNamespaces { .. })
+        ));
     }
 
     #[test]

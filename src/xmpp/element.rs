@@ -162,35 +162,36 @@ impl Element {
     }
 
     pub fn write_xml(&self, out: &mut String, ctx: &NsContext) {
-        let mut local = ctx.clone();
+        // The context is copied only when this element binds something new: a stanza in its
+        // stream's namespace is written without a single allocation besides `out` (DESIGN §6).
+        let mut local: Option<NsContext> = None;
         out.push('<');
-        let mut decls: Vec<(Option<String>, String)> = Vec::new();
         // Element name: keep a wire prefix if it is bound to our namespace (or bind it);
         // otherwise use the default namespace.
-        let qname = match &self.prefix {
-            Some(p) if !p.is_empty() => {
-                if local.prefix_uri(p) != Some(self.ns.as_str()) {
-                    local.bind(Some(p.clone()), self.ns.clone());
-                    decls.push((Some(p.clone()), self.ns.clone()));
+        let prefix = self.prefix.as_deref().filter(|p| !p.is_empty());
+        match prefix {
+            Some(p) => {
+                out.push_str(p);
+                out.push(':');
+                out.push_str(&self.name);
+                if ctx.prefix_uri(p) != Some(self.ns.as_str()) {
+                    local
+                        .get_or_insert_with(|| ctx.clone())
+                        .bind(Some(p.to_string()), self.ns.clone());
+                    let _ = write!(out, " xmlns:{p}='");
+                    push_escaped_attr(out, &self.ns);
+                    out.push('\'');
                 }
-                format!("{p}:{}", self.name)
             }
-            _ => {
-                if local.default != self.ns {
-                    local.bind(None, self.ns.clone());
-                    decls.push((None, self.ns.clone()));
-                }
-                self.name.clone()
-            }
-        };
-        out.push_str(&qname);
-        for (p, uri) in &decls {
-            match p {
-                Some(p) => {
-                    let _ = write!(out, " xmlns:{p}='{}'", escape_attr(uri));
-                }
-                None => {
-                    let _ = write!(out, " xmlns='{}'", escape_attr(uri));
+            None => {
+                out.push_str(&self.name);
+                if ctx.default != self.ns {
+                    local
+                        .get_or_insert_with(|| ctx.clone())
+                        .bind(None, self.ns.clone());
+                    out.push_str(" xmlns='");
+                    push_escaped_attr(out, &self.ns);
+                    out.push('\'');
                 }
             }
         }
@@ -202,21 +203,24 @@ impl Element {
                 out.push_str("xml:");
                 out.push_str(&a.name);
             } else {
-                let p = match local.uri_prefix(&a.ns) {
-                    Some(p) => p.to_string(),
+                let scope = local.as_ref().unwrap_or(ctx);
+                match scope.uri_prefix(&a.ns) {
+                    Some(p) => out.push_str(p),
                     None => {
-                        let p = format!("ns{}", local.prefixes.len());
-                        let _ = write!(out, "xmlns:{p}='{}' ", escape_attr(&a.ns));
-                        local.bind(Some(p.clone()), a.ns.clone());
-                        p
+                        let l = local.get_or_insert_with(|| ctx.clone());
+                        let p = format!("ns{}", l.prefixes.len());
+                        let _ = write!(out, "xmlns:{p}='");
+                        push_escaped_attr(out, &a.ns);
+                        out.push_str("' ");
+                        out.push_str(&p);
+                        l.bind(Some(p), a.ns.clone());
                     }
-                };
-                out.push_str(&p);
+                }
                 out.push(':');
                 out.push_str(&a.name);
             }
             out.push_str("='");
-            out.push_str(&escape_attr(&a.value));
+            push_escaped_attr(out, &a.value);
             out.push('\'');
         }
         if self.children.is_empty() {
@@ -224,14 +228,19 @@ impl Element {
             return;
         }
         out.push('>');
+        let inner = local.as_ref().unwrap_or(ctx);
         for n in &self.children {
             match n {
-                Node::Text(t) => out.push_str(&escape_text(t)),
-                Node::Element(e) => e.write_xml(out, &local),
+                Node::Text(t) => push_escaped_text(out, t),
+                Node::Element(e) => e.write_xml(out, inner),
             }
         }
         out.push_str("</");
-        out.push_str(&qname);
+        if let Some(p) = prefix {
+            out.push_str(p);
+            out.push(':');
+        }
+        out.push_str(&self.name);
         out.push('>');
     }
 }
@@ -291,34 +300,66 @@ impl NsContext {
 /// Escape character data (XML 1.0 §2.4): `&`, `<`, `>`.
 pub fn escape_text(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            c => o.push(c),
-        }
-    }
+    push_escaped_text(&mut o, s);
     o
 }
 
 /// Escape an attribute value written between single quotes.
 pub fn escape_attr(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '\'' => o.push_str("&apos;"),
-            '"' => o.push_str("&quot;"),
-            '\t' => o.push_str("&#9;"),
-            '\n' => o.push_str("&#10;"),
-            '\r' => o.push_str("&#13;"),
-            c => o.push(c),
+    push_escaped_attr(&mut o, s);
+    o
+}
+
+/// The replacement of a byte in character data, if it needs one.
+fn text_entity(b: u8) -> Option<&'static str> {
+    match b {
+        b'&' => Some("&amp;"),
+        b'<' => Some("&lt;"),
+        b'>' => Some("&gt;"),
+        _ => None,
+    }
+}
+
+/// The replacement of a byte in a single-quoted attribute value, if it needs one
+/// (whitespace other than the space as character references, so that attribute-value
+/// normalisation, XML 1.0 §3.3.3, gives it back unchanged).
+fn attr_entity(b: u8) -> Option<&'static str> {
+    match b {
+        b'&' => Some("&amp;"),
+        b'<' => Some("&lt;"),
+        b'>' => Some("&gt;"),
+        b'\'' => Some("&apos;"),
+        b'"' => Some("&quot;"),
+        b'\t' => Some("&#9;"),
+        b'\n' => Some("&#10;"),
+        b'\r' => Some("&#13;"),
+        _ => None,
+    }
+}
+
+/// Append `s` with the bytes `entity` names replaced, copying unchanged runs whole. Every
+/// byte replaced is ASCII, so each run ends on a character boundary.
+fn push_escaped(out: &mut String, s: &str, entity: fn(u8) -> Option<&'static str>) {
+    let mut run = 0;
+    for (i, b) in s.bytes().enumerate() {
+        if let Some(rep) = entity(b) {
+            out.push_str(s.get(run..i).unwrap_or(""));
+            out.push_str(rep);
+            run = i + 1;
         }
     }
-    o
+    out.push_str(s.get(run..).unwrap_or(""));
+}
+
+/// [`escape_text`] into an existing buffer.
+pub fn push_escaped_text(out: &mut String, s: &str) {
+    push_escaped(out, s, text_entity)
+}
+
+/// [`escape_attr`] into an existing buffer.
+pub fn push_escaped_attr(out: &mut String, s: &str) {
+    push_escaped(out, s, attr_entity)
 }
 
 #[cfg(test)]

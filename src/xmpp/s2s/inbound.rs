@@ -528,19 +528,16 @@ impl InboundSession {
         let named = h
             .and_then(|h| h.to.as_deref())
             .filter(|to| self.cfg.serves(to));
-        let from = named.unwrap_or(self.cfg.primary()).to_string();
-        let to = h.and_then(|h| h.from.clone());
-        let xml = HeaderOut {
+        let from = named.unwrap_or(self.cfg.primary());
+        self.out.header(&HeaderOut {
             content_ns: ns::SERVER,
-            from: Some(&from),
-            to: to.as_deref(),
+            from: Some(from),
+            to: h.and_then(|h| h.from.as_deref()),
             id: Some(&self.stream_id),
             version,
             lang: Some("en"),
             dialback: true,
-        }
-        .to_xml();
-        self.out.transmit(&xml);
+        });
     }
 
     fn on_element(&mut self, now: Instant, el: Element) -> Result<(), Error> {

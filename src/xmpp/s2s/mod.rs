@@ -39,9 +39,11 @@ pub use policy::{Method, Negotiation, PartnerPolicy, Policies, PolicyRule};
 
 use crate::tls::CertVerdict;
 
-use super::codec::{CodecError, Limits, StreamHeader};
+#[cfg(test)]
+use super::codec::StreamHeader;
+use super::codec::{CodecError, Limits};
 use super::conditions::{StanzaCondition, StanzaError, StreamCondition, StreamError};
-use super::element::{Element, NsContext};
+use super::element::{Element, NsContext, push_escaped_attr};
 use super::ns;
 
 /// Settings shared by every session of one server (one `Arc` per proxy instance).
@@ -447,12 +449,19 @@ fn jid_part_ok(p: &str, mask: u8, bad: fn(char) -> bool) -> bool {
     true
 }
 
+/// `s` split around the first `b` (an ASCII byte, so both sides are whole characters):
+/// a plain loop, cheaper than a `char` pattern search on strings this short.
+fn split_at_byte(s: &str, b: u8) -> Option<(&str, &str)> {
+    let i = s.bytes().position(|c| c == b)?;
+    Some((s.get(..i)?, s.get(i + 1..)?))
+}
+
 /// The domainpart of a JID, or `None` when the address is not a valid JID
 /// (RFC 7622 §3: `[local@]domain[/resource]`, the structural rules of
 /// [`crate::xmpp::jid::Jid::parse`]), without allocating: this runs on every stanza.
 /// The result keeps its case (and loses one trailing dot); compare it case-insensitively.
 pub fn jid_domain(jid: &str) -> Option<&str> {
-    let (bare, resource) = match jid.split_once('/') {
+    let (bare, resource) = match split_at_byte(jid, b'/') {
         Some((b, r)) => (b, Some(r)),
         None => (jid, None),
     };
@@ -460,7 +469,7 @@ pub fn jid_domain(jid: &str) -> Option<&str> {
     if resource.is_some_and(|r| !jid_part_ok(r, BAD_RESOURCE, char::is_whitespace)) {
         return None;
     }
-    let domain = match bare.split_once('@') {
+    let domain = match split_at_byte(bare, b'@') {
         Some((local, d)) => {
             // RFC 7622 §3.3.1: characters a localpart must not contain.
             if !jid_part_ok(local, BAD_LOCAL, char::is_whitespace) {
@@ -526,6 +535,54 @@ impl HeaderOut<'_> {
     /// `<?xml version='1.0'?><stream:stream …>` (RFC 6120 §4.7, §11.5: the XML declaration
     /// is recommended).
     pub fn to_xml(&self) -> String {
+        let mut out = String::with_capacity(320);
+        self.write_to(&mut out);
+        out
+    }
+
+    /// [`HeaderOut::to_xml`] into an existing buffer. Written directly rather than through
+    /// a [`StreamHeader`], which costs dozens of allocations per stream set-up (DESIGN §6);
+    /// the bytes are the same as `StreamHeader::s2s` / `StreamHeader::component` give
+    /// (declarations first, then from, to, id, version, xml:lang), a test holds them equal.
+    pub fn write_to(&self, out: &mut String) {
+        let component = self.content_ns == ns::COMPONENT_ACCEPT;
+        out.push_str("<?xml version='1.0'?><stream:stream xmlns='");
+        out.push_str(if component {
+            ns::COMPONENT_ACCEPT
+        } else {
+            ns::SERVER
+        });
+        out.push_str("' xmlns:stream='");
+        out.push_str(ns::STREAM);
+        out.push('\'');
+        if self.dialback && !component {
+            out.push_str(" xmlns:db='");
+            out.push_str(ns::DIALBACK);
+            out.push('\'');
+        }
+        // XEP-0114 §3: a component stream header carries no version.
+        let version = if component { None } else { self.version };
+        for (name, value) in [
+            ("from", self.from),
+            ("to", self.to),
+            ("id", self.id),
+            ("version", version),
+            ("xml:lang", self.lang),
+        ] {
+            if let Some(v) = value {
+                out.push(' ');
+                out.push_str(name);
+                out.push_str("='");
+                push_escaped_attr(out, v);
+                out.push('\'');
+            }
+        }
+        out.push('>');
+    }
+
+    /// The header as [`StreamHeader`] writes it: the reference for [`HeaderOut::write_to`].
+    #[cfg(test)]
+    fn via_stream_header(&self) -> String {
         let mut h = if self.content_ns == ns::COMPONENT_ACCEPT {
             StreamHeader::component(self.from, self.to, self.id)
         } else {
@@ -551,12 +608,30 @@ pub(crate) struct Outbox {
     wrote: bool,
 }
 
+/// Room reserved when the pending bytes start anew: a stanza or a stream header fits,
+/// so serialising it costs one allocation instead of a chain of doublings. The buffer
+/// leaves with its `Transmit`, so an idle stream holds none of it.
+const PENDING_START: usize = 512;
+
 impl Outbox {
+    fn room(&mut self) {
+        if self.pending.capacity() == 0 {
+            self.pending.reserve(PENDING_START);
+        }
+    }
     pub fn transmit(&mut self, text: &str) {
+        self.room();
         self.pending.push_str(text);
         self.wrote = true;
     }
+    /// Our stream header, written straight into the pending bytes.
+    pub fn header(&mut self, h: &HeaderOut<'_>) {
+        self.room();
+        h.write_to(&mut self.pending);
+        self.wrote = true;
+    }
     pub fn element(&mut self, el: &Element, ctx: &NsContext) {
+        self.room();
         el.write_xml(&mut self.pending, ctx);
         self.wrote = true;
     }
@@ -635,6 +710,30 @@ pub(crate) fn is_stanza_name(name: &str) -> bool {
 mod unit {
     use super::*;
     use rstest::rstest;
+
+    /// The direct header writer gives the bytes the `StreamHeader` path gives, for every
+    /// combination of fields the sessions use (and escaping).
+    #[rstest]
+    fn header_writer_matches_stream_header(
+        #[values(ns::SERVER, ns::COMPONENT_ACCEPT)] content_ns: &str,
+        #[values(None, Some("a.test"), Some("it's<&>\"\t"))] from: Option<&str>,
+        #[values(None, Some("b.test"))] to: Option<&str>,
+        #[values(None, Some("0123abcd"))] id: Option<&str>,
+        #[values(None, Some("1.0"))] version: Option<&str>,
+        #[values(None, Some("en"))] lang: Option<&str>,
+        #[values(true, false)] dialback: bool,
+    ) {
+        let h = HeaderOut {
+            content_ns,
+            from,
+            to,
+            id,
+            version,
+            lang,
+            dialback,
+        };
+        assert_eq!(h.to_xml(), h.via_stream_header());
+    }
 
     #[rstest]
     #[case("1.0", Some((1, 0)))]

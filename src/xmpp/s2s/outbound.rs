@@ -129,7 +129,7 @@ impl OutboundSession {
     /// Our header, the same for every (re)start (RFC 6120 §4.3.3: the initiator opens each
     /// new stream).
     fn send_header(&mut self) {
-        let xml = HeaderOut {
+        self.out.header(&HeaderOut {
             content_ns: ns::SERVER,
             from: Some(&self.local),
             to: Some(&self.remote),
@@ -137,9 +137,7 @@ impl OutboundSession {
             version: Some("1.0"),
             lang: Some("en"),
             dialback: true,
-        }
-        .to_xml();
-        self.out.transmit(&xml);
+        });
     }
 
     /// Is the connection under TLS?

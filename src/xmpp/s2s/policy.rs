@@ -212,9 +212,20 @@ impl Policies {
 
     /// The policy for `domain` (case-insensitive), or the default one.
     pub fn for_domain(&self, domain: &str) -> &PartnerPolicy {
+        // Asked on every read of a stream: no hashing when there are no partner rules, and
+        // a lowercased copy only for a name that has capitals (DESIGN §6).
+        if self.partners.is_empty() {
+            return &self.default;
+        }
         self.partners
             .get(domain)
-            .or_else(|| self.partners.get(&domain.to_ascii_lowercase()))
+            .or_else(|| {
+                domain
+                    .bytes()
+                    .any(|b| b.is_ascii_uppercase())
+                    .then(|| self.partners.get(&domain.to_ascii_lowercase()))
+                    .flatten()
+            })
             .unwrap_or(&self.default)
     }
 }
