@@ -85,10 +85,12 @@ impl StanzaCondition {
     pub fn default_type(self) -> ErrorType {
         use StanzaCondition::*;
         match self {
-            BadRequest | JidMalformed | NotAcceptable | PolicyViolation | Redirect | Gone => {
+            BadRequest | JidMalformed | NotAcceptable | PolicyViolation | Redirect => {
                 ErrorType::Modify
             }
-            Conflict
+            // §8.3.3.5: "the associated error type SHOULD be cancel" (a permanent move).
+            Gone
+            | Conflict
             | FeatureNotImplemented
             | ServiceUnavailable
             | UnexpectedRequest
