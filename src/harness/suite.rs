@@ -150,7 +150,21 @@ pub async fn run_scenario(s: &Scenario, target: &Target, catalogue: &Catalogue) 
         .run()
         .await;
     // Every step is bounded, so the run ends even if the SUT died; then its death decides.
-    let died = running.died().await;
+    let mut died = running.died().await;
+    // A crashing SUT drops its connections a moment before its process ends (a supervisor
+    // such as Kamailio's main process notices the crashed child first): when the run did not
+    // pass and the SUT dropped a connection, give its process a short grace to end, so the
+    // verdict names the exit instead of the bare EOF.
+    if died.is_none()
+        && result.verdict != Verdict::Pass
+        && sut_dropped_a_connection(&result.transcript)
+    {
+        let until = Instant::now() + SUT_EXIT_GRACE;
+        while died.is_none() && Instant::now() < until {
+            tokio::time::sleep(SUT_EXIT_POLL).await;
+            died = running.died().await;
+        }
+    }
     let sut_log = match &died {
         Some(d) => d.log.clone(),
         None => running.log_tail().await,
@@ -188,6 +202,18 @@ pub async fn run_scenario(s: &Scenario, target: &Target, catalogue: &Catalogue) 
     };
     waivers::apply(&mut o, target.waivers());
     o
+}
+
+/// How long a SUT that dropped a connection of a failed run gets to end its process.
+const SUT_EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+const SUT_EXIT_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// True when the SUT closed or reset one of the connections in the transcript.
+fn sut_dropped_a_connection(t: &Transcript) -> bool {
+    use super::transcript::{Dir, Unit};
+    t.entries
+        .iter()
+        .any(|e| e.dir == Dir::FromSut && matches!(e.unit, Unit::Eof | Unit::Reset))
 }
 
 /// Lines of the SUT's log quoted in a failure reason (the whole tail is in `sut_log`).
