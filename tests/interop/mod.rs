@@ -6,6 +6,7 @@
 //! installs the packages, so absence is a broken pipeline); anywhere else it
 //! prints a skip message and passes, so `cargo test` works on a bare machine.
 
+pub mod kamailio;
 pub mod prosody;
 pub mod prosody_tls;
 pub mod sipp;
