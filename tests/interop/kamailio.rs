@@ -171,3 +171,28 @@ fn the_kamailio_workaround_target_gets_past_the_crash() {
         "{log}"
     );
 }
+
+/// Kamailio as Prosody's component: both processes start per scenario, the component link is
+/// up before the scenario, and the S2S scenarios see Prosody.
+#[test]
+fn the_kamailio_component_target_runs_behind_prosody() {
+    if require_kamailio().is_none() || super::prosody::require_prosody().is_none() {
+        return;
+    }
+    let target = "fixtures/targets/kamailio-component.toml";
+    let (code, report, stdout) = run_suite(target);
+    assert_clean(target, code, &report, &stdout);
+    assert!(
+        report["summary"]["pass"].as_u64().is_some_and(|n| n > 0),
+        "{}",
+        report["summary"]
+    );
+    let o = outcomes(&report, "s2s/db-18-ping-round-trip.toml");
+    let o = o.first().expect("db-18 ran");
+    assert_eq!(o["verdict"], "pass", "{o}");
+    // The scenario only started once Prosody had logged the component's handshake (the
+    // target's ready file); Kamailio's log shows the workaround that made it possible.
+    let log = o["sut_log"].as_str().unwrap_or_default();
+    assert!(log.contains("expat-attrs-workaround"), "{log}");
+    assert!(!log.contains("exited by a signal"), "{log}");
+}
