@@ -369,3 +369,107 @@ fn fedcheck_run_against_prosody_writes_reports() {
         "{junit}"
     );
 }
+
+/// The proxy's config with a component port and the gateway's component, and the
+/// gateway's config with its SIP next hops from `@SIP_ROUTES@` (TOML syntax: the
+/// reference gateway's own `sip_routes` format).
+const PROXY_WITH_GW_TEMPLATE: &str = r#"domains = [@DOMAIN@]
+listen = "127.0.0.1:@PORT_S2S@"
+component_listen = "127.0.0.1:@PORT_COMPONENT@"
+dialback_secret = "process-target-test"
+routes = @ROUTES@
+[[component]]
+domain = @SIP_DOMAIN@
+secret = "process-target-gw"
+[timeouts]
+connect = "2s"
+dialback = "3s"
+establish = "5s"
+"#;
+
+const GATEWAY_TEMPLATE: &str = r#"component_domain = @SIP_DOMAIN@
+component_secret = "process-target-gw"
+proxy_component_addr = "127.0.0.1:@PORT_COMPONENT@"
+sip_listen_udp = "127.0.0.1:@PORT_SIP@"
+sip_listen_tcp = "127.0.0.1:@PORT_SIP@"
+sip_routes = @SIP_ROUTES@
+[timers]
+reconnect_min = "50ms"
+reconnect_max = "200ms"
+"#;
+
+/// A process target with a SIP side: our proxy and gateway, `process_section` being the
+/// `[process]` table's own keys, plus `extra` TOML.
+fn write_sip_target(dir: &Path, process_section: &str, extra: &str) -> PathBuf {
+    std::fs::write(dir.join("proxy.toml.in"), PROXY_WITH_GW_TEMPLATE).expect("template");
+    std::fs::write(dir.join("gateway.toml.in"), GATEWAY_TEMPLATE).expect("template");
+    let file = format!(
+        r#"name = "proxy and gateway as processes"
+kind = "process"
+capabilities = ["dialback", "s2s-in", "s2s-out", "sip"]
+scenario_root = "{scenarios}"
+
+[xmpp]
+domain = "px.example.test"
+s2s = "127.0.0.1:{{port:s2s}}"
+
+[sip]
+domain = "sip.px.example.test"
+udp = "127.0.0.1:{{port:sip}}"
+tcp = "127.0.0.1:{{port:sip}}"
+
+[process]
+ports = ["s2s", "component", "sip"]
+ready_timeout = "5s"
+stop_timeout = "1s"
+env = {{ FEDCHECK_BIN = "{bin}" }}
+{process_section}
+
+[[process.config]]
+template = "proxy.toml.in"
+output = "proxy.toml"
+syntax = "toml"
+
+[[process.config]]
+template = "gateway.toml.in"
+output = "gateway.toml"
+syntax = "toml"
+
+[routes]
+"remote.test" = "auto"
+{extra}"#,
+        scenarios = root().join("scenarios").display(),
+        bin = env!("CARGO_BIN_EXE_fedcheck"),
+    );
+    let path = dir.join("target.toml");
+    std::fs::write(&path, file).expect("target file");
+    path
+}
+
+/// Both halves in one process group: the harness renders `@SIP_ROUTES@` with the SIP
+/// actors' sockets, and the scenarios reach the gateway at `[sip]` udp/tcp.
+#[test]
+fn sip_scenarios_run_against_a_process_target_with_a_sip_side() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = Target::from_file(&write_sip_target(
+        dir.path(),
+        r#"command = ["sh", "-c", "\"$FEDCHECK_BIN\" proxy --config proxy.toml & exec \"$FEDCHECK_BIN\" gateway --config gateway.toml"]
+ready = ["127.0.0.1:{port:s2s}", "127.0.0.1:{port:sip}"]"#,
+        "",
+    ))
+    .expect("target");
+    assert_eq!(
+        target.gateway_domain().as_deref(),
+        Some("sip.px.example.test")
+    );
+    for s in [
+        "scenarios/im/im-01-xmpp-message-to-sip.toml",
+        "scenarios/im/im-05-sip-message-to-xmpp.toml",
+    ] {
+        for o in run(&target, &root().join(s)) {
+            assert_eq!(o.verdict, Verdict::Pass, "{s}: {}", details(&o));
+            assert!(o.normalised.contains("@{gw}"), "{}", o.normalised);
+            assert!(!o.normalised.contains("example.test"), "{}", o.normalised);
+        }
+    }
+}

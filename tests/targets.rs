@@ -123,3 +123,169 @@ fn a_bad_target_file_names_file_line_and_rule() {
     .expect_err("routes stay on loopback");
     assert!(err.to_string().contains("loopback"), "{err}");
 }
+
+/// A proxy and its gateway started "somewhere else" under another gateway domain, described
+/// by a remote target file with a `[sip]` section: the SIP scenarios run unchanged (`{gw}`
+/// is bound to the target's domain), and transcripts read `{gw}`, never the real domain.
+#[test]
+fn sip_scenarios_run_against_a_remote_gateway() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let rx_port = free_port();
+        let ua_port = free_port();
+        let mut cfg = ProxyConfig::new("xmpp.example.test", "an operator's secret");
+        cfg.routes
+            .insert("remote.test".into(), format!("127.0.0.1:{rx_port}"));
+        cfg.component_listen = Some("127.0.0.1:0".parse().expect("addr"));
+        cfg.components.push(proxy::ComponentConfig {
+            domain: "sip.example.test".into(),
+            secret: "gw secret".into(),
+        });
+        let running = proxy::start(cfg).await.expect("proxy starts");
+        let mut gcfg = fedcheck::gateway::GatewayConfig::new(
+            "sip.example.test",
+            "gw secret",
+            running.component_addr.expect("component port"),
+        );
+        gcfg.sip_routes.insert(
+            "sip.example.test".into(),
+            format!("127.0.0.1:{ua_port};transport=udp"),
+        );
+        let gw = fedcheck::gateway::start(gcfg)
+            .await
+            .expect("gateway starts");
+        assert!(gw.wait_linked(std::time::Duration::from_secs(5)).await);
+        let file = format!(
+            r#"
+name = "a proxy and gateway started by the test"
+kind = "remote"
+capabilities = ["dialback", "s2s-in", "s2s-out", "sip"]
+
+[xmpp]
+domain = "xmpp.example.test"
+s2s = "{}"
+
+[sip]
+domain = "sip.example.test"
+udp = "{}"
+tcp = "{}"
+
+[sip.routes]
+"sip.example.test" = "127.0.0.1:{ua_port}"
+
+[routes]
+"remote.test" = "127.0.0.1:{rx_port}"
+"#,
+            running.s2s_addr, gw.sip_udp_addr, gw.sip_tcp_addr
+        );
+        let target =
+            Target::from_str(&file, Path::new("remote-sip.toml")).expect("target file parses");
+        assert_eq!(target.gateway_domain().as_deref(), Some("sip.example.test"));
+        let cat = Catalogue::builtin().expect("catalogue");
+        let outcomes = suite::run_file(
+            &scenario("scenarios/im/im-01-xmpp-message-to-sip.toml"),
+            &target,
+            &cat,
+        )
+        .await;
+        // The udp cell reaches the UA at the fixed route; the gateway's route is UDP, so
+        // the tcp cell's actor (bound on TCP there) never gets the MESSAGE.
+        let udp = outcomes
+            .iter()
+            .find(|o| o.cell.as_deref() == Some("transport=udp"))
+            .expect("udp cell");
+        assert_eq!(
+            udp.verdict,
+            Verdict::Pass,
+            "{}",
+            fedcheck::harness::report::details(udp, &cat)
+        );
+        assert!(
+            udp.normalised.contains("MESSAGE sip:alice@{gw} SIP/2.0"),
+            "{}",
+            udp.normalised
+        );
+        assert!(udp.normalised.contains("to='{gw}'"), "{}", udp.normalised);
+        assert!(
+            !udp.normalised.contains("example.test"),
+            "{}",
+            udp.normalised
+        );
+        let o = suite::run_file(
+            &scenario("scenarios/im/im-05-sip-message-to-xmpp.toml"),
+            &target,
+            &cat,
+        )
+        .await;
+        for o in &o {
+            if o.cell.as_deref() == Some("transport=udp") {
+                assert_eq!(
+                    o.verdict,
+                    Verdict::Pass,
+                    "{}",
+                    fedcheck::harness::report::details(o, &cat)
+                );
+            }
+        }
+        gw.shutdown().await;
+        running.shutdown().await;
+    });
+}
+
+#[test]
+fn bad_sip_sections_name_file_line_and_rule() {
+    let head = "name = \"x\"\nkind = \"remote\"\ncapabilities = [\"sip\"]\n[xmpp]\ndomain = \"d.test\"\ns2s = \"127.0.0.1:5269\"\n";
+    let cases = [
+        (
+            "[sip]\ndomain = \"bad domain\"\nudp = \"127.0.0.1:5060\"\n",
+            "t.toml:8:",
+            "not a domain name",
+        ),
+        (
+            "[sip]\ndomain = \"gw.test\"\n",
+            "t.toml:8:",
+            "udp` and/or `tcp",
+        ),
+        (
+            "[sip]\ndomain = \"gw.test\"\nudp = \"localhost:5060\"\n",
+            "t.toml:9:",
+            "not an IP:port",
+        ),
+        (
+            "[sip]\ndomain = \"gw.test\"\nudp = \"127.0.0.1:5060\"\n[sip.routes]\n\"gw.test\" = \"10.1.1.1:5070\"\n",
+            "t.toml:11:",
+            "loopback",
+        ),
+        (
+            "[sip]\ndomain = \"gw.test\"\nudp = \"127.0.0.1:5060\"\n[sip.routes]\n\"gw.test\" = \"auto\"\n",
+            "t.toml:11:",
+            "only a process target",
+        ),
+        (
+            "[sip]\ndomain = \"gw.test\"\nudp = \"127.0.0.1:5060\"\n[sip.routes]\n\"gw.test\" = \"127.0.0.1:5070;transport=sctp\"\n",
+            "t.toml:11:",
+            "unknown parameter",
+        ),
+        ("", "t.toml:3:", "needs a [sip] section"),
+    ];
+    for (tail, at, msg) in cases {
+        let err = Target::from_str(&format!("{head}{tail}"), Path::new("t.toml")).expect_err(tail);
+        let e = err.to_string();
+        assert!(e.starts_with(at) && e.contains(msg), "{tail}: {e}");
+    }
+    let ok = Target::from_str(
+        &format!("{head}[sip]\ndomain = \"GW.test\"\ntcp = \"127.0.0.1:5060\"\n[sip.routes]\n\"gw.test\" = \"127.0.0.1:5070;transport=tcp\"\n"),
+        Path::new("t.toml"),
+    )
+    .expect("valid");
+    assert_eq!(ok.gateway_domain().as_deref(), Some("gw.test"));
+    let err = Target::from_str(
+        "name = \"x\"\nkind = \"bundled\"\n[sip]\ndomain = \"gw.test\"\nudp = \"127.0.0.1:1\"\n",
+        Path::new("t.toml"),
+    )
+    .expect_err("bundled has its own");
+    assert!(err.to_string().contains("built in"), "{err}");
+}

@@ -70,7 +70,31 @@ pub struct Scenario {
     pub steps: Vec<Step>,
 }
 
+/// The built-in variable naming the SUT's gateway domain (`{gw}`).
+pub const GW_VAR: &str = "gw";
+/// `{gw}` as written in an actor declaration, before a target binds it.
+pub const GW_PLACEHOLDER: &str = "{gw}";
+/// The value `{gw}` stands for while a file is validated (no target yet).
+pub const GW_PROBE: &str = "gw.invalid";
+
 impl Scenario {
+    /// The scenario as it runs against a SUT whose gateway serves `gw`: `{gw}` in the SIP
+    /// actors' URIs (and so their domains) becomes that domain. Without a gateway domain
+    /// the actors keep `{gw}`, which no SUT routes to.
+    pub fn with_gateway(&self, gw: Option<&str>) -> Scenario {
+        let mut s = self.clone();
+        let Some(gw) = gw else { return s };
+        for a in &mut s.actors {
+            if let ActorKind::Sip(sip) = &mut a.kind {
+                sip.uri = sip.uri.replace(GW_PLACEHOLDER, gw);
+                if sip.domain == GW_PLACEHOLDER {
+                    sip.domain = gw.to_ascii_lowercase();
+                }
+            }
+        }
+        s
+    }
+
     /// Does any step negotiate TLS, or does a partner policy allow it? Then the run needs a
     /// test PKI (the SUT must hold a certificate to offer STARTTLS at all).
     pub fn uses_tls(&self) -> bool {
@@ -1287,10 +1311,11 @@ impl Walk<'_> {
         if let Some(a) = self.actors.iter().find(|a| a.name == name) {
             return Some(a.variable().to_string());
         }
-        self.captures
-            .iter()
-            .any(|c| c == name)
-            .then(|| format!("{name}-value"))
+        if self.captures.iter().any(|c| c == name) {
+            return Some(format!("{name}-value"));
+        }
+        // The gateway's domain (docs/scenarios.md "Built-in variables").
+        (name == GW_VAR).then(|| GW_PROBE.to_string())
     }
 }
 

@@ -25,6 +25,9 @@ mod sip_normalise;
 pub struct NormaliseContext {
     /// The SUT's XMPP domains; each is shown as `{sut}`.
     pub sut_domains: Vec<String>,
+    /// The SUT's gateway domains (SIP users' domain, RFC 7247 §6); each is shown as `{gw}`,
+    /// so transcripts of SIP scenarios are the same against every target.
+    pub gw_domains: Vec<String>,
 }
 
 /// Lines longer than this are wrapped, one child element per indented line.
@@ -172,8 +175,8 @@ impl Normaliser<'_> {
         }
     }
 
-    /// A domain or JID with any SUT domain as its domainpart replaced by `{sut}`
-    /// (RFC 7622 §3.2: `[local@]domain[/resource]`).
+    /// A domain or JID with any gateway domain as its domainpart replaced by `{gw}`, any
+    /// SUT domain by `{sut}` (RFC 7622 §3.2: `[local@]domain[/resource]`).
     fn jid(&self, v: &str) -> String {
         let (bare, resource) = match v.split_once('/') {
             Some((b, r)) => (b, Some(r)),
@@ -183,20 +186,20 @@ impl Normaliser<'_> {
             Some((l, d)) => (Some(l), d),
             None => (None, bare),
         };
-        if !self
-            .ctx
-            .sut_domains
-            .iter()
-            .any(|d| d.eq_ignore_ascii_case(domain))
-        {
+        let is = |list: &[String]| list.iter().any(|d| d.eq_ignore_ascii_case(domain));
+        let label = if is(&self.ctx.gw_domains) {
+            "{gw}"
+        } else if is(&self.ctx.sut_domains) {
+            "{sut}"
+        } else {
             return v.to_string();
-        }
+        };
         let mut s = String::new();
         if let Some(l) = local {
             s.push_str(l);
             s.push('@');
         }
-        s.push_str("{sut}");
+        s.push_str(label);
         if let Some(r) = resource {
             s.push('/');
             s.push_str(r);
@@ -463,6 +466,7 @@ mod tests {
     fn ctx() -> NormaliseContext {
         NormaliseContext {
             sut_domains: vec!["sut.test".into()],
+            gw_domains: Vec::new(),
         }
     }
 

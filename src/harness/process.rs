@@ -18,6 +18,8 @@ use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio::time::{Instant, sleep, timeout};
 
+use super::sip_actor::{SipRoute, SipTransport};
+
 /// Lines of each log file kept in a report.
 pub const LOG_TAIL_LINES: usize = 60;
 /// Poll interval while waiting for readiness.
@@ -155,6 +157,8 @@ pub enum Value {
     Int(i64),
     /// Static routes: remote domain → address (rendered as the syntax's map literal).
     Routes(BTreeMap<String, SocketAddr>),
+    /// SIP next hops: domain → address and transport (the syntax's map literal).
+    SipRoutes(BTreeMap<String, SipRoute>),
 }
 
 /// How values are written into a template: as literals of the config language, so a path
@@ -163,11 +167,13 @@ pub enum Value {
 #[serde(rename_all = "snake_case")]
 pub enum Syntax {
     /// Lua 5.4 (Prosody): strings as `"…"` literals, routes as
-    /// `{ ["domain"] = { "ip", port }; }`.
+    /// `{ ["domain"] = { "ip", port }; }`, SIP routes as `{ ["domain"] = { "ip", port, "udp" }; }`.
     Lua,
-    /// TOML: basic strings, routes as an inline table `{ "domain" = "ip:port" }`.
+    /// TOML: basic strings, routes as an inline table `{ "domain" = "ip:port" }`, SIP
+    /// routes as `{ "domain" = "ip:port;transport=udp" }` (the reference gateway's format).
     Toml,
-    /// Plain text: strings as they are, routes as `domain=ip:port` separated by spaces.
+    /// Plain text: strings as they are, routes as `domain=ip:port` separated by spaces, SIP
+    /// routes as `domain=ip:port;transport=udp`.
     Text,
 }
 
@@ -204,8 +210,50 @@ impl Syntax {
                 .map(|(d, a)| format!("{d}={a}"))
                 .collect::<Vec<_>>()
                 .join(" "),
+            (Syntax::Lua, Value::SipRoutes(r)) => {
+                let mut out = String::from("{");
+                for (domain, route) in r {
+                    let _ = write!(
+                        out,
+                        " [{}] = {{ {}, {}, {} }};",
+                        lua_string(domain),
+                        lua_string(&route.addr.ip().to_string()),
+                        route.addr.port(),
+                        lua_string(transport_param(route.transport))
+                    );
+                }
+                out.push_str(" }");
+                out
+            }
+            (Syntax::Toml, Value::SipRoutes(r)) => {
+                let items: Vec<String> = r
+                    .iter()
+                    .map(|(d, route)| {
+                        format!("{} = {}", toml_string(d), toml_string(&sip_hop(route)))
+                    })
+                    .collect();
+                format!("{{ {} }}", items.join(", "))
+            }
+            (Syntax::Text, Value::SipRoutes(r)) => r
+                .iter()
+                .map(|(d, route)| format!("{d}={}", sip_hop(route)))
+                .collect::<Vec<_>>()
+                .join(" "),
         }
     }
+}
+
+/// The `transport` URI parameter value of a SIP transport (RFC 3261 §19.1.1).
+pub fn transport_param(t: SipTransport) -> &'static str {
+    match t {
+        SipTransport::Udp => "udp",
+        SipTransport::Tcp => "tcp",
+    }
+}
+
+/// `ip:port;transport=udp`: a next hop as the reference gateway's `sip_routes` write it.
+pub fn sip_hop(r: &SipRoute) -> String {
+    format!("{};transport={}", r.addr, transport_param(r.transport))
 }
 
 /// A Lua double-quoted string literal (Lua 5.4 manual §3.1): escapes backslash, quote and
@@ -306,13 +354,16 @@ pub fn expand(s: &str, ctx: &ExpandContext) -> Result<String, ProcessError> {
             "dir" => ctx.dir.to_string_lossy().into_owned(),
             "target_dir" => ctx.target_dir.to_string_lossy().into_owned(),
             "domain" => ctx.domain.clone(),
+            "gw" => ctx.gw.clone().ok_or_else(|| {
+                ProcessError::Template(format!("{s:?}: {{gw}} needs a [sip] section"))
+            })?,
             _ => match name.strip_prefix("port:") {
                 Some(p) => ctx.ports.get(p).map(|n| n.to_string()).ok_or_else(|| {
                     ProcessError::Template(format!("{s:?}: port `{p}` is not declared in `ports`"))
                 })?,
                 None => {
                     return Err(ProcessError::Template(format!(
-                        "{s:?}: unknown variable {{{name}}} (known: dir, target_dir, domain, port:NAME)"
+                        "{s:?}: unknown variable {{{name}}} (known: dir, target_dir, domain, gw, port:NAME)"
                     )));
                 }
             },
@@ -330,6 +381,8 @@ pub struct ExpandContext {
     pub dir: PathBuf,
     pub target_dir: PathBuf,
     pub domain: String,
+    /// The gateway's domain (`[sip] domain`), for `{gw}`.
+    pub gw: Option<String>,
     pub ports: BTreeMap<String, u16>,
 }
 
@@ -375,6 +428,20 @@ pub struct StartInputs {
     /// Ports the caller chose already (it needed them before the start, e.g. to route a
     /// peer to the SUT); the spec's other ports are chosen free.
     pub ports: BTreeMap<String, u16>,
+    /// The SIP side, for targets with a `[sip]` section.
+    pub sip: Option<SipInputs>,
+}
+
+/// Where a SUT with a SIP side sends SIP for this start.
+#[derive(Debug, Clone)]
+pub struct SipInputs {
+    /// The gateway's domain (`@SIP_DOMAIN@`, `{gw}`).
+    pub domain: String,
+    /// The first SIP actor's socket (`@SIP_ROUTE@`), or a declared route, or a port nobody
+    /// listens on when the scenario has no SIP actor.
+    pub route: SipRoute,
+    /// Every SIP domain's next hop (`@SIP_ROUTES@`).
+    pub routes: BTreeMap<String, SipRoute>,
 }
 
 /// A started SUT process: killed with its whole process group on stop or drop.
@@ -410,6 +477,7 @@ impl RunningProcess {
             dir: dir.path().to_path_buf(),
             target_dir: spec.target_dir.clone(),
             domain: inputs.domain.clone(),
+            gw: inputs.sip.as_ref().map(|s| s.domain.clone()),
             ports,
         };
         let vars = template_vars(spec, inputs, &ctx)?;
@@ -629,6 +697,29 @@ fn template_vars(
     vars.insert("DOMAIN".to_string(), Value::Str(inputs.domain.clone()));
     vars.insert("LISTEN_IP".to_string(), Value::Str("127.0.0.1".into()));
     vars.insert("ROUTES".to_string(), Value::Routes(inputs.routes.clone()));
+    if let Some(sip) = &inputs.sip {
+        let r = sip.route;
+        let strs = [
+            ("SIP_DOMAIN", sip.domain.clone()),
+            ("SIP_ROUTE", r.addr.to_string()),
+            ("SIP_ROUTE_IP", r.addr.ip().to_string()),
+            (
+                "SIP_ROUTE_TRANSPORT",
+                transport_param(r.transport).to_string(),
+            ),
+        ];
+        for (k, v) in strs {
+            vars.insert(k.to_string(), Value::Str(v));
+        }
+        vars.insert(
+            "SIP_ROUTE_PORT".to_string(),
+            Value::Int(i64::from(r.addr.port())),
+        );
+        vars.insert(
+            "SIP_ROUTES".to_string(),
+            Value::SipRoutes(sip.routes.clone()),
+        );
+    }
     for (name, port) in &ctx.ports {
         vars.insert(
             format!("PORT_{}", name.to_ascii_uppercase()),
@@ -655,6 +746,7 @@ mod tests {
             dir: PathBuf::from("/scratch"),
             target_dir: PathBuf::from("/t"),
             domain: "prosody.test".into(),
+            gw: Some("gw.prosody.test".into()),
             ports: BTreeMap::from([("s2s".to_string(), 5999)]),
         }
     }
@@ -664,6 +756,7 @@ mod tests {
     #[case("127.0.0.1:{port:s2s}", "127.0.0.1:5999")]
     #[case("{target_dir}/../p", "/t/../p")]
     #[case("{{literal}} {domain}", "{literal} prosody.test")]
+    #[case("sip:{gw}", "sip:gw.prosody.test")]
     fn variables_expand(#[case] input: &str, #[case] want: &str) {
         assert_eq!(expand(input, &ctx()).ok().as_deref(), Some(want));
     }
@@ -706,6 +799,54 @@ mod tests {
             r#""a\"\u000A""#
         );
         assert_eq!(Syntax::Lua.render(&Value::Int(5269)), "5269");
+        let sip = Value::SipRoutes(BTreeMap::from([(
+            "gw.test".to_string(),
+            SipRoute {
+                addr: SocketAddr::from(([127, 0, 0, 1], 5070)),
+                transport: SipTransport::Tcp,
+            },
+        )]));
+        assert_eq!(
+            Syntax::Lua.render(&sip),
+            r#"{ ["gw.test"] = { "127.0.0.1", 5070, "tcp" }; }"#
+        );
+        assert_eq!(
+            Syntax::Toml.render(&sip),
+            r#"{ "gw.test" = "127.0.0.1:5070;transport=tcp" }"#
+        );
+        assert_eq!(
+            Syntax::Text.render(&sip),
+            "gw.test=127.0.0.1:5070;transport=tcp"
+        );
+    }
+
+    #[test]
+    fn sip_placeholders_are_defined_for_a_sip_side() {
+        let hop = SipRoute {
+            addr: SocketAddr::from(([127, 0, 0, 1], 5070)),
+            transport: SipTransport::Udp,
+        };
+        let mut i = inputs();
+        i.sip = Some(SipInputs {
+            domain: "gw.test".into(),
+            route: hop,
+            routes: BTreeMap::from([("gw.test".to_string(), hop)]),
+        });
+        let s = spec(&["true"]);
+        let vars = template_vars(&s, &i, &ctx()).expect("vars");
+        let out = render_template(
+            "@SIP_DOMAIN@ @SIP_ROUTE@ @SIP_ROUTE_IP@ @SIP_ROUTE_PORT@ @SIP_ROUTE_TRANSPORT@ @SIP_ROUTES@",
+            &vars,
+            Syntax::Text,
+        );
+        assert_eq!(
+            out.ok().as_deref(),
+            Some("gw.test 127.0.0.1:5070 127.0.0.1 5070 udp gw.test=127.0.0.1:5070;transport=udp")
+        );
+        // Without a SIP side the placeholders are not defined: a template using them is an
+        // error, not a config pointing nowhere.
+        let vars = template_vars(&s, &inputs(), &ctx()).expect("vars");
+        assert!(render_template("@SIP_ROUTE@", &vars, Syntax::Text).is_err());
     }
 
     #[test]
@@ -756,6 +897,7 @@ mod tests {
             domain: "d.test".into(),
             routes: BTreeMap::new(),
             ports: BTreeMap::new(),
+            sip: None,
         }
     }
 

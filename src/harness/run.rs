@@ -41,6 +41,9 @@ pub struct SutEndpoints {
     pub component: Option<SocketAddr>,
     /// Its SIP listeners (the gateway's), for SIP actors.
     pub sip: SipSut,
+    /// The gateway's domain (`{gw}` in scenarios): SIP users are `sip:user@D` and appear in
+    /// XMPP as `user@D` (RFC 7247 §6). `None` for a SUT without a SIP side.
+    pub gw_domain: Option<String>,
 }
 
 /// Errors that make a run `error` rather than `fail`: the scenario or the harness is broken.
@@ -296,10 +299,21 @@ pub struct ActorListeners {
 
 impl ActorListeners {
     /// Bind one listener per XMPP actor: at `fixed[domain]` if given (a third-party SUT
-    /// configured to dial it there), else on an ephemeral loopback port.
+    /// configured to dial it there), else on an ephemeral loopback port; the SIP actors'
+    /// sockets likewise from the same map.
     pub async fn bind(
         scenario: &Scenario,
         fixed: &BTreeMap<String, SocketAddr>,
+    ) -> Result<Self, RunError> {
+        Self::bind_all(scenario, fixed, fixed).await
+    }
+
+    /// As [`ActorListeners::bind`], with the SIP actors' fixed addresses (a target's
+    /// `[sip.routes]`) apart from the XMPP ones.
+    pub async fn bind_all(
+        scenario: &Scenario,
+        fixed: &BTreeMap<String, SocketAddr>,
+        sip_fixed: &BTreeMap<String, SocketAddr>,
     ) -> Result<Self, RunError> {
         let mut listeners = BTreeMap::new();
         for a in &scenario.actors {
@@ -311,7 +325,7 @@ impl ActorListeners {
                 listeners.insert(a.name.clone(), TcpListener::bind(addr).await?);
             }
         }
-        let sip = SipSockets::bind(scenario, fixed).await?;
+        let sip = SipSockets::bind(scenario, sip_fixed).await?;
         Ok(ActorListeners { listeners, sip })
     }
 
@@ -488,9 +502,10 @@ impl<'a> Runner<'a> {
     }
 
     fn note(&mut self, text: &str) {
-        // Notes are free text: write the SUT's domain as `{sut}`, as the normaliser does for
-        // addresses, so a transcript reads the same against every target.
-        let text = mask_domain(text, &self.sut.domain);
+        // Notes are free text: write the SUT's domain as `{sut}` (and the gateway's as
+        // `{gw}`), as the normaliser does for addresses, so a transcript reads the same
+        // against every target.
+        let text = self.mask_domains(text);
         let text = text.as_str();
         let at = self.now();
         self.transcript.push(
@@ -607,6 +622,15 @@ impl<'a> Runner<'a> {
 
     // ---- variables -------------------------------------------------------------------
 
+    /// The gateway's domain as `{gw}`, then the SUT's as `{sut}`, in free text.
+    fn mask_domains(&self, text: &str) -> String {
+        let text = match &self.sut.gw_domain {
+            Some(gw) => mask_domain(text, gw, "{gw}"),
+            None => text.to_string(),
+        };
+        mask_domain(&text, &self.sut.domain, "{sut}")
+    }
+
     fn lookup(&self, name: &str) -> Option<String> {
         if name == "sut" {
             return Some(self.sut.domain.clone());
@@ -640,11 +664,18 @@ impl<'a> Runner<'a> {
         if let Some(v) = self.captures.get(name) {
             return Some(v.clone());
         }
-        self.scenario
+        let actor = self
+            .scenario
             .actors
             .iter()
             .find(|a| a.name == name)
-            .map(|a| a.variable().to_string())
+            .map(|a| a.variable().to_string());
+        // `{gw}`: the gateway's domain, unless an actor of the scenario is named `gw`
+        // (component scenarios predate the built-in).
+        match actor {
+            None if name == "gw" => self.sut.gw_domain.clone(),
+            other => other,
+        }
     }
 
     fn actor_identity(&self, actor: &str) -> Option<(String, String)> {
@@ -1788,7 +1819,7 @@ impl<'a> Runner<'a> {
             .get(name)
             .map(|st| st.actor.clone())
             .unwrap_or_default();
-        let peer = mask_domain(&tls_io::describe_verdict(&s.verdict), &self.sut.domain);
+        let peer = self.mask_domains(&tls_io::describe_verdict(&s.verdict));
         let unit = Unit::Tls {
             version: s.version.clone(),
             alpn: s.alpn.clone(),
@@ -2201,9 +2232,9 @@ fn assign(
     false
 }
 
-/// Replace whole-domain occurrences of `domain` in `text` with `{sut}` (not inside a longer
-/// name such as `gw.sut.test`).
-fn mask_domain(text: &str, domain: &str) -> String {
+/// Replace whole-domain occurrences of `domain` in `text` with `label` (`{sut}`, `{gw}`),
+/// not inside a longer name such as `gw.sut.test`.
+fn mask_domain(text: &str, domain: &str, label: &str) -> String {
     if domain.is_empty() {
         return text.to_string();
     }
@@ -2217,7 +2248,7 @@ fn mask_domain(text: &str, domain: &str) -> String {
         if before.is_some_and(part_of_name) || after.is_some_and(|c| part_of_name(c) && c != '.') {
             out.push_str(domain);
         } else {
-            out.push_str("{sut}");
+            out.push_str(label);
         }
         rest = &rest[i + domain.len()..];
     }
@@ -2332,14 +2363,21 @@ mod tests {
     #[test]
     fn masks_only_whole_domains() {
         assert_eq!(
-            mask_domain("rx → sut.test (x)", "sut.test"),
+            mask_domain("rx → sut.test (x)", "sut.test", "{sut}"),
             "rx → {sut} (x)"
         );
         assert_eq!(
-            mask_domain("gw.sut.test and sut.test.", "sut.test"),
+            mask_domain("gw.sut.test and sut.test.", "sut.test", "{sut}"),
             "gw.sut.test and {sut}."
         );
-        assert_eq!(mask_domain("romeo@sut.test/r", "sut.test"), "romeo@{sut}/r");
-        assert_eq!(mask_domain("sut.tester", "sut.test"), "sut.tester");
+        assert_eq!(
+            mask_domain("romeo@sut.test/r", "sut.test", "{sut}"),
+            "romeo@{sut}/r"
+        );
+        assert_eq!(mask_domain("sut.tester", "sut.test", "{sut}"), "sut.tester");
+        assert_eq!(
+            mask_domain("remote.test → sip.sut.test", "sip.sut.test", "{gw}"),
+            "remote.test → {gw}"
+        );
     }
 }

@@ -6,24 +6,47 @@ use toml::Spanned;
 use super::super::model::{ScenarioFile, StepFile};
 use super::super::sip_actor::{SipActor, SipProfile, SipTransport};
 use super::super::sip_match;
-use super::{Action, Actor, ActorKind, NOTHING, Validator, Walk};
+use super::{Action, Actor, ActorKind, GW_PLACEHOLDER, GW_PROBE, GW_VAR, NOTHING, Validator, Walk};
 use crate::sip::Uri;
 
 impl Validator<'_> {
     /// `[sip.NAME]` tables: a `sip:`/`sips:` URI with user and host, a known transport and
     /// profile; actors of one domain share one socket, so they must share the transport.
     pub(super) fn sip_actors(&mut self, f: &ScenarioFile, actors: &mut Vec<(usize, Actor)>) {
+        // `{gw}` would name an actor `gw` instead of the gateway's domain: not both.
+        if !f.sip.is_empty() {
+            let gw = f
+                .xmpp
+                .get(GW_VAR)
+                .map(|a| a.span())
+                .or_else(|| f.component.get(GW_VAR).map(|a| a.span()))
+                .or_else(|| f.sip.get(GW_VAR).map(|a| a.span()));
+            if let Some(span) = gw {
+                self.err(
+                    span,
+                    "a scenario with SIP actors may not name an actor `gw`: {gw} is the gateway's domain",
+                );
+            }
+        }
         for (name, a) in &f.sip {
             if f.xmpp.contains_key(name) || f.component.contains_key(name) {
                 self.err(a.span(), format!("actor name {name:?} is declared twice"));
             }
             let file = a.get_ref();
             let uri_text = file.uri.get_ref();
-            let uri = Uri::parse(uri_text).filter(|u| u.is_sip());
+            // `{gw}` (the SUT's gateway domain) is bound when the scenario runs against a
+            // target; it is validated as a stand-in host.
+            let probe = uri_text.replace(GW_PLACEHOLDER, GW_PROBE);
+            let uri = Uri::parse(&probe).filter(|u| u.is_sip());
             let (user, domain) = match &uri {
                 Some(u) if u.user().is_some_and(|x| !x.is_empty()) && u.host().is_some() => (
                     u.user().map(str::to_string),
-                    u.host().unwrap_or_default().to_ascii_lowercase(),
+                    match u.host().unwrap_or_default().to_ascii_lowercase() {
+                        h if h == GW_PROBE && uri_text.contains(GW_PLACEHOLDER) => {
+                            GW_PLACEHOLDER.to_string()
+                        }
+                        h => h,
+                    },
                 ),
                 _ => {
                     self.err(
@@ -309,6 +332,27 @@ mod tests {
         ));
     }
 
+    /// `{gw}` stays symbolic until a target binds it; templates may use it too.
+    #[test]
+    fn the_gateway_domain_is_bound_per_target() {
+        let steps = "[[step]]\nsend = \"alice\"\nsip = \"MESSAGE sip:juliet@remote.test SIP/2.0\\nFrom: <sip:alice@{gw}>\"\n\n[[step]]\ndialback = \"in\"\nactor = \"rx\"\nto = \"{gw}\"";
+        let s = match load("[sip.alice]\nuri = \"sip:alice@{gw}\"", steps) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        };
+        let sip = |s: &super::super::Scenario| match s.actor("alice").map(|a| &a.kind) {
+            Some(ActorKind::Sip(a)) => (a.uri.clone(), a.domain.clone()),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(sip(&s), ("sip:alice@{gw}".into(), "{gw}".into()));
+        let bound = s.with_gateway(Some("GW.Example.test"));
+        assert_eq!(
+            sip(&bound),
+            ("sip:alice@GW.Example.test".into(), "gw.example.test".into())
+        );
+        assert_eq!(sip(&s.with_gateway(None)).1, "{gw}");
+    }
+
     #[test]
     fn default_answers_yield_to_explicit_ones() {
         let expect = "[[step]]\nexpect = \"alice\"\nsip = \"MESSAGE {alice}\"";
@@ -418,6 +462,12 @@ mod tests {
         "is a SIP actor"
     )]
     #[case(ALICE, "[[step]]\nclose = \"alice\"", "used before a step creates it")]
+    #[case(
+        "[sip.alice]\nuri = \"sip:a@{gw}\"\n\n[component.gw]\ndomain = \"c.test\"\nsecret = \"s\"",
+        SEND,
+        "may not name an actor `gw`"
+    )]
+    #[case("[sip.alice]\nuri = \"sip:{gw}\"", SEND, "with user and host")]
     fn broken_sip_parts_are_reported(#[case] actor: &str, #[case] steps: &str, #[case] want: &str) {
         match load(actor, steps) {
             Ok(_) => panic!("loaded; wanted an error with {want:?}"),

@@ -88,8 +88,11 @@ impl Normaliser<'_> {
     /// Loopback ports and SUT domains masked in free SIP text.
     fn sip_text(&self, s: &str) -> String {
         let mut t = mask_loopback_ports(s);
+        for d in &self.ctx.gw_domains {
+            t = mask_domain(&t, d, "{gw}");
+        }
         for d in &self.ctx.sut_domains {
-            t = mask_domain(&t, d);
+            t = mask_domain(&t, d, "{sut}");
         }
         t
     }
@@ -142,8 +145,9 @@ fn mask_loopback_ports(s: &str) -> String {
     out
 }
 
-/// Whole-domain occurrences of `domain` → `{sut}` (not inside a longer name).
-fn mask_domain(text: &str, domain: &str) -> String {
+/// Whole-domain occurrences of `domain` → `label` (`{sut}`, `{gw}`), not inside a longer
+/// name.
+fn mask_domain(text: &str, domain: &str, label: &str) -> String {
     if domain.is_empty() {
         return text.to_string();
     }
@@ -161,7 +165,7 @@ fn mask_domain(text: &str, domain: &str) -> String {
         if before.is_some_and(part_of_name) || after.is_some_and(|c| part_of_name(c) && c != '.') {
             out.push_str(text.get(at..end).unwrap_or(""));
         } else {
-            out.push_str("{sut}");
+            out.push_str(label);
         }
         pos = end;
     }
@@ -213,7 +217,7 @@ mod tests {
     #[case("sip:romeo@gw.sut.test", "sip:romeo@gw.sut.test")]
     #[case("sip:romeo@sut.tester", "sip:romeo@sut.tester")]
     fn sut_domains_are_masked(#[case] s: &str, #[case] want: &str) {
-        assert_eq!(mask_domain(s, "sut.test"), want);
+        assert_eq!(mask_domain(s, "sut.test", "{sut}"), want);
     }
 
     fn unit(text: &str) -> Unit {
@@ -277,6 +281,7 @@ Content-Length: 0
         );
         let ctx = NormaliseContext {
             sut_domains: vec!["sut.test".into()],
+            gw_domains: Vec::new(),
         };
         let text = normalise(&t, &ctx);
         let want = "alice/udp ← NOTIFY sip:alice@127.0.0.1:[port] SIP/2.0

@@ -826,6 +826,7 @@ or = ["{nothing}"]
             s2s: SocketAddr::from(([127, 0, 0, 1], 9)),
             component: None,
             sip: sut,
+            gw_domain: None,
         };
         let _ = transport;
         Runner::new(scenario, &cat, endpoints, listeners, None)
@@ -922,6 +923,7 @@ or = ["{nothing}"]
             &result.transcript,
             &NormaliseContext {
                 sut_domains: vec!["sut.test".into()],
+                gw_domains: Vec::new(),
             },
         );
         assert!(
@@ -1024,6 +1026,7 @@ or = ["{nothing}"]
             &result.transcript,
             &NormaliseContext {
                 sut_domains: vec!["sut.test".into()],
+                gw_domains: Vec::new(),
             },
         );
         assert!(

@@ -91,6 +91,9 @@ pub async fn run_file(path: &Path, target: &Target, catalogue: &Catalogue) -> Ve
 
 pub async fn run_scenario(s: &Scenario, target: &Target, catalogue: &Catalogue) -> Outcome {
     let started = Instant::now();
+    // `{gw}` in the SIP actors' declarations is this target's gateway domain.
+    let bound = s.with_gateway(target.gateway_domain().as_deref());
+    let s = &bound;
     let base = |verdict, reason: Option<String>| Outcome {
         path: s.path.clone(),
         cell: s.cell.clone(),
@@ -174,6 +177,7 @@ pub async fn run_scenario(s: &Scenario, target: &Target, catalogue: &Catalogue) 
         &result.transcript,
         &NormaliseContext {
             sut_domains: target.domains(),
+            gw_domains: target.gateway_domain().into_iter().collect(),
         },
     );
     let (verdict, reason) = match died {

@@ -18,11 +18,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
+use toml::Spanned;
 
 use super::bundled_sip;
 use super::load::{self, Negotiation, Partner, Scenario};
 use super::process::{self, ConfigFile, ProcessSpec, RunningProcess, StartInputs, Syntax, Value};
 use super::run::{ActorListeners, RunError, SutEndpoints};
+use super::sip_actor::{SipRoute, SipSut, SipTransport};
 use super::tls_io::RunPki;
 use super::waivers::{self, Waiver};
 use crate::proxy;
@@ -78,8 +80,26 @@ struct TargetFile {
     scenario_root: Option<String>,
     #[serde(default)]
     process: Option<ProcessSection>,
+    /// The SUT's SIP side (its gateway): domain, listeners, next hops.
+    #[serde(default)]
+    sip: Option<SipSection>,
     #[serde(default)]
     expected_failure: Vec<Waiver>,
+}
+
+/// `[sip]`: where the SUT's gateway takes SIP and which domain its SIP users have.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SipSection {
+    domain: Spanned<String>,
+    #[serde(default)]
+    udp: Option<Spanned<String>>,
+    #[serde(default)]
+    tcp: Option<Spanned<String>>,
+    /// SIP domain → where the SUT sends SIP for it (`"auto"`, `"IP:port"`, either with an
+    /// optional `;transport=udp|tcp`).
+    #[serde(default)]
+    routes: BTreeMap<String, Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -170,6 +190,8 @@ pub struct RemoteTarget {
     pub endpoints: SutEndpoints,
     pub capabilities: Vec<String>,
     pub routes: BTreeMap<String, SocketAddr>,
+    /// Where the SUT sends SIP for each simulated SIP domain (`[sip.routes]`).
+    pub sip_routes: BTreeMap<String, SocketAddr>,
     pub partners: BTreeMap<String, Partner>,
     pub waivers: Vec<Waiver>,
 }
@@ -180,6 +202,26 @@ pub enum Route {
     Fixed(SocketAddr),
     /// A free loopback port chosen when the SUT starts.
     Auto,
+}
+
+/// A process target's SIP side (`[sip]`).
+#[derive(Debug, Clone)]
+pub struct SipSpec {
+    /// The gateway's domain (`{gw}`): SIP users are `sip:user@D`, in XMPP `user@D`.
+    pub domain: String,
+    /// Address templates (`127.0.0.1:{port:sip}`), expanded per start.
+    pub udp: Option<String>,
+    pub tcp: Option<String>,
+    /// SIP domain → next hop the SUT is configured with.
+    pub routes: BTreeMap<String, SipRouteSpec>,
+}
+
+/// One `[sip.routes]` entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SipRouteSpec {
+    pub route: Route,
+    /// `;transport=` of the entry (default UDP, RFC 3261 §18.1.1).
+    pub transport: SipTransport,
 }
 
 #[derive(Debug, Clone)]
@@ -193,6 +235,8 @@ pub struct ProcessTarget {
     pub component: Option<String>,
     pub capabilities: Vec<String>,
     pub routes: BTreeMap<String, Route>,
+    /// The SUT's SIP side, if it has one.
+    pub sip: Option<SipSpec>,
     pub spec: ProcessSpec,
     pub lifecycle: Lifecycle,
     pub stop_timeout: Duration,
@@ -209,6 +253,7 @@ pub struct Shared {
     process: RunningProcess,
     endpoints: SutEndpoints,
     routes: BTreeMap<String, SocketAddr>,
+    sip_routes: BTreeMap<String, SocketAddr>,
 }
 
 impl Target {
@@ -287,6 +332,15 @@ impl Target {
         }
     }
 
+    /// The SUT's gateway domain (`{gw}`), if it has a SIP side.
+    pub fn gateway_domain(&self) -> Option<String> {
+        match self {
+            Target::Bundled => Some(bundled_sip::BUNDLED_SIP_DOMAIN.to_string()),
+            Target::Remote(r) => r.endpoints.gw_domain.clone(),
+            Target::Process(p) => p.sip.as_ref().map(|s| s.domain.clone()),
+        }
+    }
+
     /// Domains the SUT serves, for normalisation.
     pub fn domains(&self) -> Vec<String> {
         match self {
@@ -335,7 +389,12 @@ impl Target {
             Target::Bundled => true,
             Target::Remote(_) => false,
             Target::Process(p) => {
-                p.lifecycle == Lifecycle::Scenario && p.routes.values().all(|r| *r == Route::Auto)
+                p.lifecycle == Lifecycle::Scenario
+                    && p.routes.values().all(|r| *r == Route::Auto)
+                    && p.sip
+                        .iter()
+                        .flat_map(|s| s.routes.values())
+                        .all(|r| r.route == Route::Auto)
             }
         }
     }
@@ -392,6 +451,27 @@ impl Target {
                 f.kind
             )));
         }
+        let sip = match &f.sip {
+            Some(section) if f.kind == "bundled" => {
+                return Err(at(
+                    text,
+                    path,
+                    section.domain.span().start,
+                    "the bundled target's SIP side is built in: no [sip] section".into(),
+                ));
+            }
+            Some(section) => Some(sip_spec(section, &f.kind, text, path)?),
+            None => None,
+        };
+        if f.kind != "bundled" && sip.is_none() && f.capabilities.iter().any(|c| c == "sip") {
+            let line = crate::proxy::config::find_line(text, "sip", Some("capabilities"));
+            return Err(TargetError::Syntax {
+                path: path.to_path_buf(),
+                line,
+                col: 1,
+                message: "capability \"sip\" needs a [sip] section (the gateway's domain and where it takes SIP)".into(),
+            });
+        }
         match f.kind.as_str() {
             "bundled" => Ok(Target::Bundled),
             "remote" => {
@@ -406,12 +486,30 @@ impl Target {
                         .as_deref()
                         .map(|c| addr("xmpp.component", c))
                         .transpose()?,
-                    sip: Default::default(),
+                    sip: SipSut {
+                        udp: sip
+                            .as_ref()
+                            .and_then(|s| s.udp.as_deref())
+                            .and_then(|a| a.parse().ok()),
+                        tcp: sip
+                            .as_ref()
+                            .and_then(|s| s.tcp.as_deref())
+                            .and_then(|a| a.parse().ok()),
+                    },
+                    gw_domain: sip.as_ref().map(|s| s.domain.clone()),
                 };
                 let mut routes = BTreeMap::new();
                 for (d, a) in &f.routes {
                     routes.insert(d.clone(), loopback(d, a)?);
                 }
+                let sip_routes = sip
+                    .iter()
+                    .flat_map(|s| &s.routes)
+                    .filter_map(|(d, r)| match r.route {
+                        Route::Fixed(a) => Some((d.clone(), a)),
+                        Route::Auto => None,
+                    })
+                    .collect();
                 let mut partners = BTreeMap::new();
                 for (d, p) in &f.partners {
                     let neg = |v: &Option<String>, d0: Negotiation, what: &str| {
@@ -437,6 +535,7 @@ impl Target {
                     endpoints,
                     capabilities: f.capabilities,
                     routes,
+                    sip_routes,
                     partners,
                     waivers: f.expected_failure,
                 })))
@@ -510,6 +609,7 @@ impl Target {
                     dir: PathBuf::from("/"),
                     target_dir: spec.target_dir.clone(),
                     domain: x.domain.clone(),
+                    gw: sip.as_ref().map(|s| s.domain.clone()),
                     ports: spec.ports.iter().map(|n| (n.clone(), 1)).collect(),
                 };
                 for s in spec
@@ -521,6 +621,21 @@ impl Target {
                 {
                     process::expand(s, &probe).map_err(|e| bad(e.to_string()))?;
                 }
+                // The SIP listeners must be addresses once the ports are filled in.
+                if let Some(section) = &f.sip {
+                    for v in section.udp.iter().chain(section.tcp.iter()) {
+                        let e = process::expand(v.get_ref(), &probe)
+                            .map_err(|e| e.to_string())
+                            .and_then(|a| {
+                                a.parse::<SocketAddr>()
+                                    .map(|_| ())
+                                    .map_err(|_| format!("{a:?} is not an IP:port address"))
+                            });
+                        if let Err(e) = e {
+                            return Err(at(text, path, v.span().start, format!("sip: {e}")));
+                        }
+                    }
+                }
                 Ok(Target::Process(Box::new(ProcessTarget {
                     name: f.name,
                     description: f.description,
@@ -529,6 +644,7 @@ impl Target {
                     component: x.component,
                     capabilities: f.capabilities,
                     routes,
+                    sip,
                     stop_timeout: duration(
                         "process.stop_timeout",
                         &p.stop_timeout,
@@ -717,6 +833,7 @@ async fn prepare_sut(
                 s2s: running.s2s_addr,
                 component: running.component_addr,
                 sip: Default::default(),
+                gw_domain: Some(bundled_sip::BUNDLED_SIP_DOMAIN.to_string()),
             };
             if bundled_sip::wanted(scenario)
                 && let Some(component_addr) = running.component_addr
@@ -742,7 +859,7 @@ async fn prepare_sut(
             Ok((endpoints, listeners, RunningSut::Bundled(running)))
         }
         Target::Remote(r) => {
-            let listeners = ActorListeners::bind(scenario, &r.routes).await?;
+            let listeners = ActorListeners::bind_all(scenario, &r.routes, &r.sip_routes).await?;
             Ok((r.endpoints.clone(), listeners, RunningSut::Remote))
         }
         Target::Process(p) if p.lifecycle == Lifecycle::Scenario => {
@@ -754,7 +871,8 @@ async fn prepare_sut(
                     Route::Auto => None,
                 })
                 .collect();
-            let listeners = ActorListeners::bind(scenario, &fixed).await?;
+            let listeners =
+                ActorListeners::bind_all(scenario, &fixed, &p.fixed_sip_routes()).await?;
             let bound = listeners.routes(scenario)?;
             let mut routes = BTreeMap::new();
             for (d, r) in &p.routes {
@@ -766,7 +884,8 @@ async fn prepare_sut(
                 };
                 routes.insert(d.clone(), a);
             }
-            let running = RunningProcess::start(&p.spec, &p.inputs(routes)).await?;
+            let sip = p.sip_inputs(scenario, &listeners.sip_routes())?;
+            let running = RunningProcess::start(&p.spec, &p.inputs(routes, sip)).await?;
             let endpoints = p.endpoints(&running)?;
             Ok((
                 endpoints,
@@ -798,16 +917,35 @@ async fn prepare_sut(
                     };
                     routes.insert(d.clone(), a);
                 }
-                let running = RunningProcess::start(&p.spec, &p.inputs(routes.clone())).await?;
+                // One SUT for every scenario: its SIP next hops are chosen once, and each
+                // scenario's SIP actors bind there.
+                let mut sip_hops = BTreeMap::new();
+                for (d, r) in p.sip.iter().flat_map(|s| &s.routes) {
+                    let addr = match r.route {
+                        Route::Fixed(a) => a,
+                        Route::Auto => process::free_loopback_addr().map_err(RunError::Io)?,
+                    };
+                    sip_hops.insert(
+                        d.clone(),
+                        SipRoute {
+                            addr,
+                            transport: r.transport,
+                        },
+                    );
+                }
+                let sip = p.sip_inputs_from(sip_hops.clone(), None)?;
+                let running =
+                    RunningProcess::start(&p.spec, &p.inputs(routes.clone(), sip)).await?;
                 let endpoints = p.endpoints(&running)?;
                 *guard = Some(Shared {
                     process: running,
                     endpoints,
                     routes,
+                    sip_routes: sip_hops.into_iter().map(|(d, r)| (d, r.addr)).collect(),
                 });
             }
-            let (endpoints, routes) = match guard.as_ref() {
-                Some(s) => (s.endpoints.clone(), s.routes.clone()),
+            let (endpoints, routes, sip_routes) = match guard.as_ref() {
+                Some(s) => (s.endpoints.clone(), s.routes.clone(), s.sip_routes.clone()),
                 None => {
                     return Err(
                         RunError::Io(std::io::Error::other("the SUT is not running")).into(),
@@ -815,19 +953,99 @@ async fn prepare_sut(
                 }
             };
             drop(guard);
-            let listeners = ActorListeners::bind(scenario, &routes).await?;
+            let listeners = ActorListeners::bind_all(scenario, &routes, &sip_routes).await?;
             Ok((endpoints, listeners, RunningSut::Shared(p.shared.clone())))
         }
     }
 }
 
 impl ProcessTarget {
-    fn inputs(&self, routes: BTreeMap<String, SocketAddr>) -> StartInputs {
+    fn inputs(
+        &self,
+        routes: BTreeMap<String, SocketAddr>,
+        sip: Option<process::SipInputs>,
+    ) -> StartInputs {
         StartInputs {
             domain: self.domain.clone(),
             routes,
             ports: BTreeMap::new(),
+            sip,
         }
+    }
+
+    /// `[sip.routes]` entries with a fixed address: the SIP actors of those domains bind there.
+    fn fixed_sip_routes(&self) -> BTreeMap<String, SocketAddr> {
+        self.sip
+            .iter()
+            .flat_map(|s| &s.routes)
+            .filter_map(|(d, r)| match r.route {
+                Route::Fixed(a) => Some((d.clone(), a)),
+                Route::Auto => None,
+            })
+            .collect()
+    }
+
+    /// The SIP next hops of one per-scenario start: the actors' sockets, then the declared
+    /// routes no actor plays (a port nobody listens on for `auto`).
+    fn sip_inputs(
+        &self,
+        scenario: &Scenario,
+        bound: &BTreeMap<String, SipRoute>,
+    ) -> Result<Option<process::SipInputs>, PrepareError> {
+        if self.sip.is_none() {
+            return Ok(None);
+        }
+        let mut hops = bound.clone();
+        for (d, r) in self.sip.iter().flat_map(|s| &s.routes) {
+            if hops.contains_key(d) {
+                continue;
+            }
+            let addr = match r.route {
+                Route::Fixed(a) => a,
+                Route::Auto => process::free_loopback_addr().map_err(RunError::Io)?,
+            };
+            hops.insert(
+                d.clone(),
+                SipRoute {
+                    addr,
+                    transport: r.transport,
+                },
+            );
+        }
+        // `@SIP_ROUTE@` is the first SIP actor's socket (file order).
+        let first = scenario.actors.iter().find_map(|a| match &a.kind {
+            super::load::ActorKind::Sip(s) => bound.get(&s.domain).copied(),
+            _ => None,
+        });
+        self.sip_inputs_from(hops, first)
+    }
+
+    /// `first` (or the first declared route, or a port nobody listens on) as `@SIP_ROUTE@`.
+    fn sip_inputs_from(
+        &self,
+        routes: BTreeMap<String, SipRoute>,
+        first: Option<SipRoute>,
+    ) -> Result<Option<process::SipInputs>, PrepareError> {
+        let Some(sip) = &self.sip else {
+            return Ok(None);
+        };
+        let route = match first.or_else(|| {
+            sip.routes
+                .keys()
+                .next()
+                .and_then(|d| routes.get(d).copied())
+        }) {
+            Some(r) => r,
+            None => SipRoute {
+                addr: process::free_loopback_addr().map_err(RunError::Io)?,
+                transport: SipTransport::Udp,
+            },
+        };
+        Ok(Some(process::SipInputs {
+            domain: sip.domain.clone(),
+            route,
+            routes,
+        }))
     }
 
     /// The SUT's addresses for this start (its ports are chosen per start).
@@ -851,7 +1069,21 @@ impl ProcessTarget {
                 .as_deref()
                 .map(|c| addr("xmpp.component", c))
                 .transpose()?,
-            sip: Default::default(),
+            sip: SipSut {
+                udp: self
+                    .sip
+                    .as_ref()
+                    .and_then(|s| s.udp.as_deref())
+                    .map(|a| addr("sip.udp", a))
+                    .transpose()?,
+                tcp: self
+                    .sip
+                    .as_ref()
+                    .and_then(|s| s.tcp.as_deref())
+                    .map(|a| addr("sip.tcp", a))
+                    .transpose()?,
+            },
+            gw_domain: self.sip.as_ref().map(|s| s.domain.clone()),
         })
     }
 }
@@ -921,6 +1153,109 @@ fn partner_config(p: &Partner) -> proxy::PartnerConfig {
         dialback: Some(p.dialback),
         keepalive: Some(p.keepalive),
     }
+}
+
+/// An error about the value at byte `offset` of the target file, as `file:line:col`.
+fn at(text: &str, path: &Path, offset: usize, message: String) -> TargetError {
+    let (line, col) = line_col(text, offset);
+    TargetError::Syntax {
+        path: path.to_path_buf(),
+        line,
+        col,
+        message,
+    }
+}
+
+/// Validate `[sip]`: a domain name, at least one listener, next hops on loopback (`auto`
+/// only where fedcheck starts the SUT). A remote target's listeners are addresses already;
+/// a process target's are templates checked once its ports are known.
+fn sip_spec(s: &SipSection, kind: &str, text: &str, path: &Path) -> Result<SipSpec, TargetError> {
+    let err = |span: std::ops::Range<usize>, m: String| at(text, path, span.start, m);
+    let domain = s.domain.get_ref().trim().to_ascii_lowercase();
+    let domain_ok = !domain.is_empty()
+        && domain
+            .split('.')
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    if !domain_ok {
+        return Err(err(
+            s.domain.span(),
+            format!(
+                "sip.domain = {:?} is not a domain name (the SIP users' host, RFC 3261 §19.1.1)",
+                s.domain.get_ref()
+            ),
+        ));
+    }
+    if s.udp.is_none() && s.tcp.is_none() {
+        return Err(err(
+            s.domain.span(),
+            "[sip] needs `udp` and/or `tcp`: where the SUT takes SIP".into(),
+        ));
+    }
+    if kind == "remote" {
+        for (what, v) in [("udp", &s.udp), ("tcp", &s.tcp)] {
+            if let Some(v) = v
+                && v.get_ref().parse::<SocketAddr>().is_err()
+            {
+                return Err(err(
+                    v.span(),
+                    format!("sip.{what} = {:?} is not an IP:port address", v.get_ref()),
+                ));
+            }
+        }
+    }
+    let mut routes = BTreeMap::new();
+    for (d, v) in &s.routes {
+        let raw = v.get_ref().trim();
+        let (hop, params) = raw.split_once(';').unwrap_or((raw, ""));
+        let transport = match params.trim() {
+            "" | "transport=udp" => SipTransport::Udp,
+            "transport=tcp" => SipTransport::Tcp,
+            other => {
+                return Err(err(
+                    v.span(),
+                    format!(
+                        "sip.routes.\"{d}\": unknown parameter {other:?} (only transport=udp|tcp)"
+                    ),
+                ));
+            }
+        };
+        let route = if hop == "auto" {
+            if kind != "process" {
+                return Err(err(
+                    v.span(),
+                    format!("sip.routes.\"{d}\" = \"auto\": only a process target chooses ports"),
+                ));
+            }
+            Route::Auto
+        } else {
+            match hop.parse::<SocketAddr>() {
+                Ok(a) if a.ip().is_loopback() => Route::Fixed(a),
+                Ok(_) => {
+                    return Err(err(
+                        v.span(),
+                        format!(
+                            "sip.routes.\"{d}\" = {raw:?}: simulated SIP peers listen on loopback only"
+                        ),
+                    ));
+                }
+                Err(_) => {
+                    return Err(err(
+                        v.span(),
+                        format!(
+                            "sip.routes.\"{d}\" = {raw:?}: expected \"auto\" or IP:port, optionally ;transport=udp|tcp"
+                        ),
+                    ));
+                }
+            }
+        };
+        routes.insert(d.to_ascii_lowercase(), SipRouteSpec { route, transport });
+    }
+    Ok(SipSpec {
+        domain,
+        udp: s.udp.as_ref().map(|v| v.get_ref().clone()),
+        tcp: s.tcp.as_ref().map(|v| v.get_ref().clone()),
+        routes,
+    })
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {

@@ -354,6 +354,7 @@ impl Prosody {
             domain: config.domain.clone(),
             routes: config.routes.clone(),
             ports: BTreeMap::from([("s2s".to_string(), config.s2s_addr.port())]),
+            sip: None,
         };
         let process = RunningProcess::start(&config.spec(bin), &inputs).await?;
         // Prosody indexes `certs/` beside its config; an empty one keeps the log free of a
@@ -510,6 +511,7 @@ mod tests {
             dir: PathBuf::from("/d"),
             target_dir: PathBuf::from("/t"),
             domain: cfg.domain.clone(),
+            gw: None,
             ports: BTreeMap::from([("s2s".to_string(), 5999)]),
         };
         let addrs: Vec<String> = spec
