@@ -446,16 +446,32 @@ syntax = "toml"
     path
 }
 
-/// Both halves in one process group: the harness renders `@SIP_ROUTES@` with the SIP
-/// actors' sockets, and the scenarios reach the gateway at `[sip]` udp/tcp.
+/// The gateway as a `[[process.service]]` of the proxy: started with `{fedcheck}` once the
+/// proxy is ready, ready itself once its component link is up; the harness renders
+/// `@SIP_ROUTES@` with the SIP actors' sockets, and the scenarios reach the gateway at
+/// `[sip]` udp/tcp.
+const GATEWAY_SERVICE: &str = r#"
+[[process.service]]
+name = "gateway"
+command = ["{fedcheck}", "gateway", "--config", "{dir}/gateway.toml"]
+ready = ["127.0.0.1:{port:sip}"]
+ready_log = ["component link ready"]
+
+[[process.service.config]]
+template = "gateway.toml.in"
+output = "gateway.toml"
+syntax = "toml"
+"#;
+
 #[test]
-fn sip_scenarios_run_against_a_process_target_with_a_sip_side() {
+fn sip_scenarios_run_against_a_process_target_with_a_gateway_service() {
+    fedcheck::harness::process::set_fedcheck_bin(env!("CARGO_BIN_EXE_fedcheck"));
     let dir = tempfile::tempdir().expect("tempdir");
     let target = Target::from_file(&write_sip_target(
         dir.path(),
-        r#"command = ["sh", "-c", "\"$FEDCHECK_BIN\" proxy --config proxy.toml & exec \"$FEDCHECK_BIN\" gateway --config gateway.toml"]
-ready = ["127.0.0.1:{port:s2s}", "127.0.0.1:{port:sip}"]"#,
-        "",
+        r#"command = ["{fedcheck}", "proxy", "--config", "proxy.toml"]
+ready = ["127.0.0.1:{port:s2s}", "127.0.0.1:{port:component}"]"#,
+        GATEWAY_SERVICE,
     ))
     .expect("target");
     assert_eq!(
@@ -470,6 +486,155 @@ ready = ["127.0.0.1:{port:s2s}", "127.0.0.1:{port:sip}"]"#,
             assert_eq!(o.verdict, Verdict::Pass, "{s}: {}", details(&o));
             assert!(o.normalised.contains("@{gw}"), "{}", o.normalised);
             assert!(!o.normalised.contains("example.test"), "{}", o.normalised);
+            assert!(o.sut_log.contains("gateway.stderr.log"), "{}", o.sut_log);
         }
+    }
+}
+
+/// A service that dies while a scenario runs is the SUT dying: the scenario fails naming
+/// the service, its signal and its last log lines.
+#[test]
+fn a_service_killed_mid_scenario_is_a_fail_naming_it() {
+    fedcheck::harness::process::set_fedcheck_bin(env!("CARGO_BIN_EXE_fedcheck"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = Target::from_file(&write_sip_target(
+        dir.path(),
+        r#"command = ["{fedcheck}", "proxy", "--config", "proxy.toml"]"#,
+        r#"
+[[process.service]]
+name = "gateway"
+command = ["sh", "-c", "\"$GW\" gateway --config gateway.toml & sleep 0.5; echo 'gateway about to crash' >&2; kill -SEGV $$"]
+env = { GW = "{fedcheck}" }
+
+[[process.service.config]]
+template = "gateway.toml.in"
+output = "gateway.toml"
+syntax = "toml"
+"#,
+    ))
+    .expect("target");
+    let scenario = dir.path().join("slow.toml");
+    std::fs::write(
+        &scenario,
+        r#"title = "open a stream and wait"
+covers = ["STR-02"]
+
+[xmpp.rx]
+domain = "remote.test"
+
+[[step]]
+connect = "in"
+actor = "rx"
+
+[[step]]
+expect_none = "in"
+window = "1500ms"
+"#,
+    )
+    .expect("scenario");
+    let o = run(&target, &scenario).remove(0);
+    assert_eq!(o.verdict, Verdict::Fail, "{}", details(&o));
+    let reason = o.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains(
+            "the SUT process `gateway` was killed by signal 11 (SIGSEGV) during the scenario"
+        ),
+        "{reason}"
+    );
+    assert!(reason.contains("gateway about to crash"), "{reason}");
+}
+
+#[test]
+fn bad_services_are_errors_at_load_naming_the_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (service, want) in [
+        ("name = \"a b\"\ncommand = [\"x\"]", "letters, digits"),
+        ("name = \"gw\"\ncommand = []", "must name a program"),
+        ("name = \"gw\"\ncommand = [\"{nope}\"]", "unknown variable"),
+        (
+            "name = \"gw\"\ncommand = [\"x\"]\n[[process.service]]\nname = \"gw\"\ncommand = [\"y\"]",
+            "declared twice",
+        ),
+    ] {
+        let path = write_target(
+            dir.path(),
+            RUN_PROXY,
+            &format!("[[process.service]]\n{service}\n"),
+        );
+        let err = Target::from_file(&path).expect_err(service).to_string();
+        assert!(err.contains(want), "{service}: {err}");
+        // file:line:col, the line being the service's `name`.
+        let line: usize = err
+            .split("target.toml:")
+            .nth(1)
+            .and_then(|r| r.split(':').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no file:line in {err}"));
+        let text = std::fs::read_to_string(&path).expect("target file");
+        let at = text.lines().nth(line - 1).unwrap_or_default();
+        assert!(
+            at.starts_with("name = "),
+            "{service}: line {line} is {at:?}"
+        );
+    }
+}
+
+/// The shipped Prosody-with-our-gateway target over the whole suite: every SIP scenario
+/// passes through real Prosody's S2S and component port, every known Prosody deviation is
+/// a waived `xfail`, and nothing fails, errors or passes unexpectedly (exit 0).
+#[test]
+fn the_whole_suite_against_prosody_with_our_gateway_as_its_component() {
+    if require_prosody().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_fedcheck"))
+        .current_dir(root())
+        .args([
+            "run",
+            "--target",
+            "fixtures/targets/prosody-component.toml",
+            "--json",
+        ])
+        .arg(dir.path().join("report.json"))
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).expect("json"))
+            .expect("JSON parses");
+    let summary = &json["summary"];
+    let bad: Vec<String> = json["outcomes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|o| matches!(o["verdict"].as_str(), Some("fail" | "error" | "xpass")))
+        .map(|o| {
+            format!(
+                "{} {} {}: {} {}",
+                o["verdict"], o["scenario"], o["cell"], o["reason"], o["failure"]
+            )
+        })
+        .collect();
+    assert!(bad.is_empty(), "{}\n{stdout}", bad.join("\n"));
+    assert_eq!(out.status.code(), Some(0), "{summary}\n{stdout}");
+    assert!(summary["xfail"].as_u64().unwrap_or(0) > 0, "{summary}");
+    // The SIP side ran and held: every SIP scenario passes.
+    let sip: Vec<&serde_json::Value> = json["outcomes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|o| {
+            let s = o["scenario"].as_str().unwrap_or_default();
+            ["/im/", "/presence/", "/errors/", "/addr/"]
+                .iter()
+                .any(|d| s.contains(d))
+        })
+        .collect();
+    assert!(sip.len() >= 40, "{}", sip.len());
+    for o in sip {
+        assert_eq!(o["verdict"], "pass", "{}", o["scenario"]);
+        let n = o["normalised"].as_str().unwrap_or_default();
+        assert!(!n.contains("prosody.test"), "{n}");
     }
 }

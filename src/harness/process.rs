@@ -35,9 +35,14 @@ pub enum ProcessError {
     },
     #[error("{0}")]
     Template(String),
-    /// The SUT ended before it was ready, or while a scenario ran.
-    #[error("the SUT process {} before it was ready{}", describe_exit(.status), tail_suffix(.log))]
-    Exited { status: ExitStatus, log: String },
+    /// The SUT (its main command, or the service `process`) ended before it was ready.
+    #[error("the SUT process {} before it was ready{}", describe_death(.process.as_deref(), .status), tail_suffix(.log))]
+    Exited {
+        /// The service that ended; `None` for the main command.
+        process: Option<String>,
+        status: ExitStatus,
+        log: String,
+    },
     #[error("the SUT did not become ready within {after:?} (waiting for {waiting}){}", tail_suffix(.log))]
     NotReady {
         after: Duration,
@@ -89,6 +94,14 @@ const SIGNALS: &[(i32, &str)] = &[
     (15, "SIGTERM"),
 ];
 
+/// "exited with code 3", or "`gateway` exited with code 3" for a service.
+pub fn describe_death(process: Option<&str>, status: &ExitStatus) -> String {
+    match process {
+        Some(name) => format!("`{name}` {}", describe_exit(status)),
+        None => describe_exit(status),
+    }
+}
+
 /// "exited with code 3" / "was killed by signal 11 (SIGSEGV)".
 pub fn describe_exit(status: &ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt as _;
@@ -104,12 +117,21 @@ pub fn describe_exit(status: &ExitStatus) -> String {
     }
 }
 
-/// A loopback address with a port the kernel just handed out. The listener is closed again
-/// before the SUT binds it: racy in theory, but a SUT needs the number in its config before
-/// it starts.
+/// A loopback address with a port the kernel just handed out, free for TCP and for UDP (a
+/// SIP listener takes both; the SIP actors' UDP sockets share the ephemeral range). The
+/// sockets are closed again before the SUT binds it: racy in theory, but a SUT needs the
+/// number in its config before it starts.
 pub fn free_loopback_addr() -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-    listener.local_addr()
+    let mut last = None;
+    for _ in 0..32 {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let addr = listener.local_addr()?;
+        match std::net::UdpSocket::bind(addr) {
+            Ok(_) => return Ok(addr),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free loopback port")))
 }
 
 /// A directory under the system temp dir, removed (with its contents) on drop.
@@ -354,6 +376,7 @@ pub fn expand(s: &str, ctx: &ExpandContext) -> Result<String, ProcessError> {
             "dir" => ctx.dir.to_string_lossy().into_owned(),
             "target_dir" => ctx.target_dir.to_string_lossy().into_owned(),
             "domain" => ctx.domain.clone(),
+            "fedcheck" => fedcheck_bin()?.to_string_lossy().into_owned(),
             "gw" => ctx.gw.clone().ok_or_else(|| {
                 ProcessError::Template(format!("{s:?}: {{gw}} needs a [sip] section"))
             })?,
@@ -363,7 +386,7 @@ pub fn expand(s: &str, ctx: &ExpandContext) -> Result<String, ProcessError> {
                 })?,
                 None => {
                     return Err(ProcessError::Template(format!(
-                        "{s:?}: unknown variable {{{name}}} (known: dir, target_dir, domain, gw, port:NAME)"
+                        "{s:?}: unknown variable {{{name}}} (known: dir, target_dir, domain, gw, port:NAME, fedcheck)"
                     )));
                 }
             },
@@ -373,6 +396,28 @@ pub fn expand(s: &str, ctx: &ExpandContext) -> Result<String, ProcessError> {
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// Set by [`set_fedcheck_bin`]: what `{fedcheck}` expands to, before `FEDCHECK_BIN`.
+static FEDCHECK_BIN_OVERRIDE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Make `{fedcheck}` name `path` for the rest of this process, whatever `FEDCHECK_BIN` and
+/// the current executable are: for programs that embed the harness (an integration-test
+/// binary is not fedcheck). The first call wins.
+pub fn set_fedcheck_bin(path: impl Into<PathBuf>) {
+    let _ = FEDCHECK_BIN_OVERRIDE.set(path.into());
+}
+
+/// The fedcheck executable a target may start (`{fedcheck}`, e.g. its gateway as a service):
+/// [`set_fedcheck_bin`]'s path, else `FEDCHECK_BIN` if set, else the running executable.
+pub fn fedcheck_bin() -> Result<PathBuf, ProcessError> {
+    if let Some(p) = FEDCHECK_BIN_OVERRIDE.get() {
+        return Ok(p.clone());
+    }
+    match std::env::var_os("FEDCHECK_BIN") {
+        Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
+        _ => std::env::current_exe().map_err(io("finding the fedcheck executable ({fedcheck})")),
+    }
 }
 
 /// What `{…}` variables expand to for one start of the SUT.
@@ -416,8 +461,33 @@ pub struct ProcessSpec {
     pub ready_timeout: Duration,
     /// Log files the SUT writes (beside its stdout and stderr, always captured).
     pub log_files: Vec<String>,
+    /// Text each of which must have appeared in the process's logs (stdout, stderr,
+    /// `log_files`) before it counts as ready, e.g. a "link up" line.
+    pub ready_log: Vec<String>,
+    /// Further processes of the same SUT, started in order once the main command is ready
+    /// and stopped in reverse order before it.
+    pub services: Vec<ServiceSpec>,
     /// Directory of the target file, for relative paths.
     pub target_dir: PathBuf,
+}
+
+/// One `[[process.service]]`: another process of the SUT (e.g. a gateway beside a
+/// server), sharing the scratch dir, ports and variables of the main command.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceSpec {
+    /// Names it in reports and logs (`NAME.stdout.log`, `NAME.stderr.log`).
+    pub name: String,
+    pub command: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub cwd: Option<String>,
+    /// Its own templates, rendered with the target's before anything starts.
+    pub configs: Vec<ConfigFile>,
+    pub ready_addrs: Vec<String>,
+    pub ready_files: Vec<String>,
+    pub ready_log: Vec<String>,
+    /// Default: the target's `ready_timeout`.
+    pub ready_timeout: Option<Duration>,
+    pub log_files: Vec<String>,
 }
 
 /// Inputs a start needs from the harness.
@@ -444,23 +514,102 @@ pub struct SipInputs {
     pub routes: BTreeMap<String, SipRoute>,
 }
 
-/// A started SUT process: killed with its whole process group on stop or drop.
+/// One spawned process of a SUT (the main command or a service), leading its own process
+/// group.
 #[derive(Debug)]
-pub struct RunningProcess {
+struct Proc {
+    /// `None` for the main command.
+    name: Option<String>,
     child: Child,
     /// Process group id (= the child's pid: it leads its own group).
     pgid: Option<i32>,
     exit: Option<ExitStatus>,
+    /// Its log files: its own `log_files`, then its stdout and stderr.
     logs: Vec<PathBuf>,
+}
+
+impl Proc {
+    fn exited(&mut self) -> Option<ExitStatus> {
+        if self.exit.is_none() {
+            self.exit = self.child.try_wait().ok().flatten();
+        }
+        self.exit
+    }
+
+    fn signal_group(&self, sig: i32) {
+        if let Some(pgid) = self.pgid.filter(|p| *p > 1) {
+            // SAFETY: kill(2) with a negative pid signals the process group we created for
+            // the child (`process_group(0)`); it touches no memory of ours.
+            unsafe {
+                libc::kill(-pgid, sig);
+            }
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`; never waits longer than about twice `grace`.
+    async fn stop(&mut self, grace: Duration) {
+        if self.exited().is_none() {
+            self.signal_group(libc::SIGTERM);
+            if let Ok(Ok(s)) = timeout(grace, self.child.wait()).await {
+                self.exit = Some(s);
+            }
+        }
+        // Whatever is left of the group (a wrapper's children) goes too.
+        self.signal_group(libc::SIGKILL);
+        if self.exit.is_none() {
+            let _ = self.child.start_kill();
+            if let Ok(Ok(s)) = timeout(grace, self.child.wait()).await {
+                self.exit = Some(s);
+            }
+        }
+    }
+}
+
+/// How one process of a SUT ended.
+#[derive(Debug, Clone)]
+pub struct Death {
+    /// The service; `None` for the main command.
+    pub process: Option<String>,
+    pub status: ExitStatus,
+}
+
+impl Death {
+    /// "exited with code 3" / "`gateway` was killed by signal 9 (SIGKILL)".
+    pub fn describe(&self) -> String {
+        describe_death(self.process.as_deref(), &self.status)
+    }
+}
+
+/// What one process needs to be spawned and found ready (the main command or a service).
+struct Launch<'a> {
+    name: Option<&'a str>,
+    command: &'a [String],
+    env: &'a BTreeMap<String, String>,
+    cwd: Option<&'a str>,
+    ready_addrs: &'a [String],
+    ready_files: &'a [String],
+    ready_log: &'a [String],
+    ready_timeout: Duration,
+    log_files: &'a [String],
+}
+
+/// A started SUT: its main process and its services, each killed with its whole process
+/// group on stop or drop.
+#[derive(Debug)]
+pub struct RunningProcess {
+    /// The main command first, then the services in start order.
+    procs: Vec<Proc>,
     ctx: ExpandContext,
-    // Last: removed after the child is gone.
+    // Last: removed after the children are gone.
     dir: ScratchDir,
 }
 
 impl RunningProcess {
-    /// Choose ports, render the configs into a fresh scratch dir, spawn the command and wait
-    /// (bounded by `spec.ready_timeout`) until every ready address accepts and every ready
-    /// file exists. An exit before that is [`ProcessError::Exited`].
+    /// Choose ports, render the configs (the target's and every service's) into a fresh
+    /// scratch dir, spawn the command and wait (bounded by `spec.ready_timeout`) until every
+    /// ready address accepts, every ready file exists and every `ready_log` text appeared;
+    /// then the same for each service in order. Any of them ending before that is
+    /// [`ProcessError::Exited`], naming which.
     pub async fn start(spec: &ProcessSpec, inputs: &StartInputs) -> Result<Self, ProcessError> {
         let dir = ScratchDir::new("fedcheck-sut-")?;
         let mut ports = BTreeMap::new();
@@ -481,7 +630,11 @@ impl RunningProcess {
             ports,
         };
         let vars = template_vars(spec, inputs, &ctx)?;
-        for c in &spec.configs {
+        for c in spec
+            .configs
+            .iter()
+            .chain(spec.services.iter().flat_map(|s| &s.configs))
+        {
             let text = std::fs::read_to_string(&c.template)
                 .map_err(io(format!("reading {}", c.template.display())))?;
             let rendered = render_template(&text, &vars, c.syntax)
@@ -489,22 +642,65 @@ impl RunningProcess {
             let out = dir.path().join(expand(&c.output, &ctx)?);
             std::fs::write(&out, rendered).map_err(io(format!("writing {}", out.display())))?;
         }
-        let argv: Vec<String> = spec
+        let mut p = Self {
+            procs: Vec::new(),
+            ctx,
+            dir,
+        };
+        p.launch(&Launch {
+            name: None,
+            command: &spec.command,
+            env: &spec.env,
+            cwd: spec.cwd.as_deref(),
+            ready_addrs: &spec.ready_addrs,
+            ready_files: &spec.ready_files,
+            ready_log: &spec.ready_log,
+            ready_timeout: spec.ready_timeout,
+            log_files: &spec.log_files,
+        })
+        .await?;
+        for svc in &spec.services {
+            p.launch(&Launch {
+                name: Some(&svc.name),
+                command: &svc.command,
+                env: &svc.env,
+                cwd: svc.cwd.as_deref(),
+                ready_addrs: &svc.ready_addrs,
+                ready_files: &svc.ready_files,
+                ready_log: &svc.ready_log,
+                ready_timeout: svc.ready_timeout.unwrap_or(spec.ready_timeout),
+                log_files: &svc.log_files,
+            })
+            .await?;
+        }
+        Ok(p)
+    }
+
+    /// Spawn one process in its own group and wait until it is ready.
+    async fn launch(&mut self, l: &Launch<'_>) -> Result<(), ProcessError> {
+        let ctx = &self.ctx;
+        let argv: Vec<String> = l
             .command
             .iter()
-            .map(|a| expand(a, &ctx))
+            .map(|a| expand(a, ctx))
             .collect::<Result<_, _>>()?;
         let Some((program, args)) = argv.split_first() else {
-            return Err(ProcessError::Template("`command` is empty".into()));
+            return Err(ProcessError::Template(match l.name {
+                Some(n) => format!("service `{n}`: `command` is empty"),
+                None => "`command` is empty".into(),
+            }));
         };
-        let cwd = match &spec.cwd {
-            Some(c) => PathBuf::from(expand(c, &ctx)?),
-            None => dir.path().to_path_buf(),
+        let cwd = match l.cwd {
+            Some(c) => PathBuf::from(expand(c, ctx)?),
+            None => self.dir.path().to_path_buf(),
         };
-        let stdout = std::fs::File::create(dir.path().join("stdout.log"))
-            .map_err(io("creating stdout.log"))?;
-        let stderr = std::fs::File::create(dir.path().join("stderr.log"))
-            .map_err(io("creating stderr.log"))?;
+        let prefix = l.name.map(|n| format!("{n}.")).unwrap_or_default();
+        let out_name = format!("{prefix}stdout.log");
+        let err_name = format!("{prefix}stderr.log");
+        let stdout = std::fs::File::create(self.dir.path().join(&out_name))
+            .map_err(io(format!("creating {out_name}")))?;
+        let stderr = std::fs::File::create(self.dir.path().join(&err_name))
+            .map_err(io(format!("creating {err_name}")))?;
         let mut cmd = Command::new(program);
         cmd.args(args)
             .current_dir(&cwd)
@@ -515,56 +711,62 @@ impl RunningProcess {
             // wrapper script's children are stopped with it.
             .process_group(0)
             .kill_on_drop(true);
-        for (k, v) in &spec.env {
-            cmd.env(k, expand(v, &ctx)?);
+        for (k, v) in l.env {
+            cmd.env(k, expand(v, ctx)?);
         }
-        let child = cmd.spawn().map_err(io(format!("spawning {program:?}")))?;
-        let pgid = child.id().and_then(|p| i32::try_from(p).ok());
         let mut logs = Vec::new();
-        for l in &spec.log_files {
-            logs.push(dir.path().join(expand(l, &ctx)?));
+        for f in l.log_files {
+            logs.push(self.dir.path().join(expand(f, ctx)?));
         }
-        logs.push(dir.path().join("stdout.log"));
-        logs.push(dir.path().join("stderr.log"));
-        let mut p = Self {
-            child,
-            pgid,
-            exit: None,
-            logs,
-            ctx,
-            dir,
-        };
-        let addrs: Vec<SocketAddr> = spec
+        logs.push(self.dir.path().join(&out_name));
+        logs.push(self.dir.path().join(&err_name));
+        let addrs: Vec<SocketAddr> = l
             .ready_addrs
             .iter()
             .map(|a| {
-                let s = expand(a, &p.ctx)?;
+                let s = expand(a, ctx)?;
                 s.parse().map_err(|_| {
                     ProcessError::Template(format!("ready address {s:?} is not IP:port"))
                 })
             })
             .collect::<Result<_, _>>()?;
-        let files: Vec<PathBuf> = spec
+        let files: Vec<PathBuf> = l
             .ready_files
             .iter()
-            .map(|f| expand(f, &p.ctx).map(|f| p.dir.path().join(f)))
+            .map(|f| expand(f, ctx).map(|f| self.dir.path().join(f)))
             .collect::<Result<_, _>>()?;
-        p.wait_ready(&addrs, &files, spec.ready_timeout).await?;
-        Ok(p)
+        let child = cmd.spawn().map_err(io(match l.name {
+            Some(n) => format!("spawning service `{n}` ({program:?})"),
+            None => format!("spawning {program:?}"),
+        }))?;
+        let pgid = child.id().and_then(|p| i32::try_from(p).ok());
+        self.procs.push(Proc {
+            name: l.name.map(str::to_string),
+            child,
+            pgid,
+            exit: None,
+            logs,
+        });
+        self.wait_ready(&addrs, &files, l.ready_log, l.ready_timeout)
+            .await
     }
 
+    /// Wait until the last-started process is ready; any started process ending first is
+    /// an error naming it.
     async fn wait_ready(
         &mut self,
         addrs: &[SocketAddr],
         files: &[PathBuf],
+        texts: &[String],
         limit: Duration,
     ) -> Result<(), ProcessError> {
         let started = Instant::now();
         loop {
-            if let Some(status) = self.exited() {
+            if let Some(d) = self.died() {
                 return Err(ProcessError::Exited {
-                    status,
-                    log: self.log_tail(LOG_TAIL_LINES),
+                    log: self.log_tail_of(d.process.as_deref(), LOG_TAIL_LINES),
+                    process: d.process,
+                    status: d.status,
                 });
             }
             let mut waiting = Vec::new();
@@ -583,26 +785,58 @@ impl RunningProcess {
                     waiting.push(format!("file {}", name.unwrap_or_default()));
                 }
             }
+            if !texts.is_empty() {
+                let logged: String = self
+                    .procs
+                    .last()
+                    .map(|p| {
+                        p.logs
+                            .iter()
+                            .filter_map(|f| std::fs::read(f).ok())
+                            .map(|b| String::from_utf8_lossy(&b).into_owned())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for t in texts {
+                    if !logged.contains(t.as_str()) {
+                        waiting.push(format!("{t:?} in its logs"));
+                    }
+                }
+            }
             if waiting.is_empty() {
                 return Ok(());
             }
             if started.elapsed() >= limit {
+                let name = self.procs.last().and_then(|p| p.name.clone());
+                let waiting = waiting.join(", ");
                 return Err(ProcessError::NotReady {
                     after: limit,
-                    waiting: waiting.join(", "),
-                    log: self.log_tail(LOG_TAIL_LINES),
+                    waiting: match &name {
+                        Some(n) => format!("service `{n}`: {waiting}"),
+                        None => waiting,
+                    },
+                    log: self.log_tail_of(name.as_deref(), LOG_TAIL_LINES),
                 });
             }
             sleep(READY_POLL).await;
         }
     }
 
-    /// The exit status if the process has ended (remembered once seen).
+    /// The main command's exit status if it has ended (remembered once seen).
     pub fn exited(&mut self) -> Option<ExitStatus> {
-        if self.exit.is_none() {
-            self.exit = self.child.try_wait().ok().flatten();
-        }
-        self.exit
+        self.procs.first_mut().and_then(Proc::exited)
+    }
+
+    /// The first process of the SUT found ended (the main command, then services in start
+    /// order): any of them dying is the SUT dying.
+    pub fn died(&mut self) -> Option<Death> {
+        self.procs.iter_mut().find_map(|p| {
+            let status = p.exited()?;
+            Some(Death {
+                process: p.name.clone(),
+                status,
+            })
+        })
     }
 
     /// The ports chosen for this start.
@@ -621,8 +855,20 @@ impl RunningProcess {
     /// The last `lines` lines of every log file that has content, each under a
     /// `==> name <==` header (as `tail` prints several files).
     pub fn log_tail(&self, lines: usize) -> String {
+        self.log_tail_of(None, lines)
+    }
+
+    /// As [`RunningProcess::log_tail`], with the logs of `last` (a service, or `None` for
+    /// the main command) at the end, so a report's last lines are the dead process's.
+    pub fn log_tail_of(&self, last: Option<&str>, lines: usize) -> String {
+        let mut order: Vec<&Proc> = self
+            .procs
+            .iter()
+            .filter(|p| p.name.as_deref() != last)
+            .collect();
+        order.extend(self.procs.iter().filter(|p| p.name.as_deref() == last));
         let mut out = String::new();
-        for p in &self.logs {
+        for p in order.iter().flat_map(|p| &p.logs) {
             let text = std::fs::read(p)
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
                 .unwrap_or_default();
@@ -642,40 +888,21 @@ impl RunningProcess {
         out
     }
 
-    /// Terminate the process group (SIGTERM, then SIGKILL after `grace`) and reap the
-    /// leader; never waits longer than about twice `grace`.
+    /// Stop the services in reverse start order, then the main command (each: SIGTERM to
+    /// its group, SIGKILL after `grace`); returns the main command's exit status.
     pub async fn stop(mut self, grace: Duration) -> Option<ExitStatus> {
-        if self.exited().is_none() {
-            self.signal_group(libc::SIGTERM);
-            if let Ok(Ok(s)) = timeout(grace, self.child.wait()).await {
-                self.exit = Some(s);
-            }
+        for p in self.procs.iter_mut().rev() {
+            p.stop(grace).await;
         }
-        // Whatever is left of the group (a wrapper's children) goes too.
-        self.signal_group(libc::SIGKILL);
-        if self.exit.is_none() {
-            let _ = self.child.start_kill();
-            if let Ok(Ok(s)) = timeout(grace, self.child.wait()).await {
-                self.exit = Some(s);
-            }
-        }
-        self.exit
-    }
-
-    fn signal_group(&self, sig: i32) {
-        if let Some(pgid) = self.pgid.filter(|p| *p > 1) {
-            // SAFETY: kill(2) with a negative pid signals the process group we created for
-            // the child (`process_group(0)`); it touches no memory of ours.
-            unsafe {
-                libc::kill(-pgid, sig);
-            }
-        }
+        self.procs.first().and_then(|p| p.exit)
     }
 }
 
 impl Drop for RunningProcess {
     fn drop(&mut self) {
-        self.signal_group(libc::SIGKILL);
+        for p in self.procs.iter().rev() {
+            p.signal_group(libc::SIGKILL);
+        }
     }
 }
 
@@ -888,8 +1115,155 @@ mod tests {
             ready_files: Vec::new(),
             ready_timeout: Duration::from_secs(5),
             log_files: Vec::new(),
+            ready_log: Vec::new(),
+            services: Vec::new(),
             target_dir: PathBuf::from("."),
         }
+    }
+
+    /// A main command that records its start and its SIGTERM in `order`, ready by a file.
+    fn recording(name: &str, delay: &str) -> Vec<String> {
+        let script = format!(
+            "trap 'echo stop {name} >> order; exit 0' TERM; sleep {delay}; echo {name} >> order; touch {name}.ready; while :; do sleep 0.05; done"
+        );
+        vec!["sh".into(), "-c".into(), script]
+    }
+
+    fn service(name: &str, command: Vec<String>) -> ServiceSpec {
+        ServiceSpec {
+            name: name.into(),
+            command,
+            ready_files: vec![format!("{name}.ready")],
+            ..ServiceSpec::default()
+        }
+    }
+
+    fn main_spec(command: Vec<String>, services: Vec<ServiceSpec>) -> ProcessSpec {
+        let mut s = spec(&[]);
+        s.command = command;
+        s.ready_addrs = Vec::new();
+        s.ready_files = vec!["main.ready".into()];
+        s.services = services;
+        s
+    }
+
+    #[tokio::test]
+    async fn services_start_in_order_once_ready_and_stop_in_reverse() {
+        let s = main_spec(
+            recording("main", "0.2"),
+            vec![
+                service("a", recording("a", "0.3")),
+                service("b", recording("b", "0")),
+            ],
+        );
+        let p = match RunningProcess::start(&s, &inputs()).await {
+            Ok(p) => p,
+            Err(e) => panic!("{e}"),
+        };
+        let order = p.dir().join("order");
+        assert_eq!(
+            std::fs::read_to_string(&order).unwrap_or_default(),
+            "main\na\nb\n",
+            "each starts after the previous one is ready"
+        );
+        let dir = p.dir().to_path_buf();
+        let keep = tempfile::tempdir().expect("tempdir");
+        // The scratch dir goes with the process: watch the order file through a hard link.
+        let seen = keep.path().join("order");
+        std::fs::hard_link(&order, &seen).expect("link");
+        let status = p.stop(Duration::from_secs(2)).await;
+        assert!(status.is_some_and(|s| s.success()), "{status:?}");
+        assert_eq!(
+            std::fs::read_to_string(&seen).unwrap_or_default(),
+            "main\na\nb\nstop b\nstop a\nstop main\n"
+        );
+        assert!(!dir.exists(), "scratch dir removed");
+    }
+
+    #[tokio::test]
+    async fn a_service_dying_is_the_sut_dying_and_is_named() {
+        let dying = vec![
+            "sh".into(),
+            "-c".into(),
+            "touch gw.ready; sleep 0.2; echo 'gw: fatal' >&2; exit 7".into(),
+        ];
+        let s = main_spec(recording("main", "0"), vec![service("gw", dying)]);
+        let mut p = match RunningProcess::start(&s, &inputs()).await {
+            Ok(p) => p,
+            Err(e) => panic!("{e}"),
+        };
+        let mut death = None;
+        for _ in 0..100 {
+            death = p.died();
+            if death.is_some() {
+                break;
+            }
+            sleep(Duration::from_millis(20)).await;
+        }
+        let d = death.expect("the service died");
+        assert_eq!(d.describe(), "`gw` exited with code 7");
+        assert!(p.exited().is_none(), "the main command still runs");
+        let tail = p.log_tail_of(d.process.as_deref(), 10);
+        assert!(tail.trim_end().ends_with("gw: fatal"), "{tail}");
+        assert!(tail.contains("==> gw.stderr.log <=="), "{tail}");
+    }
+
+    #[tokio::test]
+    async fn a_service_exiting_before_ready_names_itself() {
+        let s = main_spec(
+            recording("main", "0"),
+            vec![service(
+                "gw",
+                vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "echo 'no config' >&2; exit 5".into(),
+                ],
+            )],
+        );
+        let e = RunningProcess::start(&s, &inputs()).await.err();
+        let text = e.as_ref().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.is_some_and(|e| e.is_sut_fault()));
+        assert!(
+            text.contains("the SUT process `gw` exited with code 5 before it was ready"),
+            "{text}"
+        );
+        assert!(text.contains("no config"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn ready_log_waits_for_a_line() {
+        let talker = |line: &str| {
+            vec![
+                "sh".into(),
+                "-c".into(),
+                format!("sleep 0.2; echo '{line}' >&2; sleep 30"),
+            ]
+        };
+        let mut svc = service("gw", talker("component link ready"));
+        svc.ready_files = Vec::new();
+        svc.ready_log = vec!["link ready".into()];
+        let s = main_spec(recording("main", "0"), vec![svc.clone()]);
+        let p = RunningProcess::start(&s, &inputs()).await;
+        assert!(p.is_ok(), "{:?}", p.err());
+        svc.command = talker("something else");
+        svc.ready_timeout = Some(Duration::from_millis(600));
+        let s = main_spec(recording("main", "0"), vec![svc]);
+        let e = RunningProcess::start(&s, &inputs()).await.err();
+        let text = e.map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            text.contains("service `gw`: \"link ready\" in its logs"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn fedcheck_names_an_executable() {
+        let bin = fedcheck_bin().expect("an executable");
+        assert_eq!(
+            expand("{fedcheck}", &ctx()).ok(),
+            Some(bin.to_string_lossy().into_owned())
+        );
     }
 
     fn inputs() -> StartInputs {

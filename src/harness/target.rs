@@ -132,6 +132,36 @@ struct ProcessSection {
     /// A command printing the SUT's version on its first line (for reports).
     #[serde(default)]
     version_command: Option<Vec<String>>,
+    /// Text that must appear in the main command's logs before it counts as ready.
+    #[serde(default)]
+    ready_log: Vec<String>,
+    /// Further processes of the SUT (`[[process.service]]`).
+    #[serde(default)]
+    service: Vec<ServiceSection>,
+}
+
+/// `[[process.service]]`: another process of the SUT, started after the main command.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceSection {
+    name: Spanned<String>,
+    command: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    cwd: Option<String>,
+    #[serde(default)]
+    ready: Vec<String>,
+    #[serde(default)]
+    ready_files: Vec<String>,
+    #[serde(default)]
+    ready_log: Vec<String>,
+    #[serde(default)]
+    ready_timeout: Option<String>,
+    #[serde(default)]
+    log_files: Vec<String>,
+    #[serde(default)]
+    config: Vec<ConfigSection>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -569,6 +599,59 @@ impl Target {
                         .chain(x.component.clone())
                         .collect()
                 });
+                let mut services = Vec::new();
+                for svc in &p.service {
+                    let name = svc.name.get_ref();
+                    let here = |m: String| at(text, path, svc.name.span().start, m);
+                    let name_ok = !name.is_empty()
+                        && name
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+                    if !name_ok {
+                        return Err(here(format!(
+                            "process.service name {name:?}: letters, digits, '-' and '_' only (it names log files)"
+                        )));
+                    }
+                    if services
+                        .iter()
+                        .any(|s: &process::ServiceSpec| s.name == *name)
+                    {
+                        return Err(here(format!("process.service {name:?} is declared twice")));
+                    }
+                    if svc.command.is_empty() {
+                        return Err(here(format!(
+                            "process.service {name:?}: command must name a program"
+                        )));
+                    }
+                    services.push(process::ServiceSpec {
+                        name: name.clone(),
+                        command: svc.command.clone(),
+                        env: svc.env.clone(),
+                        cwd: svc.cwd.clone(),
+                        configs: svc
+                            .config
+                            .iter()
+                            .map(|c| ConfigFile {
+                                template: target_dir.join(&c.template),
+                                output: c.output.clone(),
+                                syntax: c.syntax,
+                            })
+                            .collect(),
+                        ready_addrs: svc.ready.clone(),
+                        ready_files: svc.ready_files.clone(),
+                        ready_log: svc.ready_log.clone(),
+                        ready_timeout: svc
+                            .ready_timeout
+                            .as_ref()
+                            .map(|v| {
+                                load::parse_duration(v).map_err(|e| {
+                                    here(format!("process.service {name:?} ready_timeout: {e}"))
+                                })
+                            })
+                            .transpose()?,
+                        log_files: svc.log_files.clone(),
+                    });
+                }
                 let spec = ProcessSpec {
                     command: p.command,
                     env: p.env,
@@ -602,6 +685,8 @@ impl Target {
                         DEFAULT_READY_TIMEOUT,
                     )?,
                     log_files: p.log_files,
+                    ready_log: p.ready_log,
+                    services,
                     target_dir,
                 };
                 // Catch a bad `{…}` early, with placeholder values for the ports.
@@ -620,6 +705,26 @@ impl Target {
                     .chain(x.component.iter())
                 {
                     process::expand(s, &probe).map_err(|e| bad(e.to_string()))?;
+                }
+                for (svc, file) in spec.services.iter().zip(&p.service) {
+                    for v in svc
+                        .command
+                        .iter()
+                        .chain(&svc.ready_addrs)
+                        .chain(&svc.ready_files)
+                        .chain(&svc.log_files)
+                        .chain(svc.env.values())
+                        .chain(svc.cwd.iter())
+                    {
+                        process::expand(v, &probe).map_err(|e| {
+                            at(
+                                text,
+                                path,
+                                file.name.span().start,
+                                format!("process.service {:?}: {e}", svc.name),
+                            )
+                        })?;
+                    }
                 }
                 // The SIP listeners must be addresses once the ports are filled in.
                 if let Some(section) = &f.sip {
@@ -691,19 +796,21 @@ impl RunningSut {
     pub async fn died(&mut self) -> Option<SutDied> {
         match self {
             RunningSut::Process { process, .. } => {
-                let status = process.exited()?;
+                let d = process.died()?;
                 Some(SutDied {
-                    how: process::describe_exit(&status),
-                    log: process.log_tail(process::LOG_TAIL_LINES),
+                    how: d.describe(),
+                    log: process.log_tail_of(d.process.as_deref(), process::LOG_TAIL_LINES),
                 })
             }
             RunningSut::Shared(m) => {
                 let mut guard = m.lock().await;
                 let s = guard.as_mut()?;
-                let status = s.process.exited()?;
+                let d = s.process.died()?;
                 let died = SutDied {
-                    how: process::describe_exit(&status),
-                    log: s.process.log_tail(process::LOG_TAIL_LINES),
+                    how: d.describe(),
+                    log: s
+                        .process
+                        .log_tail_of(d.process.as_deref(), process::LOG_TAIL_LINES),
                 };
                 *guard = None;
                 Some(died)
@@ -767,9 +874,11 @@ impl From<process::ProcessError> for PrepareError {
             | process::ProcessError::NotReady { ref log, .. } => PrepareError::SutDown {
                 log: log.clone(),
                 message: match &e {
-                    process::ProcessError::Exited { status, .. } => format!(
+                    process::ProcessError::Exited {
+                        status, process, ..
+                    } => format!(
                         "the SUT process {} before it was ready",
-                        process::describe_exit(status)
+                        process::describe_death(process.as_deref(), status)
                     ),
                     other => other.to_string(),
                 },
@@ -899,12 +1008,12 @@ async fn prepare_sut(
         Target::Process(p) => {
             let mut guard = p.shared.lock().await;
             if let Some(s) = guard.as_mut()
-                && let Some(status) = s.process.exited()
+                && let Some(d) = s.process.died()
             {
                 tracing::warn!(
-                    "target `{}`: the SUT {} between scenarios; restarting it",
+                    "target `{}`: the SUT process {} between scenarios; restarting it",
                     p.name,
-                    process::describe_exit(&status)
+                    d.describe()
                 );
                 *guard = None;
             }

@@ -206,6 +206,8 @@ impl ProsodyConfig {
             ready_files: vec!["prosody.sock".into()],
             ready_timeout: READY_TIMEOUT,
             log_files: vec!["prosody.log".into()],
+            ready_log: Vec::new(),
+            services: Vec::new(),
             target_dir: PathBuf::from(FIXTURE_DIR),
         }
     }
