@@ -339,6 +339,7 @@ fn unmatched_cell_waivers(outcomes: &[Outcome], waivers: &[waivers::Waiver]) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::harness::transcript::{Dir, Unit};
 
     fn outcome(path: &str, cell: Option<&str>) -> Outcome {
         Outcome {
@@ -376,5 +377,22 @@ mod tests {
         assert!(errs[0].reason.as_deref().unwrap_or("").contains("v=1, v=2"));
         // Not run at all: nothing to say.
         assert!(unmatched_cell_waivers(&[], &[w("v=3")]).is_empty());
+    }
+
+    /// Only the SUT closing or resetting a connection earns its process the exit grace.
+    #[rstest::rstest]
+    #[case(Dir::FromSut, Unit::Eof, true)]
+    #[case(Dir::FromSut, Unit::Reset, true)]
+    #[case(Dir::ToSut, Unit::Eof, false)]
+    #[case(Dir::FromSut, Unit::Whitespace(1), false)]
+    fn the_exit_grace_needs_a_connection_the_sut_dropped(
+        #[case] dir: Dir,
+        #[case] unit: Unit,
+        #[case] dropped: bool,
+    ) {
+        let mut t = Transcript::default();
+        t.push(std::time::Duration::ZERO, "rx", "in", dir, unit, Vec::new());
+        assert_eq!(sut_dropped_a_connection(&t), dropped);
+        assert!(!sut_dropped_a_connection(&Transcript::default()));
     }
 }
