@@ -149,21 +149,31 @@ pub async fn run_scenario(s: &Scenario, target: &Target, catalogue: &Catalogue) 
             return o;
         }
     };
+    let sut_s2s = endpoints.s2s;
     let result = Runner::new(s, catalogue, endpoints, listeners, pki)
         .run()
         .await;
     // Every step is bounded, so the run ends even if the SUT died; then its death decides.
     let mut died = running.died().await;
-    // A crashing SUT drops its connections a moment before its process ends (a supervisor
-    // such as Kamailio's main process notices the crashed child first): when the run did not
-    // pass and the SUT dropped a connection, give its process a short grace to end, so the
-    // verdict names the exit instead of the bare EOF.
+    // A crashing SUT drops its connections a while before its process ends (a supervisor
+    // such as Kamailio's main process notices the crashed child first and then stops the
+    // others): when the run did not pass and the SUT dropped a connection, give its process
+    // a grace to end, so the verdict names the exit instead of the bare EOF. A SUT whose S2S
+    // listener still accepts once the dust has settled is alive, and is not waited for.
     if died.is_none()
+        && matches!(target, Target::Process(_))
         && result.verdict != Verdict::Pass
         && sut_dropped_a_connection(&result.transcript)
     {
-        let until = Instant::now() + SUT_EXIT_GRACE;
-        while died.is_none() && Instant::now() < until {
+        let start = Instant::now();
+        let mut probed = false;
+        while died.is_none() && start.elapsed() < SUT_EXIT_GRACE {
+            if !probed && start.elapsed() >= SUT_EXIT_SETTLE {
+                probed = true;
+                if accepts(sut_s2s).await {
+                    break;
+                }
+            }
             tokio::time::sleep(SUT_EXIT_POLL).await;
             died = running.died().await;
         }
@@ -208,9 +218,22 @@ pub async fn run_scenario(s: &Scenario, target: &Target, catalogue: &Catalogue) 
     o
 }
 
-/// How long a SUT that dropped a connection of a failed run gets to end its process.
-const SUT_EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a SUT that dropped a connection of a failed run and stopped listening gets to
+/// end its process (Kamailio under load needs more than a second to stop its processes).
+const SUT_EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 const SUT_EXIT_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+/// When the listener is probed: a dying process may still accept for a few milliseconds.
+const SUT_EXIT_SETTLE: std::time::Duration = std::time::Duration::from_millis(300);
+/// Bound on the probe of the SUT's listener.
+const LISTENER_PROBE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Whether `addr` still accepts a TCP connection (closed again at once).
+async fn accepts(addr: std::net::SocketAddr) -> bool {
+    matches!(
+        tokio::time::timeout(LISTENER_PROBE, tokio::net::TcpStream::connect(addr)).await,
+        Ok(Ok(_))
+    )
+}
 
 /// True when the SUT closed or reset one of the connections in the transcript.
 fn sut_dropped_a_connection(t: &Transcript) -> bool {
