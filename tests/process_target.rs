@@ -329,6 +329,30 @@ fn the_prosody_target_runs_real_prosody() {
     )
     .remove(0);
     assert_eq!(o.verdict, Verdict::XFail, "{}", details(&o));
+    // Prosody's allowed orders, expressed as branches: a stanza error on its outbound
+    // stream passes; its db:result already answered during the inbound dialback passes
+    // db-02 and leaves db-05 unobservable.
+    for (s, want, says) in [
+        (
+            "scenarios/s2s/addrs-01-malformed-to.toml",
+            Verdict::Pass,
+            "the branch on in_verify matched",
+        ),
+        (
+            "scenarios/s2s/db-02-initiator-request.toml",
+            Verdict::Pass,
+            "the branch on out matched",
+        ),
+        (
+            "scenarios/s2s/db-05-unsolicited-result-ignored.toml",
+            Verdict::Inconclusive,
+            "the branch on out matched",
+        ),
+    ] {
+        let o = run(&target, &root().join(s)).remove(0);
+        assert_eq!(o.verdict, want, "{s}: {}", details(&o));
+        assert!(o.normalised.contains(says), "{}", o.normalised);
+    }
 }
 
 /// The CLI end to end with the Prosody target: exit 0 (every deviation is waived), and the
@@ -632,9 +656,40 @@ fn the_whole_suite_against_prosody_with_our_gateway_as_its_component() {
         })
         .collect();
     assert!(sip.len() >= 40, "{}", sip.len());
+    // Real STARTTLS and SASL EXTERNAL with the run's test CA (`pki = true`): the cell of
+    // the negotiation matrix whose policy this Prosody configuration has.
+    let tls = json["outcomes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|o| {
+            o["scenario"] == "scenarios/tls/ms-09-negotiation-matrix.toml"
+                && o["cell"] == "dialback=true,peer=cert,sasl=optional,tls=optional"
+        })
+        .expect("the ms-09 cell ran");
+    assert_eq!(tls["verdict"], "pass", "{}", tls["reason"]);
+    let n = tls["normalised"].as_str().unwrap_or_default();
+    assert!(n.contains("peer certificate: trusted"), "{n}");
+    assert!(
+        n.contains("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"),
+        "{n}"
+    );
     for o in sip {
         assert_eq!(o["verdict"], "pass", "{}", o["scenario"]);
         let n = o["normalised"].as_str().unwrap_or_default();
         assert!(!n.contains("prosody.test"), "{n}");
     }
+}
+
+#[test]
+fn pki_needs_a_fresh_sut_per_scenario() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_target_with(dir.path(), RUN_PROXY, "lifecycle = \"run\"\npki = true", "");
+    let err = Target::from_file(&path).expect_err("pki with run lifecycle");
+    assert!(
+        err.to_string().contains("process.pki needs lifecycle"),
+        "{err}"
+    );
+    let path = write_target_with(dir.path(), RUN_PROXY, "pki = true", "");
+    assert!(Target::from_file(&path).is_ok());
 }

@@ -289,3 +289,99 @@ fn bad_sip_sections_name_file_line_and_rule() {
     .expect_err("bundled has its own");
     assert!(err.to_string().contains("built in"), "{err}");
 }
+
+/// `branch` on another stream: the ping's answer comes on `out` while the step waits on
+/// `in`; what the branch says decides how the scenario goes on.
+#[test]
+fn branches_on_another_stream_decide_the_scenario() {
+    let steps = |branch: &str, after: &str| {
+        format!(
+            r#"title = "a branch on another stream"
+covers = ["DB-18"]
+
+[xmpp.rx]
+domain = "remote.test"
+
+[[step]]
+dialback = "in"
+actor = "rx"
+verify_stream = "out"
+
+[[step]]
+send = "in"
+xml = """<iq type='get' id='ping1' from='{{rx}}' to='{{sut}}'><ping xmlns='urn:xmpp:ping'/></iq>"""
+
+[[step]]
+accept_dialback = "out"
+actor = "rx"
+
+[[step]]
+expect = "in"
+xml = "<message/>"
+branch = [{branch}]
+{after}"#
+        )
+    };
+    let iq = r#"xml = "<iq type='result' id='ping1' from='{sut}' to='{rx}'/>""#;
+    let cases = [
+        (
+            format!(r#"{{ stream = "out", {iq}, end = "pass", note = "n" }}"#),
+            "[[step]]\nexpect = \"in\"\nxml = \"<never/>\"\ntimeout = \"200ms\"",
+            Verdict::Pass,
+        ),
+        (
+            format!(
+                r#"{{ stream = "out", {iq}, end = "inconclusive", note = "unobservable here" }}"#
+            ),
+            "",
+            Verdict::Inconclusive,
+        ),
+        // Without `end` the scenario goes on with the next step.
+        (
+            format!(r#"{{ stream = "out", {iq} }}"#),
+            "[[step]]\nexpect_none = \"out\"\nwindow = \"100ms\"",
+            Verdict::Pass,
+        ),
+        // The first unit on the branch's stream does not match: a fail naming it.
+        (
+            r#"{ stream = "out", xml = "<iq type='error'/>" }"#.to_string(),
+            "",
+            Verdict::Fail,
+        ),
+    ];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cat = Catalogue::builtin().expect("catalogue");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    for (i, (branch, after, want)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("b{i}.toml"));
+        std::fs::write(&path, steps(branch, after)).expect("scenario");
+        let o = rt
+            .block_on(suite::run_file(&path, &Target::Bundled, &cat))
+            .remove(0);
+        let details = fedcheck::harness::report::details(&o, &cat);
+        assert_eq!(o.verdict, *want, "case {i}: {details}\n{}", o.normalised);
+        match want {
+            Verdict::Inconclusive => {
+                assert!(
+                    o.reason
+                        .as_deref()
+                        .unwrap_or("")
+                        .contains("unobservable here"),
+                    "{:?}",
+                    o.reason
+                );
+            }
+            Verdict::Fail => {
+                assert_eq!(o.failure.as_ref().map(|f| f.stream.as_str()), Some("out"));
+            }
+            _ => assert!(
+                o.normalised.contains("the branch on out matched"),
+                "{}",
+                o.normalised
+            ),
+        }
+    }
+}

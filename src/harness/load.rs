@@ -256,6 +256,9 @@ pub enum Action {
         /// [`NOTHING`] stands for "no unit within the timeout" (a requirement that allows
         /// either a refusal or a silent drop).
         or: Vec<String>,
+        /// Alternatives on this or another stream; the first unit on any of those streams
+        /// decides (docs/scenarios.md "Branches").
+        branches: Vec<Branch>,
         timeout: Duration,
         exact: bool,
     },
@@ -358,6 +361,29 @@ pub enum Authzid {
     Empty,
     /// Exactly this text (already base64), for hostile cases.
     Raw(String),
+}
+
+/// One `branch` of an `expect` step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Branch {
+    pub stream: String,
+    /// Raw template, substituted when the step runs.
+    pub template: String,
+    /// Where the scenario goes when this branch matched.
+    pub end: BranchEnd,
+    pub note: Option<String>,
+}
+
+/// What follows a matched branch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BranchEnd {
+    /// The next step, as after the main template.
+    Continue,
+    /// The scenario ends and passes: the rest of the steps describe the other behaviour.
+    Pass,
+    /// The scenario ends inconclusive: the SUT's (allowed) behaviour leaves the
+    /// requirement unobservable here.
+    Inconclusive,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -567,7 +593,10 @@ const ACTION_KEYS: &[(&str, &[&str])] = &[
     ("connect", &["actor", "port"]),
     ("accept", &["actor", "timeout"]),
     ("send", &["xml", "sip", "raw"]),
-    ("expect", &["xml", "sip", "or", "timeout", "exact"]),
+    (
+        "expect",
+        &["xml", "sip", "or", "branch", "timeout", "exact"],
+    ),
     ("expect_no_connection", &["window"]),
     ("expect_eof", &["timeout"]),
     ("expect_none", &["window"]),
@@ -942,11 +971,59 @@ impl Validator<'_> {
                         or.push(alt.get_ref().clone());
                     }
                 }
+                let mut branches = Vec::new();
+                for b in st.branch.iter().flat_map(|l| l.get_ref()) {
+                    let bf = b.get_ref();
+                    let bstream = match &bf.stream {
+                        Some(s) => match self.existing(s, w) {
+                            Some(s) => s,
+                            None => continue,
+                        },
+                        None => stream.clone(),
+                    };
+                    let bns = w.streams.get(&bstream).map_or(ns::SERVER, |i| i.content_ns);
+                    let ctx = template::stream_context(bns);
+                    match template::prepare_template(bf.xml.get_ref(), &|n| w.lookup(n), &ctx) {
+                        Ok(t) if !t.capture_names().is_empty() => {
+                            self.err(bf.xml.span(), "a branch cannot capture")
+                        }
+                        Ok(_) => {}
+                        Err(e) => self.err(bf.xml.span(), format!("template: {e}")),
+                    }
+                    let end = match bf.end.as_ref().map(|e| e.get_ref().as_str()) {
+                        None => BranchEnd::Continue,
+                        Some("pass") => BranchEnd::Pass,
+                        Some("inconclusive") => BranchEnd::Inconclusive,
+                        Some(other) => {
+                            let span = bf.end.as_ref().map_or(b.span(), Spanned::span);
+                            self.err(
+                                span,
+                                format!(
+                                    "branch end must be \"pass\" or \"inconclusive\", not {other:?}"
+                                ),
+                            );
+                            BranchEnd::Continue
+                        }
+                    };
+                    if end == BranchEnd::Inconclusive && bf.note.is_none() {
+                        self.err(
+                            b.span(),
+                            "an inconclusive branch needs a `note` saying why the requirement is not observable",
+                        );
+                    }
+                    branches.push(Branch {
+                        stream: bstream,
+                        template: bf.xml.get_ref().clone(),
+                        end,
+                        note: bf.note.as_ref().map(|n| n.get_ref().clone()),
+                    });
+                }
                 self.template(xml, ns_, w);
                 Action::Expect {
                     stream,
                     template: xml.get_ref().clone(),
                     or,
+                    branches,
                     timeout: self.duration(&st.timeout, timeout),
                     exact: st.exact.as_ref().is_some_and(|e| *e.get_ref()),
                 }
@@ -1515,6 +1592,35 @@ expect_eof = "in"
                 ..
             }
         ));
+    }
+
+    /// `branch` on `expect`: its stream must exist, `end` is pass or inconclusive (the
+    /// latter with a note), and a branch cannot capture.
+    #[rstest]
+    #[case("{ stream = \"in\", xml = \"<a/>\", end = \"pass\" }", None)]
+    #[case("{ xml = \"<a/>\" }", None)]
+    #[case(
+        "{ stream = \"nope\", xml = \"<a/>\" }",
+        Some("used before a step creates it")
+    )]
+    #[case("{ xml = \"<a/>\", end = \"stop\" }", Some("branch end must be"))]
+    #[case("{ xml = \"<a/>\", end = \"inconclusive\" }", Some("needs a `note`"))]
+    #[case("{ xml = \"<a id='{id:x}'/>\" }", Some("cannot capture"))]
+    #[case("{ xml = \"<a/>\", colour = 1 }", Some("unknown field `colour`"))]
+    fn branches_are_checked(#[case] branch: &str, #[case] want: Option<&str>) {
+        let text = good_with(
+            "exact = true\ntimeout = \"250ms\"",
+            &format!("exact = true\ntimeout = \"250ms\"\nbranch = [{branch}]"),
+        );
+        match (load(&text), want) {
+            (Ok(s), None) => assert!(matches!(
+                &s.steps[3].action,
+                Action::Expect { branches, .. } if branches.len() == 1 && branches[0].stream == "in"
+            )),
+            (Err(e), Some(w)) => assert!(e.to_string().contains(w), "{e}"),
+            (Ok(_), Some(w)) => panic!("loaded; wanted {w:?}"),
+            (Err(e), None) => panic!("{e}"),
+        }
     }
 
     /// Replace the first occurrence of `from` in GOOD.

@@ -144,6 +144,9 @@ pub struct StepFile {
     pub raw: Option<Spanned<bool>>,
     /// Alternatives to `xml` for `expect` (`"{nothing}"`: no unit within the timeout).
     pub or: Option<Spanned<Vec<Spanned<String>>>>,
+    /// `expect`: alternatives on this or another stream that may end the scenario
+    /// (docs/scenarios.md "Branches").
+    pub branch: Option<Spanned<Vec<Spanned<BranchFile>>>>,
     pub timeout: Option<Spanned<String>>,
     pub exact: Option<Spanned<bool>>,
     pub window: Option<Spanned<String>>,
@@ -159,6 +162,21 @@ pub struct StepFile {
     pub note: Option<Spanned<String>>,
     /// Matrix files: keep the step only in cells where every clause holds.
     pub when: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// One `branch` of an `expect`: `{ stream?, xml, end?, note? }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BranchFile {
+    /// Default: the step's stream.
+    #[serde(default)]
+    pub stream: Option<Spanned<String>>,
+    pub xml: Spanned<String>,
+    /// `"pass"` or `"inconclusive"`: the scenario ends here when this branch matched.
+    #[serde(default)]
+    pub end: Option<Spanned<String>>,
+    #[serde(default)]
+    pub note: Option<Spanned<String>>,
 }
 
 /// One item of `expect_all`: `{ stream, xml }` or `{ stream, eof = true }`.
@@ -187,6 +205,7 @@ impl StepFile {
             sip,
             raw,
             or,
+            branch,
             timeout,
             exact,
             window,

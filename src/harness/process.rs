@@ -121,18 +121,39 @@ pub fn describe_exit(status: &ExitStatus) -> String {
 /// SIP listener takes both; the SIP actors' UDP sockets share the ephemeral range). The
 /// sockets are closed again before the SUT binds it: racy in theory, but a SUT needs the
 /// number in its config before it starts.
+///
+/// The port is drawn at random from [`SUT_PORTS`], below Linux's ephemeral range
+/// (32768–60999 by default): the actors' listeners and sockets bind port 0, so between the
+/// choice and the SUT's bind no actor of a parallel scenario can be handed the same port
+/// (its listener would then answer the other SUT's readiness probe).
 pub fn free_loopback_addr() -> std::io::Result<SocketAddr> {
     let mut last = None;
-    for _ in 0..32 {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-        let addr = listener.local_addr()?;
+    for _ in 0..64 {
+        let mut r = [0u8; 2];
+        getrandom::fill(&mut r).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let span = SUT_PORTS.end - SUT_PORTS.start;
+        let port = SUT_PORTS.start + u16::from_le_bytes(r) % span;
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let tcp = match TcpListener::bind(addr) {
+            Ok(l) => l,
+            Err(e) => {
+                last = Some(e);
+                continue;
+            }
+        };
         match std::net::UdpSocket::bind(addr) {
-            Ok(_) => return Ok(addr),
+            Ok(_) => {
+                drop(tcp);
+                return Ok(addr);
+            }
             Err(e) => last = Some(e),
         }
     }
     Err(last.unwrap_or_else(|| std::io::Error::other("no free loopback port")))
 }
+
+/// Where [`free_loopback_addr`] draws SUT ports from.
+pub const SUT_PORTS: std::ops::Range<u16> = 20000..32000;
 
 /// A directory under the system temp dir, removed (with its contents) on drop.
 #[derive(Debug)]
@@ -467,6 +488,9 @@ pub struct ProcessSpec {
     /// Further processes of the same SUT, started in order once the main command is ready
     /// and stopped in reverse order before it.
     pub services: Vec<ServiceSpec>,
+    /// The SUT takes the run's test PKI (`@TLS@`, `@PKI_DIR@`, `@CA_FILE@`): the files are
+    /// written for scenarios that negotiate TLS ([`StartInputs::tls`]).
+    pub pki: bool,
     /// Directory of the target file, for relative paths.
     pub target_dir: PathBuf,
 }
@@ -500,7 +524,22 @@ pub struct StartInputs {
     pub ports: BTreeMap<String, u16>,
     /// The SIP side, for targets with a `[sip]` section.
     pub sip: Option<SipInputs>,
+    /// The run's certificates for a scenario that negotiates TLS (targets with `pki`).
+    pub tls: Option<TlsFiles>,
 }
+
+/// PEM files written under `pki/` in the scratch dir before the configs are rendered.
+#[derive(Debug, Clone, Default)]
+pub struct TlsFiles {
+    /// (file name, PEM text): `<domain>.crt` (chain, leaf first) and `<domain>.key` per
+    /// domain the SUT serves, and `ca.crt`, the run's test CA.
+    pub files: Vec<(String, String)>,
+}
+
+/// The folder under the scratch dir that [`TlsFiles`] go to (`@PKI_DIR@`).
+pub const PKI_DIR: &str = "pki";
+/// The CA file in it (`@CA_FILE@`).
+pub const CA_FILE: &str = "ca.crt";
 
 /// Where a SUT with a SIP side sends SIP for this start.
 #[derive(Debug, Clone)]
@@ -630,6 +669,9 @@ impl RunningProcess {
             ports,
         };
         let vars = template_vars(spec, inputs, &ctx)?;
+        if let Some(tls) = &inputs.tls {
+            write_pki(&dir.path().join(PKI_DIR), tls)?;
+        }
         for c in spec
             .configs
             .iter()
@@ -906,6 +948,27 @@ impl Drop for RunningProcess {
     }
 }
 
+/// Write the PEM files; keys readable by their owner only.
+fn write_pki(dir: &Path, tls: &TlsFiles) -> Result<(), ProcessError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(dir).map_err(io("creating the pki dir"))?;
+    for (name, pem) in &tls.files {
+        // A plain file name: nothing may land outside `pki/`.
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            return Err(ProcessError::Template(format!(
+                "bad PKI file name {name:?}"
+            )));
+        }
+        let path = dir.join(name);
+        std::fs::write(&path, pem).map_err(io(format!("writing {}", path.display())))?;
+        if name.ends_with(".key") {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .map_err(io(format!("restricting {}", path.display())))?;
+        }
+    }
+    Ok(())
+}
+
 /// The `@NAME@` variables of one start: built-ins, then the target's own.
 fn template_vars(
     spec: &ProcessSpec,
@@ -924,6 +987,19 @@ fn template_vars(
     vars.insert("DOMAIN".to_string(), Value::Str(inputs.domain.clone()));
     vars.insert("LISTEN_IP".to_string(), Value::Str("127.0.0.1".into()));
     vars.insert("ROUTES".to_string(), Value::Routes(inputs.routes.clone()));
+    if spec.pki {
+        let pki = ctx.dir.join(PKI_DIR);
+        let on = if inputs.tls.is_some() { "yes" } else { "no" };
+        vars.insert("TLS".to_string(), Value::Str(on.into()));
+        vars.insert(
+            "PKI_DIR".to_string(),
+            Value::Str(pki.to_string_lossy().into_owned()),
+        );
+        vars.insert(
+            "CA_FILE".to_string(),
+            Value::Str(pki.join(CA_FILE).to_string_lossy().into_owned()),
+        );
+    }
     if let Some(sip) = &inputs.sip {
         let r = sip.route;
         let strs = [
@@ -1117,6 +1193,7 @@ mod tests {
             log_files: Vec::new(),
             ready_log: Vec::new(),
             services: Vec::new(),
+            pki: false,
             target_dir: PathBuf::from("."),
         }
     }
@@ -1257,6 +1334,57 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn pki_files_and_placeholders() {
+        let mut s = main_spec(recording("main", "0"), Vec::new());
+        s.pki = true;
+        let keep = tempfile::tempdir().expect("tempdir");
+        let template = keep.path().join("t.in");
+        std::fs::write(&template, "@TLS@ @PKI_DIR@ @CA_FILE@").expect("template");
+        s.configs = vec![ConfigFile {
+            template,
+            output: "out.txt".into(),
+            syntax: Syntax::Text,
+        }];
+        let mut i = inputs();
+        i.tls = Some(TlsFiles {
+            files: vec![
+                ("d.test.crt".into(), "CRT".into()),
+                ("d.test.key".into(), "KEY".into()),
+                (CA_FILE.into(), "CA".into()),
+            ],
+        });
+        let p = match RunningProcess::start(&s, &i).await {
+            Ok(p) => p,
+            Err(e) => panic!("{e}"),
+        };
+        let pki = p.dir().join(PKI_DIR);
+        let out = std::fs::read_to_string(p.dir().join("out.txt")).unwrap_or_default();
+        assert_eq!(
+            out,
+            format!("yes {} {}", pki.display(), pki.join(CA_FILE).display())
+        );
+        assert_eq!(
+            std::fs::read_to_string(pki.join("d.test.key"))
+                .ok()
+                .as_deref(),
+            Some("KEY")
+        );
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode =
+            std::fs::metadata(pki.join("d.test.key")).map(|m| m.permissions().mode() & 0o777);
+        assert_eq!(mode.ok(), Some(0o600));
+        p.stop(Duration::from_secs(1)).await;
+        // Without TLS files: the placeholders still render, TLS is "no".
+        let p = match RunningProcess::start(&s, &inputs()).await {
+            Ok(p) => p,
+            Err(e) => panic!("{e}"),
+        };
+        let out = std::fs::read_to_string(p.dir().join("out.txt")).unwrap_or_default();
+        assert!(out.starts_with("no "), "{out}");
+        p.stop(Duration::from_secs(1)).await;
+    }
+
     #[test]
     fn fedcheck_names_an_executable() {
         let bin = fedcheck_bin().expect("an executable");
@@ -1272,6 +1400,7 @@ mod tests {
             routes: BTreeMap::new(),
             ports: BTreeMap::new(),
             sip: None,
+            tls: None,
         }
     }
 

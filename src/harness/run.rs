@@ -63,6 +63,8 @@ pub enum RunError {
 enum StepEnd {
     Failed(Failure),
     Broken(RunError),
+    /// A `branch` with `end` matched: the scenario ends here with this verdict.
+    Ended(Verdict, String),
 }
 
 type StepResult = Result<(), StepEnd>;
@@ -470,6 +472,14 @@ impl<'a> Runner<'a> {
                 Err(StepEnd::Broken(e)) => {
                     result.verdict = Verdict::Error;
                     result.reason = Some(e.to_string());
+                    break;
+                }
+                Err(StepEnd::Ended(verdict, why)) => {
+                    self.note(&format!("step {}: {why}", step.index + 1));
+                    if verdict != Verdict::Pass {
+                        result.reason = Some(why);
+                    }
+                    result.verdict = verdict;
                     break;
                 }
             }
@@ -1124,6 +1134,153 @@ impl<'a> Runner<'a> {
                 ))
             }
         }
+    }
+
+    /// `expect` with branches: the first unit on the step's stream or on a branch's stream
+    /// decides. On the step's stream it must match the template, an `or` alternative or a
+    /// branch of that stream; on a branch's stream one of that stream's branches. A matched
+    /// branch with `end` ends the scenario (docs/scenarios.md "Branches").
+    #[allow(clippy::too_many_arguments)]
+    async fn expect_branches(
+        &mut self,
+        step: &Step,
+        name: &str,
+        text: &str,
+        or: &[String],
+        branches: &[super::load::Branch],
+        timeout: Duration,
+        exact: bool,
+    ) -> StepResult {
+        let mut shown =
+            template::substitute(text, &|n| self.lookup(n)).unwrap_or_else(|_| text.to_string());
+        for a in or {
+            shown.push_str("\n  or ");
+            shown.push_str(a.trim());
+        }
+        for b in branches {
+            let t = template::substitute(&b.template, &|n| self.lookup(n))
+                .unwrap_or_else(|_| b.template.clone());
+            shown.push_str(&format!("\n  or on {}: {}", b.stream, t.trim()));
+        }
+        let shown = shown.trim().to_string();
+        let mut streams: Vec<&str> = vec![name];
+        for b in branches {
+            if !streams.contains(&b.stream.as_str()) {
+                streams.push(&b.stream);
+            }
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let ready = streams.iter().copied().find(|s| {
+                self.streams.get(*s).is_some_and(|st| {
+                    st.inbox
+                        .iter()
+                        .any(|r| !matches!(r.unit, Unit::Whitespace(_)))
+                })
+            });
+            if let Some(s) = ready {
+                let now = tokio::time::Instant::now();
+                let Some(r) = self.next_unit(s, now).await else {
+                    continue;
+                };
+                // A branch's stream closing decides nothing: the step's own stream may
+                // still bring what it waits for.
+                if s != name && matches!(r.unit, Unit::Eof | Unit::Reset) {
+                    continue;
+                }
+                return self.decide_branch(step, name, s, &r, text, or, branches, exact, &shown);
+            }
+            let all_closed = streams
+                .iter()
+                .all(|s| self.streams.get(*s).is_none_or(|st| st.eof));
+            if all_closed || !self.pump(deadline).await {
+                if or.iter().any(|a| a.trim() == NOTHING) {
+                    return Ok(());
+                }
+                return Err(self.failure(
+                    step,
+                    name,
+                    shown,
+                    format!(
+                        "nothing on {} after {}",
+                        streams.join(" or "),
+                        fmt_dur(timeout)
+                    ),
+                ));
+            }
+        }
+    }
+
+    /// Match the unit that arrived first on stream `on` against what the step allows there.
+    #[allow(clippy::too_many_arguments)]
+    fn decide_branch(
+        &mut self,
+        step: &Step,
+        name: &str,
+        on: &str,
+        r: &Received,
+        text: &str,
+        or: &[String],
+        branches: &[super::load::Branch],
+        exact: bool,
+        shown: &str,
+    ) -> StepResult {
+        let Some(ev) = unit_event(&r.unit) else {
+            if on == name
+                && matches!(r.unit, Unit::Eof | Unit::Reset)
+                && or.iter().any(|a| a.trim() == NOTHING)
+            {
+                return Ok(());
+            }
+            return Err(self.failure(step, on, shown, describe_unit(&r.unit)));
+        };
+        let mut mismatch = None;
+        if on == name {
+            let tpl = self.prepare_tpl(step, name, text)?;
+            match template::match_unit(&tpl, &ev, exact) {
+                Ok(caps) => {
+                    self.record_captures(caps);
+                    return Ok(());
+                }
+                Err(m) => mismatch = Some(m),
+            }
+            for a in or.iter().filter(|a| a.trim() != NOTHING) {
+                let t = self.prepare_tpl(step, name, a)?;
+                if template::match_unit(&t, &ev, exact).is_ok() {
+                    return Ok(());
+                }
+            }
+        }
+        for b in branches.iter().filter(|b| b.stream == on) {
+            let t = self.prepare_tpl(step, on, &b.template)?;
+            if template::match_unit(&t, &ev, exact).is_err() {
+                continue;
+            }
+            let why = match &b.note {
+                Some(n) => format!("the branch on {on} matched: {n}"),
+                None => format!("the branch on {on} matched"),
+            };
+            return match b.end {
+                super::load::BranchEnd::Continue => {
+                    self.note(&format!("step {}: {why}", step.index + 1));
+                    Ok(())
+                }
+                super::load::BranchEnd::Pass => Err(StepEnd::Ended(
+                    Verdict::Pass,
+                    format!(
+                        "{why}; the scenario ends here (the remaining steps are the other branch)"
+                    ),
+                )),
+                super::load::BranchEnd::Inconclusive => {
+                    Err(StepEnd::Ended(Verdict::Inconclusive, why))
+                }
+            };
+        }
+        let got = match mismatch {
+            Some(m) => format!("{}\n  mismatch: {m}", template::describe_event(&ev)),
+            None => template::describe_event(&ev),
+        };
+        Err(self.failure(step, on, shown, got))
     }
 
     async fn expect_no_connection(
@@ -2123,10 +2280,22 @@ impl<'a> Runner<'a> {
                 stream,
                 template,
                 or,
+                branches,
+                timeout,
+                exact,
+            } if branches.is_empty() => {
+                self.expect(step, stream, template, or, *timeout, *exact)
+                    .await
+            }
+            Action::Expect {
+                stream,
+                template,
+                or,
+                branches,
                 timeout,
                 exact,
             } => {
-                self.expect(step, stream, template, or, *timeout, *exact)
+                self.expect_branches(step, stream, template, or, branches, *timeout, *exact)
                     .await
             }
             Action::StartTls { stream, timeout } => self.starttls(step, stream, *timeout).await,

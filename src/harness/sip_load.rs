@@ -166,6 +166,9 @@ impl Validator<'_> {
         if let Some(e) = &st.exact {
             self.err(e.span(), "`exact` applies to XML templates only");
         }
+        if let Some(b) = &st.branch {
+            self.err(b.span(), "`branch` applies to XML templates only");
+        }
         let actor = target.get_ref().clone();
         if !w
             .actors

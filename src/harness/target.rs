@@ -135,6 +135,9 @@ struct ProcessSection {
     /// Text that must appear in the main command's logs before it counts as ready.
     #[serde(default)]
     ready_log: Vec<String>,
+    /// Write the run's test PKI into the scratch dir for scenarios that negotiate TLS.
+    #[serde(default)]
+    pki: bool,
     /// Further processes of the SUT (`[[process.service]]`).
     #[serde(default)]
     service: Vec<ServiceSection>,
@@ -265,6 +268,8 @@ pub struct ProcessTarget {
     pub component: Option<String>,
     pub capabilities: Vec<String>,
     pub routes: BTreeMap<String, Route>,
+    /// The per-partner policies its configuration gives each simulated domain.
+    pub partners: BTreeMap<String, Partner>,
     /// The SUT's SIP side, if it has one.
     pub sip: Option<SipSpec>,
     pub spec: ProcessSpec,
@@ -391,7 +396,10 @@ impl Target {
                     Target::Remote(r) => {
                         r.partners.get(domain).copied().unwrap_or(Partner::DEFAULT)
                     }
-                    _ => Partner::DEFAULT,
+                    Target::Process(p) => {
+                        p.partners.get(domain).copied().unwrap_or(Partner::DEFAULT)
+                    }
+                    Target::Bundled => Partner::DEFAULT,
                 };
                 (have != *partner).then(|| {
                     format!(
@@ -502,6 +510,27 @@ impl Target {
                 message: "capability \"sip\" needs a [sip] section (the gateway's domain and where it takes SIP)".into(),
             });
         }
+        // The per-partner policies the SUT is configured with (MS-06..MS-09).
+        let mut partners = BTreeMap::new();
+        for (d, p) in &f.partners {
+            let neg = |v: &Option<String>, d0: Negotiation, what: &str| match v.as_deref() {
+                None => Ok(d0),
+                Some(x) => Negotiation::parse(x).ok_or_else(|| {
+                    bad(format!(
+                        "partners.\"{d}\".{what} = {x:?}: required, optional or not_supported"
+                    ))
+                }),
+            };
+            partners.insert(
+                d.clone(),
+                Partner {
+                    tls: neg(&p.tls, Partner::DEFAULT.tls, "tls")?,
+                    sasl: neg(&p.sasl, Partner::DEFAULT.sasl, "sasl")?,
+                    dialback: p.dialback.unwrap_or(Partner::DEFAULT.dialback),
+                    keepalive: p.keepalive.unwrap_or(Partner::DEFAULT.keepalive),
+                },
+            );
+        }
         match f.kind.as_str() {
             "bundled" => Ok(Target::Bundled),
             "remote" => {
@@ -540,25 +569,6 @@ impl Target {
                         Route::Auto => None,
                     })
                     .collect();
-                let mut partners = BTreeMap::new();
-                for (d, p) in &f.partners {
-                    let neg = |v: &Option<String>, d0: Negotiation, what: &str| {
-                        match v.as_deref() {
-                        None => Ok(d0),
-                        Some(x) => Negotiation::parse(x)
-                            .ok_or_else(|| bad(format!("partners.\"{d}\".{what} = {x:?}: required, optional or not_supported"))),
-                    }
-                    };
-                    partners.insert(
-                        d.clone(),
-                        Partner {
-                            tls: neg(&p.tls, Partner::DEFAULT.tls, "tls")?,
-                            sasl: neg(&p.sasl, Partner::DEFAULT.sasl, "sasl")?,
-                            dialback: p.dialback.unwrap_or(Partner::DEFAULT.dialback),
-                            keepalive: p.keepalive.unwrap_or(Partner::DEFAULT.keepalive),
-                        },
-                    );
-                }
                 Ok(Target::Remote(Box::new(RemoteTarget {
                     name: f.name,
                     description: f.description,
@@ -687,8 +697,14 @@ impl Target {
                     log_files: p.log_files,
                     ready_log: p.ready_log,
                     services,
+                    pki: p.pki,
                     target_dir,
                 };
+                if p.pki && p.lifecycle == Lifecycle::Run {
+                    return Err(bad(
+                        "process.pki needs lifecycle = \"scenario\": each scenario's test CA is new, so the SUT must start with it".into(),
+                    ));
+                }
                 // Catch a bad `{…}` early, with placeholder values for the ports.
                 let probe = process::ExpandContext {
                     dir: PathBuf::from("/"),
@@ -749,6 +765,7 @@ impl Target {
                     component: x.component,
                     capabilities: f.capabilities,
                     routes,
+                    partners,
                     sip,
                     stop_timeout: duration(
                         "process.stop_timeout",
@@ -994,7 +1011,10 @@ async fn prepare_sut(
                 routes.insert(d.clone(), a);
             }
             let sip = p.sip_inputs(scenario, &listeners.sip_routes())?;
-            let running = RunningProcess::start(&p.spec, &p.inputs(routes, sip)).await?;
+            let tls = p.tls_files(pki)?;
+            let mut inputs = p.inputs(routes, sip);
+            inputs.tls = tls;
+            let running = RunningProcess::start(&p.spec, &inputs).await?;
             let endpoints = p.endpoints(&running)?;
             Ok((
                 endpoints,
@@ -1079,7 +1099,29 @@ impl ProcessTarget {
             routes,
             ports: BTreeMap::new(),
             sip,
+            tls: None,
         }
+    }
+
+    /// The run's certificates as files for the SUT (`process.pki`): its domain's chain and
+    /// key, the gateway domain's (a component serves S2S under its own name), the CA.
+    fn tls_files(&self, pki: Option<&RunPki>) -> Result<Option<process::TlsFiles>, PrepareError> {
+        let (true, Some(pki)) = (self.spec.pki, pki) else {
+            return Ok(None);
+        };
+        let mut files = vec![
+            (format!("{}.crt", self.domain), pki.sut.chain_pem.clone()),
+            (format!("{}.key", self.domain), pki.sut.key_pem.clone()),
+            (process::CA_FILE.to_string(), pki.ca.cert_pem().to_string()),
+        ];
+        if let Some(sip) = &self.sip {
+            let leaf = pki.ca.valid(&sip.domain).map_err(|e| {
+                PrepareError::Harness(RunError::Io(std::io::Error::other(e.to_string())))
+            })?;
+            files.push((format!("{}.crt", sip.domain), leaf.chain_pem));
+            files.push((format!("{}.key", sip.domain), leaf.key_pem));
+        }
+        Ok(Some(process::TlsFiles { files }))
     }
 
     /// `[sip.routes]` entries with a fixed address: the SIP actors of those domains bind there.

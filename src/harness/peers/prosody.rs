@@ -208,6 +208,7 @@ impl ProsodyConfig {
             log_files: vec!["prosody.log".into()],
             ready_log: Vec::new(),
             services: Vec::new(),
+            pki: false,
             target_dir: PathBuf::from(FIXTURE_DIR),
         }
     }
@@ -357,6 +358,7 @@ impl Prosody {
             routes: config.routes.clone(),
             ports: BTreeMap::from([("s2s".to_string(), config.s2s_addr.port())]),
             sip: None,
+            tls: None,
         };
         let process = RunningProcess::start(&config.spec(bin), &inputs).await?;
         // Prosody indexes `certs/` beside its config; an empty one keeps the log free of a
