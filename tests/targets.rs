@@ -385,3 +385,60 @@ branch = [{branch}]
         }
     }
 }
+
+/// `kind = "container"`: the file loads like a process target with an image instead of a
+/// command. Built without the `containers` feature, starting it is an `error` (the harness
+/// cannot run it), never a `fail` of the SUT.
+#[test]
+fn a_container_target_loads_and_needs_the_feature_to_start() {
+    let file = r#"
+name = "prosody in a container"
+kind = "container"
+capabilities = ["dialback", "s2s-in", "s2s-out"]
+
+[xmpp]
+domain = "prosody.test"
+s2s = "127.0.0.1:{port:s2s}"
+
+[container]
+image = "prosody/prosody"
+tag = "0.12"
+env = { PROSODY_CONFIG = "/etc/prosody/prosody.cfg.lua" }
+mounts = { "prosody.cfg.lua" = "/etc/prosody/prosody.cfg.lua" }
+
+[process]
+ports = ["s2s"]
+ready_timeout = "30s"
+"#;
+    let target = Target::from_str(file, Path::new("container.toml")).expect("loads");
+    assert_eq!(target.kind(), "container");
+    let bad = file.replace("[process]\n", "[process]\ncommand = [\"prosody\"]\n");
+    let err = Target::from_str(&bad, Path::new("container.toml")).expect_err("command");
+    assert!(err.to_string().contains("container.command"), "{err}");
+    let bad = file.replace("image = \"prosody/prosody\"", "image = \"\"");
+    assert!(Target::from_str(&bad, Path::new("container.toml")).is_err());
+    if cfg!(feature = "containers") {
+        return;
+    }
+    let cat = Catalogue::builtin().expect("catalogue");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let o = rt
+        .block_on(suite::run_file(
+            &scenario("scenarios/s2s/db-06-receiving-verifies.toml"),
+            &target,
+            &cat,
+        ))
+        .remove(0);
+    assert_eq!(o.verdict, Verdict::Error, "{:?}", o.reason);
+    assert!(
+        o.reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("--features containers"),
+        "{:?}",
+        o.reason
+    );
+}

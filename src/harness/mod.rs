@@ -5,6 +5,7 @@
 
 pub mod bundled_sip;
 pub mod catalogue;
+pub mod container;
 pub mod load;
 pub mod matrix;
 pub mod model;

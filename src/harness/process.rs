@@ -491,6 +491,9 @@ pub struct ProcessSpec {
     /// The SUT takes the run's test PKI (`@TLS@`, `@PKI_DIR@`, `@CA_FILE@`): the files are
     /// written for scenarios that negotiate TLS ([`StartInputs::tls`]).
     pub pki: bool,
+    /// `kind = "container"`: the main program is this image, not `command` (which is then
+    /// empty); see [`super::container`].
+    pub container: Option<super::container::ContainerSpec>,
     /// Directory of the target file, for relative paths.
     pub target_dir: PathBuf,
 }
@@ -638,6 +641,8 @@ struct Launch<'a> {
 pub struct RunningProcess {
     /// The main command first, then the services in start order.
     procs: Vec<Proc>,
+    /// A container target's main program (then `procs` holds the services only).
+    container: Option<super::container::RunningContainer>,
     ctx: ExpandContext,
     // Last: removed after the children are gone.
     dir: ScratchDir,
@@ -686,21 +691,26 @@ impl RunningProcess {
         }
         let mut p = Self {
             procs: Vec::new(),
+            container: None,
             ctx,
             dir,
         };
-        p.launch(&Launch {
-            name: None,
-            command: &spec.command,
-            env: &spec.env,
-            cwd: spec.cwd.as_deref(),
-            ready_addrs: &spec.ready_addrs,
-            ready_files: &spec.ready_files,
-            ready_log: &spec.ready_log,
-            ready_timeout: spec.ready_timeout,
-            log_files: &spec.log_files,
-        })
-        .await?;
+        if let Some(c) = &spec.container {
+            p.launch_container(c, spec).await?;
+        } else {
+            p.launch(&Launch {
+                name: None,
+                command: &spec.command,
+                env: &spec.env,
+                cwd: spec.cwd.as_deref(),
+                ready_addrs: &spec.ready_addrs,
+                ready_files: &spec.ready_files,
+                ready_log: &spec.ready_log,
+                ready_timeout: spec.ready_timeout,
+                log_files: &spec.log_files,
+            })
+            .await?;
+        }
         for svc in &spec.services {
             p.launch(&Launch {
                 name: Some(&svc.name),
@@ -716,6 +726,35 @@ impl RunningProcess {
             .await?;
         }
         Ok(p)
+    }
+
+    /// Start a container target's image (host network, configs mounted) and wait until it
+    /// is ready, as for a process.
+    async fn launch_container(
+        &mut self,
+        c: &super::container::ContainerSpec,
+        spec: &ProcessSpec,
+    ) -> Result<(), ProcessError> {
+        let ctx = &self.ctx;
+        let command: Vec<String> = c
+            .command
+            .iter()
+            .map(|a| expand(a, ctx))
+            .collect::<Result<_, _>>()?;
+        let mut env = BTreeMap::new();
+        for (k, v) in &c.env {
+            env.insert(k.clone(), expand(v, ctx)?);
+        }
+        let addrs = ready_addrs(&spec.ready_addrs, ctx)?;
+        let files: Vec<PathBuf> = spec
+            .ready_files
+            .iter()
+            .map(|f| expand(f, ctx).map(|f| self.dir.path().join(f)))
+            .collect::<Result<_, _>>()?;
+        let running = super::container::start(c, self.dir.path(), command, env).await?;
+        self.container = Some(running);
+        self.wait_ready(&addrs, &files, &spec.ready_log, spec.ready_timeout)
+            .await
     }
 
     /// Spawn one process in its own group and wait until it is ready.
@@ -762,16 +801,7 @@ impl RunningProcess {
         }
         logs.push(self.dir.path().join(&out_name));
         logs.push(self.dir.path().join(&err_name));
-        let addrs: Vec<SocketAddr> = l
-            .ready_addrs
-            .iter()
-            .map(|a| {
-                let s = expand(a, ctx)?;
-                s.parse().map_err(|_| {
-                    ProcessError::Template(format!("ready address {s:?} is not IP:port"))
-                })
-            })
-            .collect::<Result<_, _>>()?;
+        let addrs = ready_addrs(l.ready_addrs, ctx)?;
         let files: Vec<PathBuf> = l
             .ready_files
             .iter()
@@ -829,16 +859,11 @@ impl RunningProcess {
             }
             if !texts.is_empty() {
                 let logged: String = self
-                    .procs
-                    .last()
-                    .map(|p| {
-                        p.logs
-                            .iter()
-                            .filter_map(|f| std::fs::read(f).ok())
-                            .map(|b| String::from_utf8_lossy(&b).into_owned())
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                    .last_logs()
+                    .iter()
+                    .filter_map(|f| std::fs::read(f).ok())
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .collect();
                 for t in texts {
                     if !logged.contains(t.as_str()) {
                         waiting.push(format!("{t:?} in its logs"));
@@ -864,14 +889,32 @@ impl RunningProcess {
         }
     }
 
+    /// The logs of the process started last (the one being waited for).
+    fn last_logs(&self) -> Vec<PathBuf> {
+        match (self.procs.last(), &self.container) {
+            (Some(p), _) => p.logs.clone(),
+            (None, Some(_)) => super::container::log_files(self.dir.path()),
+            (None, None) => Vec::new(),
+        }
+    }
+
     /// The main command's exit status if it has ended (remembered once seen).
     pub fn exited(&mut self) -> Option<ExitStatus> {
+        if let Some(c) = &self.container {
+            return c.exited();
+        }
         self.procs.first_mut().and_then(Proc::exited)
     }
 
     /// The first process of the SUT found ended (the main command, then services in start
     /// order): any of them dying is the SUT dying.
     pub fn died(&mut self) -> Option<Death> {
+        if let Some(status) = self.container.as_ref().and_then(|c| c.exited()) {
+            return Some(Death {
+                process: None,
+                status,
+            });
+        }
         self.procs.iter_mut().find_map(|p| {
             let status = p.exited()?;
             Some(Death {
@@ -909,8 +952,20 @@ impl RunningProcess {
             .filter(|p| p.name.as_deref() != last)
             .collect();
         order.extend(self.procs.iter().filter(|p| p.name.as_deref() == last));
+        let mut files: Vec<PathBuf> = Vec::new();
+        let container_logs = match self.container {
+            Some(_) => super::container::log_files(self.dir.path()),
+            None => Vec::new(),
+        };
+        if last.is_some() {
+            files.extend(container_logs.iter().cloned());
+        }
+        files.extend(order.iter().flat_map(|p| p.logs.iter().cloned()));
+        if last.is_none() {
+            files.extend(container_logs);
+        }
         let mut out = String::new();
-        for p in order.iter().flat_map(|p| &p.logs) {
+        for p in &files {
             let text = std::fs::read(p)
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
                 .unwrap_or_default();
@@ -936,6 +991,11 @@ impl RunningProcess {
         for p in self.procs.iter_mut().rev() {
             p.stop(grace).await;
         }
+        if let Some(mut c) = self.container.take() {
+            let status = c.exited();
+            c.stop(grace).await;
+            return status;
+        }
         self.procs.first().and_then(|p| p.exit)
     }
 }
@@ -946,6 +1006,17 @@ impl Drop for RunningProcess {
             p.signal_group(libc::SIGKILL);
         }
     }
+}
+
+/// Ready addresses, expanded and parsed.
+fn ready_addrs(list: &[String], ctx: &ExpandContext) -> Result<Vec<SocketAddr>, ProcessError> {
+    list.iter()
+        .map(|a| {
+            let s = expand(a, ctx)?;
+            s.parse()
+                .map_err(|_| ProcessError::Template(format!("ready address {s:?} is not IP:port")))
+        })
+        .collect()
 }
 
 /// Write the PEM files; keys readable by their owner only.
@@ -1194,6 +1265,7 @@ mod tests {
             ready_log: Vec::new(),
             services: Vec::new(),
             pki: false,
+            container: None,
             target_dir: PathBuf::from("."),
         }
     }

@@ -1102,20 +1102,7 @@ impl<'a> Runner<'a> {
         };
         match template::match_unit(&tpl, &ev, exact) {
             Ok(caps) => {
-                for fresh in template::fresh_names(text) {
-                    if let Some((_, v)) = caps.iter().find(|(k, _)| *k == fresh) {
-                        let this =
-                            header_seen(name, self.transcript.entries.len().saturating_sub(1));
-                        if let Some(prev) = self.seen.get(v).filter(|p| **p != this) {
-                            return Err(self.failure(
-                                step,
-                                name,
-                                format!("{text}\n  with a {{new:{fresh}}} value never seen before (RFC 6120 §4.7.3)"),
-                                format!("{}\n  the value {v:?} was already seen as {prev}", template::describe_event(&ev)),
-                            ));
-                        }
-                    }
-                }
+                self.check_fresh(step, name, text, &caps, &ev)?;
                 self.record_captures(caps);
                 Ok(())
             }
@@ -1134,6 +1121,31 @@ impl<'a> Runner<'a> {
                 ))
             }
         }
+    }
+
+    /// `{new:NAME}` captures must hold a value never seen before in the scenario.
+    fn check_fresh(
+        &self,
+        step: &Step,
+        name: &str,
+        text: &str,
+        caps: &[(String, String)],
+        ev: &Event,
+    ) -> StepResult {
+        for fresh in template::fresh_names(text) {
+            if let Some((_, v)) = caps.iter().find(|(k, _)| *k == fresh) {
+                let this = header_seen(name, self.transcript.entries.len().saturating_sub(1));
+                if let Some(prev) = self.seen.get(v).filter(|p| **p != this) {
+                    return Err(self.failure(
+                        step,
+                        name,
+                        format!("{text}\n  with a {{new:{fresh}}} value never seen before (RFC 6120 §4.7.3)"),
+                        format!("{}\n  the value {v:?} was already seen as {prev}", template::describe_event(ev)),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// `expect` with branches: the first unit on the step's stream or on a branch's stream
@@ -1239,6 +1251,7 @@ impl<'a> Runner<'a> {
             let tpl = self.prepare_tpl(step, name, text)?;
             match template::match_unit(&tpl, &ev, exact) {
                 Ok(caps) => {
+                    self.check_fresh(step, name, text, &caps, &ev)?;
                     self.record_captures(caps);
                     return Ok(());
                 }

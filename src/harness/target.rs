@@ -83,8 +83,27 @@ struct TargetFile {
     /// The SUT's SIP side (its gateway): domain, listeners, next hops.
     #[serde(default)]
     sip: Option<SipSection>,
+    /// `kind = "container"`: the image the SUT runs from.
+    #[serde(default)]
+    container: Option<ContainerSection>,
     #[serde(default)]
     expected_failure: Vec<Waiver>,
+}
+
+/// `[container]`: a container target's image (docs/targets.md "kind = container").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContainerSection {
+    image: String,
+    #[serde(default)]
+    tag: Option<String>,
+    #[serde(default)]
+    command: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    /// Scratch-dir path → path inside the container (bind mounts).
+    #[serde(default)]
+    mounts: BTreeMap<String, String>,
 }
 
 /// `[sip]`: where the SUT's gateway takes SIP and which domain its SIP users have.
@@ -102,9 +121,11 @@ struct SipSection {
     routes: BTreeMap<String, Spanned<String>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ProcessSection {
+    /// Required for `kind = "process"`; a container target runs its image instead.
+    #[serde(default)]
     command: Vec<String>,
     #[serde(default)]
     env: BTreeMap<String, String>,
@@ -304,6 +325,7 @@ impl Target {
         match self {
             Target::Bundled => "bundled",
             Target::Remote(_) => "remote",
+            Target::Process(p) if p.spec.container.is_some() => "container",
             Target::Process(_) => "process",
         }
     }
@@ -483,9 +505,15 @@ impl Target {
             }
             Ok(sa)
         };
-        if f.kind != "process" && f.process.is_some() {
+        if !matches!(f.kind.as_str(), "process" | "container") && f.process.is_some() {
             return Err(bad(format!(
-                "a [process] section needs kind = \"process\", not {:?}",
+                "a [process] section needs kind = \"process\" or \"container\", not {:?}",
+                f.kind
+            )));
+        }
+        if f.kind != "container" && f.container.is_some() {
+            return Err(bad(format!(
+                "a [container] section needs kind = \"container\", not {:?}",
                 f.kind
             )));
         }
@@ -580,15 +608,43 @@ impl Target {
                     waivers: f.expected_failure,
                 })))
             }
-            "process" => {
+            kind @ ("process" | "container") => {
                 let x = f
                     .xmpp
-                    .ok_or_else(|| bad("a process target needs an [xmpp] section".into()))?;
-                let p = f
-                    .process
-                    .ok_or_else(|| bad("a process target needs a [process] section".into()))?;
-                if p.command.is_empty() {
+                    .ok_or_else(|| bad(format!("a {kind} target needs an [xmpp] section")))?;
+                let container = match (&f.container, kind) {
+                    (Some(c), _) => {
+                        if c.image.trim().is_empty() {
+                            return Err(bad("container.image must name an image".into()));
+                        }
+                        Some(super::container::ContainerSpec {
+                            image: c.image.clone(),
+                            tag: c.tag.clone().unwrap_or_else(|| "latest".into()),
+                            command: c.command.clone(),
+                            env: c.env.clone(),
+                            mounts: c.mounts.clone(),
+                        })
+                    }
+                    (None, "container") => {
+                        return Err(bad("a container target needs a [container] section".into()));
+                    }
+                    (None, _) => None,
+                };
+                let p = match (f.process, kind) {
+                    (Some(p), _) => p,
+                    (None, "container") => ProcessSection::default(),
+                    (None, _) => {
+                        return Err(bad("a process target needs a [process] section".into()));
+                    }
+                };
+                if container.is_none() && p.command.is_empty() {
                     return Err(bad("process.command must name a program".into()));
+                }
+                if container.is_some() && !p.command.is_empty() {
+                    return Err(bad(
+                        "a container target runs its image: give container.command, not process.command"
+                            .into(),
+                    ));
                 }
                 let mut routes = BTreeMap::new();
                 for (d, a) in &f.routes {
@@ -698,6 +754,7 @@ impl Target {
                     ready_log: p.ready_log,
                     services,
                     pki: p.pki,
+                    container,
                     target_dir,
                 };
                 if p.pki && p.lifecycle == Lifecycle::Run {
@@ -721,6 +778,11 @@ impl Target {
                     .chain(x.component.iter())
                 {
                     process::expand(s, &probe).map_err(|e| bad(e.to_string()))?;
+                }
+                if let Some(c) = &spec.container {
+                    for v in c.command.iter().chain(c.env.values()) {
+                        process::expand(v, &probe).map_err(|e| bad(format!("container: {e}")))?;
+                    }
                 }
                 for (svc, file) in spec.services.iter().zip(&p.service) {
                     for v in svc
@@ -780,7 +842,7 @@ impl Target {
                 })))
             }
             other => Err(bad(format!(
-                "kind = {other:?}: expected \"bundled\", \"remote\" or \"process\""
+                "kind = {other:?}: expected \"bundled\", \"remote\", \"process\" or \"container\""
             ))),
         }
     }

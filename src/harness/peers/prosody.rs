@@ -209,6 +209,7 @@ impl ProsodyConfig {
             ready_log: Vec::new(),
             services: Vec::new(),
             pki: false,
+            container: None,
             target_dir: PathBuf::from(FIXTURE_DIR),
         }
     }
