@@ -161,11 +161,10 @@ fn the_kamailio_workaround_target_gets_past_the_crash() {
     assert!(log.contains("expat-attrs-workaround"), "{log}");
     assert!(!log.contains("exited by a signal"), "{log}");
     // A SIP MESSAGE addressed as RFC 7247 has it crashes the module for a reason of its own
-    // (no '*' in the Request-URI's user part): accepted with 200, then the XMPP process dies.
+    // (no '*' in the Request-URI's user part): accepted with 200, then the XMPP process dies
+    // (Kamailio's main process logs it at once; its exit may come after the scenario).
     for o in outcomes(&report, "im/im-05-sip-message-to-xmpp.toml") {
         assert_eq!(o["verdict"], "xfail", "{o}");
-        let reason = o["reason"].as_str().unwrap_or_default();
-        assert!(reason.contains("exited with code 1"), "{reason}");
         let log = o["sut_log"].as_str().unwrap_or_default();
         assert!(log.contains("exited by a signal 11"), "{log}");
         assert!(
