@@ -149,11 +149,35 @@ pub async fn run_scenario(s: &Scenario, target: &Target, catalogue: &Catalogue) 
             return o;
         }
     };
+    let sut_s2s = endpoints.s2s;
     let result = Runner::new(s, catalogue, endpoints, listeners, pki)
         .run()
         .await;
     // Every step is bounded, so the run ends even if the SUT died; then its death decides.
-    let died = running.died().await;
+    let mut died = running.died().await;
+    // A crashing SUT drops its connections a while before its process ends (a supervisor
+    // such as Kamailio's main process notices the crashed child first and then stops the
+    // others): when the run did not pass and the SUT dropped a connection, give its process
+    // a grace to end, so the verdict names the exit instead of the bare EOF. A SUT whose S2S
+    // listener still accepts once the dust has settled is alive, and is not waited for.
+    if died.is_none()
+        && matches!(target, Target::Process(_))
+        && result.verdict != Verdict::Pass
+        && sut_dropped_a_connection(&result.transcript)
+    {
+        let start = Instant::now();
+        let mut probed = false;
+        while died.is_none() && start.elapsed() < SUT_EXIT_GRACE {
+            if !probed && start.elapsed() >= SUT_EXIT_SETTLE {
+                probed = true;
+                if accepts(sut_s2s).await {
+                    break;
+                }
+            }
+            tokio::time::sleep(SUT_EXIT_POLL).await;
+            died = running.died().await;
+        }
+    }
     let sut_log = match &died {
         Some(d) => d.log.clone(),
         None => running.log_tail().await,
@@ -192,6 +216,31 @@ pub async fn run_scenario(s: &Scenario, target: &Target, catalogue: &Catalogue) 
     };
     waivers::apply(&mut o, target.waivers());
     o
+}
+
+/// How long a SUT that dropped a connection of a failed run and stopped listening gets to
+/// end its process (Kamailio under load needs more than a second to stop its processes).
+const SUT_EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+const SUT_EXIT_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+/// When the listener is probed: a dying process may still accept for a few milliseconds.
+const SUT_EXIT_SETTLE: std::time::Duration = std::time::Duration::from_millis(300);
+/// Bound on the probe of the SUT's listener.
+const LISTENER_PROBE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Whether `addr` still accepts a TCP connection (closed again at once).
+async fn accepts(addr: std::net::SocketAddr) -> bool {
+    matches!(
+        tokio::time::timeout(LISTENER_PROBE, tokio::net::TcpStream::connect(addr)).await,
+        Ok(Ok(_))
+    )
+}
+
+/// True when the SUT closed or reset one of the connections in the transcript.
+fn sut_dropped_a_connection(t: &Transcript) -> bool {
+    use super::transcript::{Dir, Unit};
+    t.entries
+        .iter()
+        .any(|e| e.dir == Dir::FromSut && matches!(e.unit, Unit::Eof | Unit::Reset))
 }
 
 /// Lines of the SUT's log quoted in a failure reason (the whole tail is in `sut_log`).
@@ -313,6 +362,7 @@ fn unmatched_cell_waivers(outcomes: &[Outcome], waivers: &[waivers::Waiver]) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::harness::transcript::{Dir, Unit};
 
     fn outcome(path: &str, cell: Option<&str>) -> Outcome {
         Outcome {
@@ -350,5 +400,22 @@ mod tests {
         assert!(errs[0].reason.as_deref().unwrap_or("").contains("v=1, v=2"));
         // Not run at all: nothing to say.
         assert!(unmatched_cell_waivers(&[], &[w("v=3")]).is_empty());
+    }
+
+    /// Only the SUT closing or resetting a connection earns its process the exit grace.
+    #[rstest::rstest]
+    #[case(Dir::FromSut, Unit::Eof, true)]
+    #[case(Dir::FromSut, Unit::Reset, true)]
+    #[case(Dir::ToSut, Unit::Eof, false)]
+    #[case(Dir::FromSut, Unit::Whitespace(1), false)]
+    fn the_exit_grace_needs_a_connection_the_sut_dropped(
+        #[case] dir: Dir,
+        #[case] unit: Unit,
+        #[case] dropped: bool,
+    ) {
+        let mut t = Transcript::default();
+        t.push(std::time::Duration::ZERO, "rx", "in", dir, unit, Vec::new());
+        assert_eq!(sut_dropped_a_connection(&t), dropped);
+        assert!(!sut_dropped_a_connection(&Transcript::default()));
     }
 }

@@ -1,5 +1,5 @@
-//! Interop tests against real third-party peers (Prosody, SIPp and slixmpp today;
-//! Kamailio later). Each peer runs as a child process on loopback with a
+//! Interop tests against real third-party peers (Prosody, Kamailio's xmpp module, SIPp
+//! and slixmpp). Each peer runs as a child process on loopback with a
 //! generated config, so these tests need the Debian packages installed.
 //!
 //! Policy for a missing peer binary: under `CI=true` the test fails (CI
@@ -7,6 +7,7 @@
 //! prints a skip message and passes, so `cargo test` works on a bare machine.
 
 pub mod chat;
+pub mod kamailio;
 pub mod pair;
 pub mod prosody;
 pub mod prosody_tls;
