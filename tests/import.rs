@@ -517,3 +517,75 @@ fn a_report_as_captured_flows() {
         .unwrap_or_default();
     assert!(starts[2..].iter().all(|s| *s > db06_last), "{starts:?}");
 }
+
+/// The pcap path end to end, as a support engineer would take it: `fedcheck run --pcap`
+/// writes a pcapng of a bundled run, `fedcheck import` names only the SUT's listening port
+/// (the streams the SUT dialled from ephemeral ports are found by their headers), and the
+/// draft passes when re-run.
+#[test]
+fn run_pcap_then_import_then_run_the_draft() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pcap = dir.path().join("run.pcapng");
+    let json = dir.path().join("run.json");
+    let out = run_ok(
+        fedcheck()
+            .args(["run", "scenarios/s2s/db-18-ping-round-trip.toml", "--pcap"])
+            .arg(&pcap)
+            .arg("--json")
+            .arg(&json),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(&pcap).expect("the pcapng was written");
+    assert_eq!(
+        bytes.get(..4),
+        Some(&[0x0a, 0x0d, 0x0d, 0x0a][..]),
+        "pcapng magic"
+    );
+    // The SUT's S2S port: the peer of the first connection an actor opened.
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("json")).expect("json parses");
+    let sut_addr = report["outcomes"][0]["transcript"]
+        .as_array()
+        .expect("transcript")
+        .iter()
+        .find(|e| e["kind"] == "connected" && e["dir"] == "to_sut")
+        .and_then(|e| e["detail"].as_str())
+        .and_then(|d| d.split(" -> ").nth(1))
+        .expect("a connection to the SUT")
+        .to_string();
+    let draft = dir.path().join("draft.toml");
+    let out = run_ok(
+        fedcheck()
+            .arg("import")
+            .arg(&pcap)
+            .args(["--sut", &sut_addr, "--out"])
+            .arg(&draft),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&draft).expect("the draft was written");
+    assert!(
+        text.starts_with("# Draft scenario imported by `fedcheck import` from "),
+        "{text}"
+    );
+    assert!(
+        text.contains(" as remote/out "),
+        "the SUT's own stream is taken: {text}"
+    );
+    let again = run_ok(fedcheck().arg("run").arg(&draft));
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}\n{text}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}

@@ -151,6 +151,12 @@ fn sip_units(flow: &Flow, out: &mut Vec<Unit>) {
     }
 }
 
+/// The `from` of the stream header `side` sent first on an XML flow.
+fn header_from(f: &Flow, side: Side) -> Option<String> {
+    let first = f.chunks.iter().find(|c| c.from == side)?;
+    header_attr(std::str::from_utf8(&first.bytes).ok()?, "from")
+}
+
 /// Take the SUT's flows out of a capture.
 pub fn trace_from_capture(
     cap: &Capture,
@@ -165,7 +171,25 @@ pub fn trace_from_capture(
         .map(|s| s.to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    let is_sut = |a: &SocketAddr| sut.iter().any(|s| s.matches(a));
+    let given = |a: &SocketAddr| sut.iter().any(|s| s.matches(a));
+    // Streams the SUT opened come from ephemeral ports nobody can name in `--sut`: an XML
+    // stream from a SUT host whose header says `from` one of the domains the SUT answered
+    // with (RFC 6120 §4.7.1) is the SUT's too.
+    let sut_domains: Vec<String> = cap
+        .flows
+        .iter()
+        .filter(|f| f.payload == Payload::Xmpp && given(&f.responder))
+        .filter_map(|f| header_from(f, Side::Responder))
+        .collect();
+    let dialled: Vec<SocketAddr> = cap
+        .flows
+        .iter()
+        .filter(|f| f.payload == Payload::Xmpp && !given(&f.initiator) && !given(&f.responder))
+        .filter(|f| sut.iter().any(|s| s.ip == f.initiator.ip()))
+        .filter(|f| header_from(f, Side::Initiator).is_some_and(|d| sut_domains.contains(&d)))
+        .map(|f| f.initiator)
+        .collect();
+    let is_sut = |a: &SocketAddr| given(a) || dialled.contains(a);
     let mine: Vec<&Flow> = cap
         .flows
         .iter()
