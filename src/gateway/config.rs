@@ -40,7 +40,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::proxy::config::{duration, find_line, line_of};
+use crate::proxy::config::{duration, find_line, line_of, valid_host_port};
 use crate::sip::transaction::Timers;
 use crate::translate::subscription::SubscriptionConfig;
 use crate::xmpp::s2s::jid_domain;
@@ -375,13 +375,6 @@ fn line_for(src: &str, rule: &Rule) -> usize {
     match rule.needle() {
         Some((needle, section)) => find_line(src, &needle, section),
         None => 1,
-    }
-}
-
-fn valid_host_port(v: &str) -> bool {
-    match v.rsplit_once(':') {
-        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0),
-        None => false,
     }
 }
 

@@ -385,7 +385,8 @@ fn line_for(src: &str, rule: &Rule) -> usize {
     }
 }
 
-fn valid_route(v: &str) -> bool {
+/// `host:port` with a non-empty host and a port in 1..=65535 (a route, a next hop).
+pub(crate) fn valid_host_port(v: &str) -> bool {
     match v.rsplit_once(':') {
         Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0),
         None => false,
@@ -522,7 +523,7 @@ impl ProxyConfig {
             if self.serves(d) {
                 return Err(Rule::RouteForOwnDomain(d.clone()));
             }
-            if jid_domain(d) != Some(d.as_str()) || !valid_route(v) {
+            if jid_domain(d) != Some(d.as_str()) || !valid_host_port(v) {
                 return Err(Rule::BadRoute {
                     domain: d.clone(),
                     value: v.clone(),
